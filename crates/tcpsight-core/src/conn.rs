@@ -1,0 +1,530 @@
+//! One tracked connection: handshake state machine, close tracking, exchanges, and the
+//! assembly of its final record.
+
+use crate::decode::{IcmpQuote, TcpSegment};
+use crate::dir::{DirState, SegClass};
+use crate::flow::{Endpoint, FlowKey, Side};
+use crate::history::{History, Mark};
+use crate::record::{Close, ConnRecord, DirRecord, Outcome};
+use crate::seq::Seq;
+use crate::stats::ResponseTimes;
+
+/// Out-of-order threshold before the handshake gives an RTT (tshark uses 3 ms too).
+const DEFAULT_OOO_THRESHOLD_NS: u64 = 3_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Client SYN seen, nothing back yet (or the peer's own SYN: simultaneous open).
+    SynSent,
+    /// A SYN/ACK was seen; waiting for the ACK that completes the handshake.
+    SynAckSeen,
+    Established,
+    /// No SYN seen from the client.
+    Midstream,
+}
+
+/// What one packet did to the handshake, for the engine to turn into an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HandshakeChange {
+    None,
+    Decided(Outcome),
+}
+
+/// What one packet did, for the engine to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentEffect {
+    pub handshake: HandshakeChange,
+    /// A response began: the time since its request's first byte.
+    pub response_ns: Option<u64>,
+}
+
+pub(crate) struct Conn {
+    pub key: FlowKey,
+    pub hash: u64,
+    /// Whether the client is `key.lo`.
+    pub client_is_lo: bool,
+    pub phase: Phase,
+    /// Handshake outcome once decided (and its event emitted).
+    pub outcome: Option<Outcome>,
+    pub ts_first: u64,
+    pub ts_last: u64,
+    pub client_isn: Option<Seq>,
+    server_isn: Option<Seq>,
+    synack_from: Side,
+    pub first_syn_ns: Option<u64>,
+    last_syn_ns: u64,
+    last_synack_ns: Option<u64>,
+    established_ns: Option<u64>,
+    pub syn_count: u32,
+    pub synack_count: u32,
+    pub dirs: [DirState; 2],
+    fin_seen: [bool; 2],
+    rst_seen: [bool; 2],
+    first_close: Option<(Side, Close)>,
+    icmp: Option<(u8, u8)>,
+    // Exchanges: a message is a run of new payload in one direction.
+    last_msg: Option<Side>,
+    request_start_ns: Option<u64>,
+    exchanges: u32,
+    responses: ResponseTimes,
+    history: History,
+}
+
+impl Conn {
+    /// A connection whose first packet is `seg`, sent by the `lo` end if `src_is_lo`.
+    pub fn new(key: FlowKey, hash: u64, seg: &TcpSegment, src_is_lo: bool, now: u64) -> Conn {
+        let f = seg.flags;
+        // Who is the client? The SYN sender; the receiver of a SYN/ACK; otherwise the
+        // side with the higher port (servers sit on the lower, well-known one), and on
+        // equal ports the first sender.
+        let sender_is_client = if f.syn() {
+            !f.ack()
+        } else {
+            seg.sport >= seg.dport
+        };
+        let mut history = History::default();
+        if !sender_is_client {
+            history.flipped();
+        }
+        let phase = if f.syn() && !f.ack() { Phase::SynSent } else { Phase::Midstream };
+        Conn {
+            key,
+            hash,
+            client_is_lo: src_is_lo == sender_is_client,
+            phase,
+            outcome: (phase == Phase::Midstream).then_some(Outcome::Midstream),
+            ts_first: now,
+            ts_last: now,
+            client_isn: None,
+            server_isn: None,
+            synack_from: Side::Server,
+            first_syn_ns: None,
+            last_syn_ns: now,
+            last_synack_ns: None,
+            established_ns: None,
+            syn_count: 0,
+            synack_count: 0,
+            dirs: [DirState::default(), DirState::default()],
+            fin_seen: [false; 2],
+            rst_seen: [false; 2],
+            first_close: None,
+            icmp: None,
+            last_msg: None,
+            request_start_ns: None,
+            exchanges: 0,
+            responses: ResponseTimes::default(),
+            history,
+        }
+    }
+
+    #[inline]
+    pub fn side_of(&self, src_is_lo: bool) -> Side {
+        if src_is_lo == self.client_is_lo { Side::Client } else { Side::Server }
+    }
+
+    pub fn client(&self) -> Endpoint {
+        if self.client_is_lo { self.key.lo } else { self.key.hi }
+    }
+
+    pub fn server(&self) -> Endpoint {
+        if self.client_is_lo { self.key.hi } else { self.key.lo }
+    }
+
+    /// Whether a SYN (without ACK) from `side` starts a new connection on this tuple
+    /// rather than continuing this one: a new ISN, as tshark and tcptrace decide it.
+    pub fn is_new_syn(&self, side: Side, seq: Seq) -> bool {
+        match side {
+            Side::Client => match self.client_isn {
+                Some(isn) => isn != seq,
+                None => true,
+            },
+            // The server's own SYN during our handshake is a simultaneous open.
+            Side::Server => !(self.phase == Phase::SynSent && self.server_isn.is_none()),
+        }
+    }
+
+    /// Whether both directions are finished (FIN each way) or any RST was seen.
+    pub fn is_closed(&self) -> bool {
+        self.rst_seen[0] || self.rst_seen[1] || (self.fin_seen[0] && self.fin_seen[1])
+    }
+
+    fn ooo_threshold(&self) -> u64 {
+        match (self.first_syn_ns, self.established_ns) {
+            (Some(a), Some(b)) if b > a => b - a,
+            _ => DEFAULT_OOO_THRESHOLD_NS,
+        }
+    }
+
+    /// Processes one segment; returns what it did to the handshake and exchanges.
+    pub fn on_segment(&mut self, seg: &TcpSegment, side: Side, now: u64) -> SegmentEffect {
+        self.ts_last = self.ts_last.max(now);
+        let f = seg.flags;
+        let (syn, ack, fin, rst) = (f.syn(), f.ack(), f.fin(), f.rst());
+        let s = side.index();
+        let mut change = HandshakeChange::None;
+
+        // Handshake bookkeeping comes first: it fixes the ISNs the analysis uses.
+        if syn {
+            change = self.on_syn(seg, side, now);
+        }
+
+        let ooo_threshold = self.ooo_threshold();
+        let (d, rev) = split_pair(&mut self.dirs, s);
+        d.pkts += 1;
+        d.payload_bytes += seg.payload_len as u64;
+        let class = d.on_send(
+            rev,
+            now,
+            seg.seq,
+            seg.payload_len,
+            syn,
+            fin,
+            rst,
+            ooo_threshold,
+        );
+        if ack {
+            rev.on_acked(now, seg.ack);
+        }
+        d.on_ack_sent(now, seg.seq, ack.then_some(seg.ack), seg.window, seg.payload_len, syn || fin || rst);
+        if seg.window == Some(0) && !rst && !syn {
+            d.zero_windows += 1;
+            self.history.mark(side, Mark::ZeroWindow, 0);
+        }
+
+        self.mark_history(seg, side, class);
+
+        // The ACK completing the handshake: from the side opposite the SYN/ACK sender,
+        // acknowledging that sender's ISN.
+        if self.phase == Phase::SynAckSeen && ack && !syn && side != self.synack_from {
+            let isn = if self.synack_from == Side::Server { self.server_isn } else { self.client_isn };
+            if let Some(isn) = isn
+                && seg.ack.ge(isn + 1)
+            {
+                self.phase = Phase::Established;
+                self.established_ns = Some(now);
+                if self.outcome.is_none() || self.outcome == Some(Outcome::Unreachable) {
+                    let first = self.outcome.is_none();
+                    self.outcome = Some(Outcome::Established);
+                    if first {
+                        change = HandshakeChange::Decided(Outcome::Established);
+                    }
+                }
+            }
+        }
+
+        if rst {
+            self.rst_seen[s] = true;
+            self.dirs[s].rsts += 1;
+            if self.first_close.is_none() {
+                self.first_close = Some((side, Close::Rst));
+            }
+            if self.outcome.is_none() && matches!(self.phase, Phase::SynSent | Phase::SynAckSeen) {
+                self.outcome = Some(Outcome::Rejected);
+                change = HandshakeChange::Decided(Outcome::Rejected);
+            }
+        }
+        if fin {
+            self.fin_seen[s] = true;
+            self.dirs[s].fins += 1;
+            if self.first_close.is_none() {
+                self.first_close = Some((side, Close::Fin));
+            }
+        }
+
+        let mut response_ns = None;
+        if seg.payload_len > 0 && matches!(class, SegClass::New | SegClass::NewAfterGap | SegClass::OutOfOrder) {
+            response_ns = self.on_new_payload(side, now);
+        }
+        SegmentEffect {
+            handshake: change,
+            response_ns,
+        }
+    }
+
+    fn on_syn(&mut self, seg: &TcpSegment, side: Side, now: u64) -> HandshakeChange {
+        let s = side.index();
+        let o = seg.options;
+        let d = &mut self.dirs[s];
+        d.mss = o.mss.or(d.mss);
+        d.wscale = o.wscale.or(d.wscale);
+        d.sack_ok |= o.sack_ok;
+        d.ts_ok |= o.ts_ok;
+        d.set_base(seg.seq);
+        if !seg.flags.ack() {
+            match side {
+                Side::Client => {
+                    self.syn_count += 1;
+                    if self.client_isn.is_none() {
+                        self.client_isn = Some(seg.seq);
+                        self.first_syn_ns = Some(now);
+                    }
+                    self.last_syn_ns = now;
+                }
+                Side::Server => {
+                    // Simultaneous open: the peer's SYN plays the SYN/ACK's part.
+                    self.server_isn.get_or_insert(seg.seq);
+                }
+            }
+            return HandshakeChange::None;
+        }
+        self.synack_count += 1;
+        match side {
+            Side::Server => {
+                self.server_isn.get_or_insert(seg.seq);
+            }
+            Side::Client => {
+                self.client_isn.get_or_insert(seg.seq);
+            }
+        }
+        if self.phase == Phase::SynSent {
+            self.phase = Phase::SynAckSeen;
+            self.synack_from = side;
+        }
+        if self.phase == Phase::SynAckSeen {
+            self.last_synack_ns = Some(now);
+        }
+        HandshakeChange::None
+    }
+
+    /// New payload from `side`: a new message when the direction flips; a server message
+    /// answering a client one completes an exchange, whose response time is returned.
+    fn on_new_payload(&mut self, side: Side, now: u64) -> Option<u64> {
+        if self.last_msg == Some(side) {
+            return None;
+        }
+        self.last_msg = Some(side);
+        self.dirs[side.index()].messages += 1;
+        match side {
+            Side::Client => {
+                self.request_start_ns = Some(now);
+                None
+            }
+            Side::Server => {
+                let start = self.request_start_ns.take()?;
+                let rt = now.saturating_sub(start);
+                self.exchanges += 1;
+                self.responses.add(rt);
+                Some(rt)
+            }
+        }
+    }
+
+    fn mark_history(&mut self, seg: &TcpSegment, side: Side, class: SegClass) {
+        let f = seg.flags;
+        let seq = seg.seq.0;
+        let h = &mut self.history;
+        if f.syn() && (f.fin() || f.rst()) {
+            h.mark(side, Mark::MultiFlag, seq);
+        } else if f.fin() && f.rst() {
+            h.mark(side, Mark::Inconsistent, seq);
+        }
+        if f.syn() {
+            h.mark(side, if f.ack() { Mark::SynAck } else { Mark::Syn }, seq);
+        }
+        if seg.payload_len > 0 {
+            h.mark(side, Mark::Data, seq);
+        } else if f.ack() && !f.syn() && !f.fin() && !f.rst() {
+            h.mark(side, Mark::Ack, seq);
+        }
+        if class.is_retransmission() {
+            h.mark(side, Mark::Retransmit, seq);
+        }
+        if class == SegClass::NewAfterGap {
+            h.mark(side, Mark::Gap, seq);
+        }
+        if f.fin() {
+            h.mark(side, Mark::Fin, seq);
+        }
+        if f.rst() {
+            h.mark(side, Mark::Rst, seq);
+        }
+    }
+
+    /// An ICMP error quoting a segment this connection's `side` sent.
+    pub fn on_icmp(&mut self, q: &IcmpQuote, now: u64) -> HandshakeChange {
+        self.ts_last = self.ts_last.max(now);
+        self.icmp = Some((q.icmp_type, q.icmp_code));
+        if self.outcome.is_none() && matches!(self.phase, Phase::SynSent | Phase::SynAckSeen) {
+            self.outcome = Some(Outcome::Unreachable);
+            return HandshakeChange::Decided(Outcome::Unreachable);
+        }
+        HandshakeChange::None
+    }
+
+    /// Decides a timed-out handshake at capture time `now`.
+    pub fn check_timeout(&mut self, now: u64, timeout_ns: u64) -> HandshakeChange {
+        if self.outcome.is_none()
+            && let Some(first) = self.first_syn_ns
+            && now.saturating_sub(first) >= timeout_ns
+        {
+            self.outcome = Some(Outcome::Timeout);
+            return HandshakeChange::Decided(Outcome::Timeout);
+        }
+        HandshakeChange::None
+    }
+
+    pub fn icmp(&self) -> Option<(u8, u8)> {
+        self.icmp
+    }
+
+    /// Time from the first SYN to the packet that decided the outcome.
+    pub fn handshake_ns(&self, decided_at: u64) -> Option<u64> {
+        self.first_syn_ns.map(|f| decided_at.saturating_sub(f))
+    }
+
+    /// Zeek's conn_state, from each endpoint's state as Zeek's TCP analyzer tracks it.
+    fn conn_state(&self) -> &'static str {
+        #[derive(PartialEq, Clone, Copy)]
+        enum Ep {
+            Inactive,
+            SynSent,
+            SynAckSent,
+            Partial,
+            Established,
+            Closed,
+            Reset,
+        }
+        let h = self.history.as_str().as_bytes();
+        let sent = |side: Side, c: u8| {
+            let c = if side == Side::Client { c } else { c.to_ascii_lowercase() };
+            h.contains(&c)
+        };
+        let handshake_done = self.established_ns.is_some();
+        let state = |side: Side| {
+            let i = side.index();
+            if self.rst_seen[i] {
+                Ep::Reset
+            } else if self.fin_seen[i] {
+                Ep::Closed
+            } else if handshake_done {
+                Ep::Established
+            } else if sent(side, b'H') {
+                Ep::SynAckSent
+            } else if sent(side, b'S') {
+                Ep::SynSent
+            } else if self.dirs[i].pkts > 0 {
+                Ep::Partial
+            } else {
+                Ep::Inactive
+            }
+        };
+        let (os, rs) = (state(Side::Client), state(Side::Server));
+        let o_inactive = matches!(os, Ep::Inactive | Ep::Partial);
+        let r_inactive = matches!(rs, Ep::Inactive | Ep::Partial);
+        let no_data = self.dirs[0].payload_bytes == 0 && self.dirs[1].payload_bytes == 0;
+        if rs == Ep::Reset {
+            if matches!(os, Ep::SynSent | Ep::SynAckSent) || (os == Ep::Reset && no_data && !handshake_done) {
+                "REJ"
+            } else if o_inactive {
+                "RSTRH"
+            } else {
+                "RSTR"
+            }
+        } else if os == Ep::Reset {
+            if r_inactive {
+                if sent(Side::Client, b'S') && !sent(Side::Server, b'h') { "RSTOS0" } else { "OTH" }
+            } else {
+                "RSTO"
+            }
+        } else if rs == Ep::Closed && os == Ep::Closed {
+            "SF"
+        } else if os == Ep::Closed {
+            if r_inactive { "SH" } else { "S2" }
+        } else if rs == Ep::Closed {
+            if o_inactive { "SHR" } else { "S3" }
+        } else if os == Ep::SynSent && rs == Ep::Inactive {
+            "S0"
+        } else if os == Ep::Established && rs == Ep::Established {
+            "S1"
+        } else {
+            "OTH"
+        }
+    }
+
+    /// The final record. `trace_ended` says the trace ended with the handshake open.
+    pub fn to_record(&self, trace_ended: bool) -> ConnRecord {
+        let outcome = self.outcome.unwrap_or(if trace_ended { Outcome::Pending } else { Outcome::Timeout });
+        let close = if self.rst_seen[0] || self.rst_seen[1] {
+            Close::Rst
+        } else if self.fin_seen[0] || self.fin_seen[1] {
+            Close::Fin
+        } else {
+            Close::Open
+        };
+        let c = self.client();
+        let sv = self.server();
+        ConnRecord {
+            ts_first_ns: self.ts_first,
+            ts_last_ns: self.ts_last,
+            client: c.addr,
+            client_port: c.port,
+            server: sv.addr,
+            server_port: sv.port,
+            vlan: self.key.vlan,
+            outcome,
+            close,
+            closed_by: self.first_close.map(|(s, _)| s),
+            close_first: self.first_close.map(|(_, c)| c),
+            syn_count: self.syn_count,
+            synack_count: self.synack_count,
+            connect_ns: match (self.first_syn_ns, self.established_ns) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                _ => None,
+            },
+            server_rtt_ns: match (self.first_syn_ns, self.last_synack_ns) {
+                (Some(_), Some(sa)) if sa >= self.last_syn_ns => Some(sa - self.last_syn_ns),
+                _ => None,
+            },
+            client_rtt_ns: match (self.last_synack_ns, self.established_ns) {
+                (Some(sa), Some(e)) => Some(e.saturating_sub(sa)),
+                _ => None,
+            },
+            syn_retry_ns: self.first_syn_ns.map(|f| self.last_syn_ns.saturating_sub(f)),
+            c2s: dir_record(&self.dirs[0]),
+            s2c: dir_record(&self.dirs[1]),
+            exchanges: self.exchanges,
+            response_p50_ns: self.responses.percentile_ns(50.0),
+            response_max_ns: self.responses.max_ns(),
+            conn_state: self.conn_state(),
+            history: self.history.as_str().to_string(),
+            icmp_type: self.icmp.map(|i| i.0),
+            icmp_code: self.icmp.map(|i| i.1),
+        }
+    }
+}
+
+fn dir_record(d: &DirState) -> DirRecord {
+    DirRecord {
+        pkts: d.pkts,
+        payload_bytes: d.payload_bytes,
+        unique_bytes: d.unique_bytes(),
+        retx_pkts: d.retx_pkts,
+        retx_bytes: d.retx_bytes,
+        fast_retx_pkts: d.fast_retx_pkts,
+        spurious_retx_pkts: d.spurious_retx_pkts,
+        out_of_order_pkts: d.out_of_order_pkts,
+        lost_segments: d.lost_segments,
+        dup_acks: d.dup_acks,
+        zero_windows: d.zero_windows,
+        mss: d.mss,
+        wscale: d.wscale,
+        sack_ok: d.sack_ok,
+        ts_ok: d.ts_ok,
+        rtt_min_ns: (d.rtt.samples > 0).then_some(d.rtt.min_ns),
+        rtt_avg_ns: d.rtt.mean_ns(),
+        rtt_max_ns: (d.rtt.samples > 0).then_some(d.rtt.max_ns),
+        rtt_std_ns: d.rtt.std_ns(),
+        rtt_samples: d.rtt.samples,
+        gap_bytes: d.gap_bytes,
+        messages: d.messages,
+        fin_pkts: d.fins,
+        rst_pkts: d.rsts,
+    }
+}
+
+/// Mutable access to one direction and shared access to the other.
+#[inline]
+fn split_pair(dirs: &mut [DirState; 2], i: usize) -> (&mut DirState, &mut DirState) {
+    let (a, b) = dirs.split_at_mut(1);
+    if i == 0 { (&mut a[0], &mut b[0]) } else { (&mut b[0], &mut a[0]) }
+}

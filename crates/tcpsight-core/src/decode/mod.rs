@@ -1,0 +1,135 @@
+//! Frame decoding: link layer, IPv4/IPv6, TCP header and ICMP errors quoting TCP.
+//!
+//! Hand-written checked views rather than a general packet crate (etherparse was the
+//! survey's pick): tcpsight needs LINUX_SLL2 and NULL/LOOP link types, which etherparse
+//! does not decode, lax parsing of snaplen-cut headers (use what is there, flag it),
+//! payload length taken from the IP header (not from captured bytes), and nothing else.
+//! Every read is bounds-checked through [`Bytes`]; decoding never panics on any input
+//! (property-tested and fuzzed).
+
+mod ip;
+mod link;
+mod tcp;
+
+pub use link::LinkType;
+pub use tcp::{TcpFlags, TcpOptions};
+
+use crate::addr::Addr;
+use crate::seq::Seq;
+
+/// A decoded TCP segment: the header fields the engine needs, copied out of the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSegment {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// 802.1Q id (outer << 12 | inner for QinQ), 0 when untagged.
+    pub vlan: u32,
+    pub seq: Seq,
+    pub ack: Seq,
+    pub flags: TcpFlags,
+    /// Raw advertised window (not scaled); `None` when the snaplen cut it off.
+    pub window: Option<u16>,
+    /// TCP payload length from the IP header's length fields, captured or not.
+    pub payload_len: u32,
+    /// Options, parsed only on SYN segments (the only place MSS/WS/SACK-permitted live).
+    pub options: TcpOptions,
+    /// The frame was cut short by the snaplen (captured < original length).
+    pub truncated: bool,
+}
+
+/// An ICMP or ICMPv6 error quoting the start of a TCP segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpQuote {
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Whether this is destination-unreachable (true) or time-exceeded (false).
+    pub unreachable: bool,
+    /// The quoted segment as it was sent: its source, destination, ports and sequence.
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: Seq,
+    pub vlan: u32,
+}
+
+/// What one frame turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Tcp(TcpSegment),
+    IcmpError(IcmpQuote),
+    /// An IP fragment other than the first: counted, not analysed.
+    Fragment,
+    /// A well-formed frame that carries no TCP (ARP, UDP, other ICMP...).
+    NotTcp,
+}
+
+/// Why a frame could not be decoded. Counted per reason in the capture summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    UnknownLinkType(u32),
+    /// The frame ends before the named header does.
+    Short(&'static str),
+    /// A header field holds an impossible value (IP version, header length...).
+    Malformed(&'static str),
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DecodeError::UnknownLinkType(t) => write!(f, "unknown link type {t}"),
+            DecodeError::Short(what) => write!(f, "frame too short for the {what} header"),
+            DecodeError::Malformed(what) => write!(f, "malformed {what} header"),
+        }
+    }
+}
+
+/// Decodes one captured frame. `orig_len` is the frame's length on the wire.
+pub fn decode(link: LinkType, data: &[u8], orig_len: u32) -> Result<Decoded, DecodeError> {
+    let truncated = (data.len() as u64) < orig_len as u64;
+    let net = link::strip(link, data)?;
+    let l3 = &data[net.offset..];
+    match net.proto {
+        link::NetProto::Ipv4 => ip::decode_ipv4(l3, net.vlan, truncated),
+        link::NetProto::Ipv6 => ip::decode_ipv6(l3, net.vlan, truncated),
+        link::NetProto::Other => Ok(Decoded::NotTcp),
+    }
+}
+
+/// Bounds-checked big-endian reads over a byte slice.
+#[derive(Clone, Copy)]
+pub(crate) struct Bytes<'a>(pub &'a [u8]);
+
+impl<'a> Bytes<'a> {
+    #[inline]
+    pub fn u8(&self, at: usize) -> Option<u8> {
+        self.0.get(at).copied()
+    }
+    #[inline]
+    pub fn u16(&self, at: usize) -> Option<u16> {
+        let b = self.0.get(at..at + 2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+    #[inline]
+    pub fn u32(&self, at: usize) -> Option<u32> {
+        let b = self.0.get(at..at + 4)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    #[inline]
+    pub fn array<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        self.0.get(at..at + N)?.try_into().ok()
+    }
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline]
+    pub fn from(&self, at: usize) -> &'a [u8] {
+        self.0.get(at..).unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! One direction of a connection: sequence tracking, retransmission classes, RTT
+//! samples, ACK bookkeeping and capture-gap accounting.
+//!
+//! The classification follows Wireshark's `tcp_analyze_sequence_number` so that our
+//! counts can be compared with tshark's `tcp.analysis.*` flags; the RTT sampling follows
+//! tcptrace (`-r`): a sample when an ACK exactly covers the end of a segment that was
+//! sent once (Karn's rule). docs/fields.md states each rule.
+
+use std::collections::VecDeque;
+
+use crate::seq::{Seq, Unwrapper};
+
+/// How a segment that carries data (or SYN/FIN) was classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegClass {
+    /// Advances the sequence space, or carries nothing to classify.
+    New,
+    /// Starts beyond the highest sequence seen: the capture missed the segment(s) before.
+    NewAfterGap,
+    KeepAlive,
+    ZeroWindowProbe,
+    OutOfOrder,
+    FastRetransmission,
+    SpuriousRetransmission,
+    Retransmission,
+}
+
+impl SegClass {
+    pub fn is_retransmission(self) -> bool {
+        matches!(
+            self,
+            SegClass::Retransmission | SegClass::FastRetransmission | SegClass::SpuriousRetransmission
+        )
+    }
+}
+
+/// RTT accumulator: count, min, max, mean and standard deviation in nanoseconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RttStats {
+    pub samples: u32,
+    pub min_ns: u64,
+    pub max_ns: u64,
+    sum_ns: f64,
+    sum_sq: f64,
+}
+
+impl RttStats {
+    pub fn add(&mut self, ns: u64) {
+        if self.samples == 0 || ns < self.min_ns {
+            self.min_ns = ns;
+        }
+        self.max_ns = self.max_ns.max(ns);
+        self.samples += 1;
+        let x = ns as f64;
+        self.sum_ns += x;
+        self.sum_sq += x * x;
+    }
+
+    pub fn mean_ns(&self) -> Option<f64> {
+        (self.samples > 0).then(|| self.sum_ns / self.samples as f64)
+    }
+
+    /// Sample standard deviation (n - 1), as tcptrace prints it.
+    pub fn std_ns(&self) -> Option<f64> {
+        if self.samples == 0 {
+            return None;
+        }
+        if self.samples == 1 {
+            return Some(0.0);
+        }
+        let n = self.samples as f64;
+        let var = (self.sum_sq - self.sum_ns * self.sum_ns / n) / (n - 1.0);
+        Some(var.max(0.0).sqrt())
+    }
+}
+
+/// A segment waiting for its ACK, for RTT sampling.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    end: Seq,
+    sent_ns: u64,
+    retransmitted: bool,
+}
+
+/// At most this many unacknowledged segments are timed per direction. Beyond it new
+/// segments go untimed (fewer samples, never wrong ones); it bounds memory per flow.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Sequence ranges the capture skipped, until ACKs settle whether they were gaps.
+const MAX_HOLES: usize = 2;
+
+#[derive(Clone, Debug, Default)]
+pub struct DirState {
+    // Counters reported in the record.
+    pub pkts: u64,
+    pub payload_bytes: u64,
+    pub retx_pkts: u32,
+    pub retx_bytes: u64,
+    pub fast_retx_pkts: u32,
+    pub spurious_retx_pkts: u32,
+    pub out_of_order_pkts: u32,
+    pub lost_segments: u32,
+    pub dup_acks: u32,
+    pub zero_windows: u32,
+    pub gap_bytes: u64,
+    pub messages: u32,
+    pub fins: u32,
+    pub rsts: u32,
+    pub rtt: RttStats,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_ok: bool,
+    pub ts_ok: bool,
+
+    /// Sequence positions of this direction, unwrapped to 64 bits; `None` until the
+    /// first segment fixes the base (the ISN, or the byte before the first one seen).
+    pub unwrap: Option<Unwrapper>,
+    /// Highest end of payload seen (offset), and where the FIN sits (offset).
+    data_top: u64,
+    fin_off: Option<u64>,
+    /// Highest offset accounted as either seen or counted as a gap.
+    gap_top: u64,
+    holes: [(u64, u64); MAX_HOLES],
+    n_holes: u8,
+
+    // Wireshark-style analysis state.
+    next_seq: Option<Seq>,
+    next_seq_ns: u64,
+    pub last_ack: Option<Seq>,
+    /// Time of this direction's latest packet of any kind (tshark's lastacktime).
+    last_pkt_ns: u64,
+    dupack_num: u32,
+    window: Option<u16>,
+
+    in_flight: VecDeque<InFlight>,
+}
+
+impl DirState {
+    /// Fixes the base of this direction's sequence space. `isn` is the SYN's sequence
+    /// number; for a direction first seen mid-stream, the byte before its first segment.
+    pub fn set_base(&mut self, isn: Seq) {
+        if self.unwrap.is_none() {
+            self.unwrap = Some(Unwrapper::new(isn));
+        }
+    }
+
+    /// Bytes of sequence space the payload covered: from the first byte after the ISN
+    /// to the highest payload byte or the FIN, whichever is later. Exact, never +1.
+    pub fn unique_bytes(&self) -> u64 {
+        let top = self.data_top.max(self.fin_off.unwrap_or(0));
+        top.saturating_sub(1)
+    }
+
+    /// Classifies a segment sent in this direction, updates the sequence state and the
+    /// in-flight list. `rev` is the opposite direction (whose ACKs tell what was seen).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_send(
+        &mut self,
+        rev: &DirState,
+        now: u64,
+        seq: Seq,
+        payload_len: u32,
+        syn: bool,
+        fin: bool,
+        rst: bool,
+        ooo_threshold_ns: u64,
+    ) -> SegClass {
+        let seq_len = payload_len + syn as u32 + fin as u32;
+        if self.unwrap.is_none() {
+            if syn {
+                self.set_base(seq);
+            } else {
+                // First segment of a direction seen without its SYN: place a virtual SYN
+                // just before it, so nothing before the capture counts as a gap.
+                let mut u = Unwrapper::new(seq - 1);
+                u.advance(seq);
+                self.unwrap = Some(u);
+                self.gap_top = 1;
+            }
+        }
+        let mut class = SegClass::New;
+        if let Some(next) = self.next_seq {
+            let keep_alive = payload_len <= 1 && !syn && !fin && !rst && seq == next - 1;
+            let zero_window_probe = payload_len == 1 && seq == next && rev.window == Some(0);
+            // tshark: a multi-byte segment starting one byte early still advances.
+            let not_advanced = seq.lt(next) && !(payload_len > 1 && seq == next - 1);
+            if zero_window_probe {
+                class = SegClass::ZeroWindowProbe;
+            } else if keep_alive {
+                class = SegClass::KeepAlive;
+            } else if seq_len > 0 && not_advanced {
+                class = self.classify_old(rev, now, seq, payload_len, seq_len, ooo_threshold_ns);
+            } else if seq.gt(next) && !rst {
+                class = SegClass::NewAfterGap;
+                self.lost_segments += 1;
+            }
+        }
+        if class.is_retransmission() {
+            self.retx_pkts += 1;
+            self.retx_bytes += payload_len as u64;
+            match class {
+                SegClass::FastRetransmission => self.fast_retx_pkts += 1,
+                SegClass::SpuriousRetransmission => self.spurious_retx_pkts += 1,
+                _ => {}
+            }
+        } else if class == SegClass::OutOfOrder {
+            self.out_of_order_pkts += 1;
+        }
+
+        if seq_len > 0 && !rst {
+            let end = seq + seq_len;
+            let advances = match self.next_seq {
+                None => true,
+                Some(next) => end.gt(next),
+            };
+            if advances && class != SegClass::ZeroWindowProbe {
+                self.next_seq = Some(end);
+                self.next_seq_ns = now;
+            }
+            self.track_positions(seq, payload_len, syn, fin);
+            let again = class.is_retransmission() || class == SegClass::OutOfOrder;
+            self.time_segment(now, seq, end, again, advances);
+        }
+        class
+    }
+
+    fn classify_old(
+        &self,
+        rev: &DirState,
+        now: u64,
+        seq: Seq,
+        payload_len: u32,
+        seq_len: u32,
+        ooo_threshold_ns: u64,
+    ) -> SegClass {
+        let next = self.next_seq.unwrap_or(seq);
+        // tshark 4.0 checks, in this order: spurious, fast, out-of-order, plain.
+        // Everything in it was already acknowledged: the retransmission was not needed.
+        if payload_len > 0
+            && let Some(acked) = rev.last_ack
+            && (seq + payload_len).le(acked)
+        {
+            return SegClass::SpuriousRetransmission;
+        }
+        // Two or more duplicate ACKs asked for exactly this segment, and the peer's last
+        // packet is under 20 ms old.
+        if rev.dupack_num >= 2
+            && rev.last_ack == Some(seq)
+            && now.saturating_sub(rev.last_pkt_ns) < 20_000_000
+        {
+            return SegClass::FastRetransmission;
+        }
+        // Came within one handshake RTT of the highest segment and does not just
+        // repeat it: reordering, not loss.
+        if now.saturating_sub(self.next_seq_ns) < ooo_threshold_ns && next != seq + seq_len {
+            return SegClass::OutOfOrder;
+        }
+        SegClass::Retransmission
+    }
+
+    /// Unique-byte and capture-hole bookkeeping in unwrapped offsets. The SYN and the
+    /// FIN each take one unit of sequence space, as on the wire.
+    fn track_positions(&mut self, seq: Seq, payload_len: u32, syn: bool, fin: bool) {
+        let Some(u) = self.unwrap.as_mut() else { return };
+        let start = u.offset(seq);
+        let data_start = start + syn as u64;
+        let data_end = data_start + payload_len as u64;
+        let seen_top = u.top();
+        u.advance(seq + (syn as u32 + payload_len + fin as u32));
+        if data_start > seen_top && payload_len > 0 {
+            self.add_hole(seen_top, data_start);
+        }
+        if payload_len > 0 {
+            self.data_top = self.data_top.max(data_end);
+            self.fill_holes(data_start, data_end);
+        }
+        if fin {
+            self.fin_off = Some(data_end);
+        }
+        self.gap_top = self.gap_top.max(data_end + fin as u64);
+    }
+
+    fn add_hole(&mut self, from: u64, to: u64) {
+        if (self.n_holes as usize) < MAX_HOLES {
+            self.holes[self.n_holes as usize] = (from, to);
+            self.n_holes += 1;
+        } else {
+            // Full: widen the last hole; gap accounting stays an upper bound only there.
+            let last = &mut self.holes[MAX_HOLES - 1];
+            last.1 = last.1.max(to);
+        }
+    }
+
+    fn fill_holes(&mut self, start: u64, end: u64) {
+        let mut i = 0;
+        while i < self.n_holes as usize {
+            let (hs, he) = self.holes[i];
+            if end <= hs || start >= he {
+                i += 1;
+                continue;
+            }
+            if start <= hs && end >= he {
+                self.remove_hole(i);
+                continue;
+            }
+            if start <= hs {
+                self.holes[i].0 = end;
+            } else if end >= he {
+                self.holes[i].1 = start;
+            } else {
+                // A segment inside the hole splits it; keep the earlier part if no room.
+                self.holes[i].1 = start;
+                if (self.n_holes as usize) < MAX_HOLES {
+                    self.holes[self.n_holes as usize] = (end, he);
+                    self.n_holes += 1;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn remove_hole(&mut self, i: usize) {
+        let n = self.n_holes as usize;
+        self.holes.copy_within(i + 1..n, i);
+        self.n_holes -= 1;
+    }
+
+    fn time_segment(&mut self, now: u64, seq: Seq, end: Seq, again: bool, advances: bool) {
+        if again {
+            // Karn's rule: every timed segment this one overlaps can no longer give a
+            // sample. Entries are in sequence order; each one starts where the last ended.
+            for f in self.in_flight.iter_mut() {
+                if f.end.gt(seq) {
+                    f.retransmitted = true;
+                    if f.end.ge(end) {
+                        break;
+                    }
+                }
+            }
+            return;
+        }
+        if advances && self.in_flight.len() < MAX_IN_FLIGHT {
+            self.in_flight.push_back(InFlight {
+                end,
+                sent_ns: now,
+                retransmitted: false,
+            });
+        }
+    }
+
+    /// The peer acknowledged `ack` at `now`: take an RTT sample if the ACK exactly ends a
+    /// segment sent once, drop acknowledged segments, settle capture gaps.
+    pub fn on_acked(&mut self, now: u64, ack: Seq) {
+        while let Some(f) = self.in_flight.front() {
+            if f.end.gt(ack) {
+                break;
+            }
+            if f.end == ack && !f.retransmitted && now >= f.sent_ns {
+                self.rtt.add(now - f.sent_ns);
+            }
+            self.in_flight.pop_front();
+        }
+        let Some(u) = self.unwrap.as_ref() else { return };
+        let acked = u.offset(ack);
+        // Holes below the ACK were received by the peer but never captured.
+        let mut i = 0;
+        while i < self.n_holes as usize {
+            let (hs, he) = self.holes[i];
+            if hs >= acked {
+                i += 1;
+                continue;
+            }
+            self.gap_bytes += he.min(acked) - hs;
+            if acked >= he {
+                self.remove_hole(i);
+            } else {
+                self.holes[i].0 = acked;
+                i += 1;
+            }
+        }
+        if acked > self.gap_top {
+            self.gap_bytes += acked - self.gap_top;
+            self.gap_top = acked;
+        }
+    }
+
+    /// Records the ACK and window this direction sent; returns whether it was a
+    /// duplicate ACK (same ACK, same window, no data, nothing else, as tshark defines it).
+    pub fn on_ack_sent(
+        &mut self,
+        now: u64,
+        seq: Seq,
+        ack: Option<Seq>,
+        window: Option<u16>,
+        payload_len: u32,
+        syn_fin_rst: bool,
+    ) -> bool {
+        let dup = payload_len == 0
+            && !syn_fin_rst
+            && ack.is_some()
+            && ack == self.last_ack
+            && window.is_some_and(|w| w != 0)
+            && window == self.window
+            && Some(seq) == self.next_seq;
+        if dup {
+            self.dupack_num += 1;
+            self.dup_acks += 1;
+        } else if ack.is_some() && ack != self.last_ack {
+            // The count only restarts when the ACK moves (a data segment repeating the
+            // same ACK neither counts nor resets it).
+            self.dupack_num = 0;
+        }
+        if let Some(a) = ack {
+            self.last_ack = Some(a);
+        }
+        self.last_pkt_ns = now;
+        if window.is_some() {
+            self.window = window;
+        }
+        dup
+    }
+}

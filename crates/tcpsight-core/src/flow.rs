@@ -1,0 +1,58 @@
+//! Flow keys: the 4-tuple plus VLAN, in a canonical order so both directions meet.
+
+use crate::addr::Addr;
+
+/// One end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub addr: Addr,
+    pub port: u16,
+}
+
+/// Direction-free key: `lo` is the smaller endpoint. Loopback and same-address
+/// connections stay distinct by port, so they are keyed correctly too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub lo: Endpoint,
+    pub hi: Endpoint,
+    pub vlan: u32,
+}
+
+impl FlowKey {
+    /// The key for a packet from `src` to `dst`, and whether `src` is the `lo` end.
+    #[inline]
+    pub fn new(src: Endpoint, dst: Endpoint, vlan: u32) -> (FlowKey, bool) {
+        if src <= dst {
+            (FlowKey { lo: src, hi: dst, vlan }, true)
+        } else {
+            (FlowKey { lo: dst, hi: src, vlan }, false)
+        }
+    }
+}
+
+/// Which side of a connection sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Client = 0,
+    Server = 1,
+}
+
+impl Side {
+    #[inline]
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+}

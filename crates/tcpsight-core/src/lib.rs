@@ -1,0 +1,27 @@
+//! tcpsight-core: the sans-IO TCP connection analysis engine.
+//!
+//! Feed [`Engine::process`] frames in capture order (timestamp in ns, link type, bytes,
+//! original length); it reports decided handshakes and finished connections to an
+//! [`Observer`]. Call [`Engine::finish`] at the end of input.
+//!
+//! Layout: `decode` (frames to TCP segments and ICMP quotes) -> `engine` (flow table,
+//! expiry) -> `conn` (one connection: handshake, close, exchanges) -> `dir` (one
+//! direction: sequence analysis, RTT, gaps) -> `record` (the output schema).
+
+pub mod addr;
+pub mod build;
+mod conn;
+pub mod decode;
+mod dir;
+pub mod engine;
+pub mod flow;
+mod history;
+pub mod record;
+pub mod seq;
+pub mod stats;
+
+pub use addr::Addr;
+pub use decode::LinkType;
+pub use engine::{CaptureStats, Collect, Config, Engine, ExchangeEvent, HandshakeEvent, Observer};
+pub use flow::{Endpoint, Side};
+pub use record::{Close, ConnRecord, DirRecord, Outcome, Value};

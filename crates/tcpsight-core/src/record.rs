@@ -1,0 +1,358 @@
+//! The finished-connection record and its one schema, shared by every output format.
+
+use crate::addr::Addr;
+use crate::flow::Side;
+
+/// How the handshake ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// SYN, SYN/ACK and the ACK completing the handshake were seen.
+    Established,
+    /// A RST ended the handshake.
+    Rejected,
+    /// An ICMP/ICMPv6 destination-unreachable or time-exceeded quoted the SYN.
+    Unreachable,
+    /// No answer within the handshake timeout (capture time).
+    Timeout,
+    /// The trace ended before the handshake could complete or time out.
+    Pending,
+    /// The connection was already open when the capture saw it (no SYN).
+    Midstream,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Established => "established",
+            Outcome::Rejected => "rejected",
+            Outcome::Unreachable => "unreachable",
+            Outcome::Timeout => "timeout",
+            Outcome::Pending => "pending",
+            Outcome::Midstream => "midstream",
+        }
+    }
+
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Established,
+        Outcome::Rejected,
+        Outcome::Unreachable,
+        Outcome::Timeout,
+        Outcome::Pending,
+        Outcome::Midstream,
+    ];
+}
+
+/// How an established (or midstream) connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Close {
+    Fin,
+    Rst,
+    Open,
+}
+
+impl Close {
+    pub fn name(self) -> &'static str {
+        match self {
+            Close::Fin => "fin",
+            Close::Rst => "rst",
+            Close::Open => "open",
+        }
+    }
+}
+
+/// Per-direction figures. `c2s` is data sent by the client, `s2c` by the server.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DirRecord {
+    pub pkts: u64,
+    pub payload_bytes: u64,
+    pub unique_bytes: u64,
+    pub retx_pkts: u32,
+    pub retx_bytes: u64,
+    pub fast_retx_pkts: u32,
+    pub spurious_retx_pkts: u32,
+    pub out_of_order_pkts: u32,
+    pub lost_segments: u32,
+    pub dup_acks: u32,
+    pub zero_windows: u32,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_ok: bool,
+    pub ts_ok: bool,
+    pub rtt_min_ns: Option<u64>,
+    pub rtt_avg_ns: Option<f64>,
+    pub rtt_max_ns: Option<u64>,
+    pub rtt_std_ns: Option<f64>,
+    pub rtt_samples: u32,
+    pub gap_bytes: u64,
+    pub messages: u32,
+    pub fin_pkts: u32,
+    pub rst_pkts: u32,
+}
+
+/// One finished connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnRecord {
+    pub ts_first_ns: u64,
+    pub ts_last_ns: u64,
+    pub client: Addr,
+    pub client_port: u16,
+    pub server: Addr,
+    pub server_port: u16,
+    pub vlan: u32,
+    pub outcome: Outcome,
+    pub close: Close,
+    pub closed_by: Option<Side>,
+    /// Whether `closed_by` closed with a FIN or a RST (not in the schema: `close` and
+    /// `closed_by` say it, except for a FIN later followed by a RST).
+    pub close_first: Option<Close>,
+    pub syn_count: u32,
+    pub synack_count: u32,
+    pub connect_ns: Option<u64>,
+    pub server_rtt_ns: Option<u64>,
+    pub client_rtt_ns: Option<u64>,
+    pub syn_retry_ns: Option<u64>,
+    pub c2s: DirRecord,
+    pub s2c: DirRecord,
+    pub exchanges: u32,
+    pub response_p50_ns: Option<u64>,
+    pub response_max_ns: Option<u64>,
+    pub conn_state: &'static str,
+    pub history: String,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+impl ConnRecord {
+    pub fn duration_ns(&self) -> u64 {
+        self.ts_last_ns.saturating_sub(self.ts_first_ns)
+    }
+
+    /// Total payload bytes in both directions.
+    pub fn payload_bytes(&self) -> u64 {
+        self.c2s.payload_bytes + self.s2c.payload_bytes
+    }
+}
+
+/// A field value, typed so each writer (JSON, CSV, table) formats it its own way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    /// Seconds since the epoch, from nanoseconds.
+    Epoch(u64),
+    /// A duration given in nanoseconds, reported in microseconds.
+    Micros(u64),
+    /// A fractional duration in nanoseconds, reported in microseconds.
+    MicrosF(f64),
+    Str(&'a str),
+    Addr(Addr),
+}
+
+fn opt<T, F: FnOnce(T) -> Value<'static>>(v: Option<T>, f: F) -> Value<'static> {
+    v.map_or(Value::Null, f)
+}
+
+/// The names of every record field, in output order.
+pub fn field_names() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    let r = ConnRecord::example();
+    r.for_each_field(|name, _| names.push(name));
+    names
+}
+
+impl ConnRecord {
+    /// Visits every field in schema order. This is the one definition of the schema:
+    /// JSON Lines, CSV and the documentation's field list all come from it.
+    pub fn for_each_field<'a>(&'a self, mut f: impl FnMut(&'static str, Value<'a>)) {
+        f("ts_first", Value::Epoch(self.ts_first_ns));
+        f("ts_last", Value::Epoch(self.ts_last_ns));
+        f("client_ip", Value::Addr(self.client));
+        f("client_port", Value::U64(self.client_port as u64));
+        f("server_ip", Value::Addr(self.server));
+        f("server_port", Value::U64(self.server_port as u64));
+        f("vlan", Value::U64(self.vlan as u64));
+        f("outcome", Value::Str(self.outcome.name()));
+        f("close", Value::Str(self.close.name()));
+        f("closed_by", opt(self.closed_by, |s| Value::Str(s.name())));
+        f("duration_us", Value::Micros(self.duration_ns()));
+        f("syn_count", Value::U64(self.syn_count as u64));
+        f("synack_count", Value::U64(self.synack_count as u64));
+        f("connect_us", opt(self.connect_ns, Value::Micros));
+        f("server_rtt_us", opt(self.server_rtt_ns, Value::Micros));
+        f("client_rtt_us", opt(self.client_rtt_ns, Value::Micros));
+        f("syn_retry_us", opt(self.syn_retry_ns, Value::Micros));
+        for (prefix, d) in [("c2s_", &self.c2s), ("s2c_", &self.s2c)] {
+            dir_fields(prefix, d, &mut f);
+        }
+        f("exchanges", Value::U64(self.exchanges as u64));
+        f("response_us_p50", opt(self.response_p50_ns, Value::Micros));
+        f("response_us_max", opt(self.response_max_ns, Value::Micros));
+        f("conn_state", Value::Str(self.conn_state));
+        f("history", Value::Str(&self.history));
+        f("icmp_type", opt(self.icmp_type, |v| Value::U64(v as u64)));
+        f("icmp_code", opt(self.icmp_code, |v| Value::U64(v as u64)));
+    }
+
+    /// A record with every optional field set, for schema listings and tests.
+    pub fn example() -> ConnRecord {
+        ConnRecord {
+            ts_first_ns: 0,
+            ts_last_ns: 0,
+            client: Addr::from_v4([0, 0, 0, 0]),
+            client_port: 0,
+            server: Addr::from_v4([0, 0, 0, 0]),
+            server_port: 0,
+            vlan: 0,
+            outcome: Outcome::Established,
+            close: Close::Fin,
+            closed_by: Some(Side::Client),
+            close_first: Some(Close::Fin),
+            syn_count: 0,
+            synack_count: 0,
+            connect_ns: Some(0),
+            server_rtt_ns: Some(0),
+            client_rtt_ns: Some(0),
+            syn_retry_ns: Some(0),
+            c2s: DirRecord::default(),
+            s2c: DirRecord::default(),
+            exchanges: 0,
+            response_p50_ns: Some(0),
+            response_max_ns: Some(0),
+            conn_state: "SF",
+            history: String::new(),
+            icmp_type: Some(0),
+            icmp_code: Some(0),
+        }
+    }
+}
+
+/// Per-direction fields with a prefix. Names are built once, at first use.
+fn dir_fields<'a>(prefix: &'static str, d: &'a DirRecord, f: &mut impl FnMut(&'static str, Value<'a>)) {
+    let names = if prefix == "c2s_" { &C2S } else { &S2C };
+    let values: [Value<'a>; DIR_FIELDS.len()] = [
+        Value::U64(d.pkts),
+        Value::U64(d.payload_bytes),
+        Value::U64(d.unique_bytes),
+        Value::U64(d.retx_pkts as u64),
+        Value::U64(d.retx_bytes),
+        Value::U64(d.fast_retx_pkts as u64),
+        Value::U64(d.spurious_retx_pkts as u64),
+        Value::U64(d.out_of_order_pkts as u64),
+        Value::U64(d.lost_segments as u64),
+        Value::U64(d.dup_acks as u64),
+        Value::U64(d.zero_windows as u64),
+        opt(d.mss, |v| Value::U64(v as u64)),
+        opt(d.wscale, |v| Value::U64(v as u64)),
+        Value::Bool(d.sack_ok),
+        Value::Bool(d.ts_ok),
+        opt(d.rtt_min_ns, Value::Micros),
+        opt(d.rtt_avg_ns, Value::MicrosF),
+        opt(d.rtt_max_ns, Value::Micros),
+        opt(d.rtt_std_ns, Value::MicrosF),
+        Value::U64(d.rtt_samples as u64),
+        Value::U64(d.gap_bytes),
+        Value::U64(d.messages as u64),
+        Value::U64(d.fin_pkts as u64),
+        Value::U64(d.rst_pkts as u64),
+    ];
+    for (name, v) in names.iter().zip(values) {
+        f(name, v);
+    }
+}
+
+const DIR_FIELDS: [&str; 24] = [
+    "pkts",
+    "payload_bytes",
+    "unique_bytes",
+    "retx_pkts",
+    "retx_bytes",
+    "fast_retx_pkts",
+    "spurious_retx_pkts",
+    "out_of_order_pkts",
+    "lost_segments",
+    "dup_acks",
+    "zero_windows",
+    "mss",
+    "wscale",
+    "sack_ok",
+    "ts_ok",
+    "rtt_min_us",
+    "rtt_avg_us",
+    "rtt_max_us",
+    "rtt_std_us",
+    "rtt_samples",
+    "gap_bytes",
+    "messages",
+    "fin_pkts",
+    "rst_pkts",
+];
+
+macro_rules! prefixed {
+    ($p:literal) => {
+        [
+            concat!($p, "pkts"),
+            concat!($p, "payload_bytes"),
+            concat!($p, "unique_bytes"),
+            concat!($p, "retx_pkts"),
+            concat!($p, "retx_bytes"),
+            concat!($p, "fast_retx_pkts"),
+            concat!($p, "spurious_retx_pkts"),
+            concat!($p, "out_of_order_pkts"),
+            concat!($p, "lost_segments"),
+            concat!($p, "dup_acks"),
+            concat!($p, "zero_windows"),
+            concat!($p, "mss"),
+            concat!($p, "wscale"),
+            concat!($p, "sack_ok"),
+            concat!($p, "ts_ok"),
+            concat!($p, "rtt_min_us"),
+            concat!($p, "rtt_avg_us"),
+            concat!($p, "rtt_max_us"),
+            concat!($p, "rtt_std_us"),
+            concat!($p, "rtt_samples"),
+            concat!($p, "gap_bytes"),
+            concat!($p, "messages"),
+            concat!($p, "fin_pkts"),
+            concat!($p, "rst_pkts"),
+        ]
+    };
+}
+
+static C2S: [&str; DIR_FIELDS.len()] = prefixed!("c2s_");
+static S2C: [&str; DIR_FIELDS.len()] = prefixed!("s2c_");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_names_match_the_base_list() {
+        for (i, base) in DIR_FIELDS.iter().enumerate() {
+            assert_eq!(C2S[i], format!("c2s_{base}"));
+            assert_eq!(S2C[i], format!("s2c_{base}"));
+        }
+    }
+
+    #[test]
+    fn schema_has_the_required_fields() {
+        let names = field_names();
+        for required in [
+            "ts_first", "ts_last", "client_ip", "client_port", "server_ip", "server_port", "vlan",
+            "outcome", "close", "closed_by", "duration_us", "syn_count", "synack_count",
+            "connect_us", "server_rtt_us", "client_rtt_us", "c2s_pkts", "s2c_payload_bytes",
+            "c2s_unique_bytes", "s2c_retx_pkts", "c2s_retx_bytes", "s2c_fast_retx_pkts",
+            "c2s_spurious_retx_pkts", "s2c_out_of_order_pkts", "c2s_dup_acks",
+            "s2c_zero_windows", "c2s_mss", "s2c_wscale", "c2s_sack_ok", "s2c_ts_ok",
+            "c2s_rtt_min_us", "c2s_rtt_avg_us", "c2s_rtt_max_us", "c2s_rtt_std_us",
+            "s2c_rtt_samples", "c2s_gap_bytes", "exchanges", "response_us_p50",
+            "response_us_max", "conn_state", "history", "icmp_type", "icmp_code",
+        ] {
+            assert!(names.contains(&required), "missing {required}");
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len(), "duplicate field names");
+    }
+}

@@ -1,0 +1,15 @@
+//! tcpsight-io: capture sources around the sans-IO core.
+//!
+//! [`CaptureReader`] reads one pcap or pcapng file (plain, gzip or zstd, detected by
+//! magic bytes, never by name; `-` for stdin). [`MergedReader`] reads several files as
+//! one trace in timestamp order. Both hand out [`FrameRef`]s ready for
+//! `tcpsight_core::Engine::process`.
+
+mod error;
+mod merge;
+mod open;
+mod reader;
+
+pub use error::ReadError;
+pub use merge::MergedReader;
+pub use reader::{CaptureReader, FileFormat, FrameRef};

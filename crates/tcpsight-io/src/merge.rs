@@ -1,0 +1,49 @@
+//! Several capture files read as one trace, in timestamp order.
+
+use crate::error::ReadError;
+use crate::reader::{CaptureReader, FrameRef};
+
+/// Merges readers by the timestamp of their current frame (ties: file order). With one
+/// reader this is a plain pass-through.
+pub struct MergedReader {
+    readers: Vec<CaptureReader>,
+    /// Index of the reader whose frame was handed out last; it advances next time.
+    last: Option<usize>,
+    /// Errors met so far (a damaged file stops; the others go on).
+    pub errors: Vec<ReadError>,
+}
+
+impl MergedReader {
+    /// Takes readers already opened (their first frame loaded).
+    pub fn new(readers: Vec<CaptureReader>) -> MergedReader {
+        MergedReader {
+            readers,
+            last: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn readers(&self) -> &[CaptureReader] {
+        &self.readers
+    }
+
+    /// The next frame of the merged trace, or `None` when every file is done.
+    pub fn next_frame(&mut self) -> Option<FrameRef<'_>> {
+        if let Some(i) = self.last.take()
+            && let Err(e) = self.readers[i].advance()
+        {
+            self.errors.push(e);
+        }
+        let mut best: Option<(u64, usize)> = None;
+        for (i, r) in self.readers.iter().enumerate() {
+            if let Some(f) = r.current()
+                && best.is_none_or(|(t, _)| f.ts_ns < t)
+            {
+                best = Some((f.ts_ns, i));
+            }
+        }
+        let (_, i) = best?;
+        self.last = Some(i);
+        self.readers[i].current()
+    }
+}

@@ -1,0 +1,116 @@
+//! Number formatting shared by every writer.
+
+use std::fmt::Write;
+
+/// Epoch seconds with `digits` decimals (6 for microsecond captures, 9 for nanosecond).
+pub fn epoch(ns: u64, digits: u8, out: &mut String) {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let digits = digits.clamp(1, 9) as u32;
+    let scaled = frac / 10u64.pow(9 - digits);
+    let _ = write!(out, "{secs}.{scaled:0width$}", width = digits as usize);
+}
+
+/// Microseconds from nanoseconds: an integer when exact, else up to 3 decimals.
+pub fn micros(ns: u64, out: &mut String) {
+    let us = ns / 1000;
+    let rem = ns % 1000;
+    if rem == 0 {
+        let _ = write!(out, "{us}");
+    } else {
+        let s = format!("{rem:03}");
+        let _ = write!(out, "{us}.{}", s.trim_end_matches('0'));
+    }
+}
+
+/// Microseconds from fractional nanoseconds, 3 decimals at most.
+pub fn micros_f(ns: f64, out: &mut String) {
+    let us = (ns / 1000.0 * 1000.0).round() / 1000.0;
+    if us.fract() == 0.0 {
+        let _ = write!(out, "{}", us as i64);
+    } else {
+        let _ = write!(out, "{us}");
+    }
+}
+
+/// A human duration for tables: "850us", "12.3ms", "4.21s".
+pub fn human_duration(ns: u64) -> String {
+    let us = ns as f64 / 1000.0;
+    if us < 1000.0 {
+        format!("{us:.0}us")
+    } else if us < 1_000_000.0 {
+        format!("{:.1}ms", us / 1000.0)
+    } else {
+        format!("{:.2}s", us / 1_000_000.0)
+    }
+}
+
+/// Thousands separators: 1234567 -> "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// UTC date and time of an epoch in ns: "2026-11-26 20:19:03.123456".
+pub fn utc(ns: u64, digits: u8) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut frac = String::new();
+    epoch(ns, digits, &mut frac);
+    let frac = frac.split('.').nth(1).unwrap_or("").to_string();
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{frac}",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let mut s = String::new();
+        epoch(1_700_000_000_000_123_000, 6, &mut s);
+        assert_eq!(s, "1700000000.000123");
+        s.clear();
+        epoch(1_700_000_000_000_000_007, 9, &mut s);
+        assert_eq!(s, "1700000000.000000007");
+        s.clear();
+        micros(21_123_000, &mut s);
+        assert_eq!(s, "21123");
+        s.clear();
+        micros(21_123_450, &mut s);
+        assert_eq!(s, "21123.45");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(utc(0, 6), "1970-01-01 00:00:00.000000");
+        assert_eq!(utc(1_700_000_000_500_000_000, 3), "2023-11-14 22:13:20.500");
+        assert_eq!(human_duration(21_100_000), "21.1ms");
+    }
+}

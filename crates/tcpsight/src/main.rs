@@ -1,0 +1,42 @@
+//! tcpsight: TCP connection analyzer.
+
+mod analyze;
+mod format;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tcpsight",
+    version,
+    about = "TCP connection analyzer: handshakes, latency, RTT, retransmissions, resets, exchanges",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyze capture files (pcap, pcapng; gzip or zstd compressed; - for stdin)
+    Analyze(analyze::AnalyzeArgs),
+    /// Print the connection record schema (every field of --flows output)
+    Fields,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Analyze(args) => analyze::run(args),
+        Command::Fields => {
+            for name in tcpsight_core::record::field_names() {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

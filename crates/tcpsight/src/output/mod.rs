@@ -1,0 +1,5 @@
+//! Sinks: what the CLI does with the engine's findings.
+
+pub mod flows;
+pub mod summary;
+pub mod table;

@@ -1,0 +1,134 @@
+//! Capture summary and handshake outcome totals (tcpeek's summary, extended).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value as Json, json};
+use tcpsight_core::{CaptureStats, ConnRecord, Outcome};
+
+use crate::format::{thousands, utc};
+
+/// Outcome totals with tcpeek's duplicate counters.
+#[derive(Default)]
+pub struct Outcomes {
+    pub by_outcome: BTreeMap<Outcome, u64>,
+    /// Established connections that needed more than one SYN / SYN-ACK.
+    pub dup_syn: u64,
+    pub dup_synack: u64,
+    pub connections: u64,
+}
+
+impl Outcomes {
+    pub fn add(&mut self, r: &ConnRecord) {
+        self.connections += 1;
+        *self.by_outcome.entry(r.outcome).or_insert(0) += 1;
+        if r.outcome == Outcome::Established {
+            if r.syn_count > 1 {
+                self.dup_syn += 1;
+            }
+            if r.synack_count > 1 {
+                self.dup_synack += 1;
+            }
+        }
+    }
+
+    fn get(&self, o: Outcome) -> u64 {
+        self.by_outcome.get(&o).copied().unwrap_or(0)
+    }
+}
+
+/// What the summary says about the inputs.
+pub struct InputInfo {
+    pub files: Vec<String>,
+    pub formats: Vec<String>,
+    pub ts_digits: u8,
+}
+
+pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
+    let mut s = String::new();
+    let links: Vec<String> = st.link_types.keys().map(|l| l.name()).collect();
+    s.push_str(&format!(
+        "Capture   {} file{} ({}), link type{} {}\n",
+        input.files.len(),
+        if input.files.len() == 1 { "" } else { "s" },
+        input.formats.join(", "),
+        if links.len() == 1 { "" } else { "s" },
+        if links.is_empty() { "-".into() } else { links.join(", ") }
+    ));
+    match (st.first_ns, st.last_ns) {
+        (Some(a), Some(b)) => s.push_str(&format!(
+            "          {} .. {} UTC ({:.3} s)\n",
+            utc(a, input.ts_digits),
+            utc(b, input.ts_digits),
+            (b - a) as f64 / 1e9
+        )),
+        _ => s.push_str("          no packets\n"),
+    }
+    s.push_str(&format!(
+        "Packets   {} frames, {} TCP, {} ICMP errors ({} matched a connection), {} other\n",
+        thousands(st.frames),
+        thousands(st.tcp_packets),
+        thousands(st.icmp_errors),
+        thousands(st.icmp_matched),
+        thousands(st.not_tcp),
+    ));
+    s.push_str(&format!(
+        "          {} truncated by snaplen, {} undecodable, {} later IP fragments, {} out of time order\n",
+        thousands(st.truncated),
+        thousands(st.undecodable_total()),
+        thousands(st.fragments),
+        thousands(st.ts_backwards),
+    ));
+    for (why, n) in &st.undecodable {
+        s.push_str(&format!("          undecodable: {} x {why}\n", thousands(*n)));
+    }
+    let failed = o.get(Outcome::Rejected) + o.get(Outcome::Unreachable) + o.get(Outcome::Timeout);
+    s.push_str(&format!("\nConnections {}\n", thousands(o.connections)));
+    s.push_str(&format!(
+        "  success       {:>9}   (SYN dup {}, S/A dup {})\n",
+        thousands(o.get(Outcome::Established)),
+        thousands(o.dup_syn),
+        thousands(o.dup_synack)
+    ));
+    s.push_str(&format!("  failure       {:>9}\n", thousands(failed)));
+    s.push_str(&format!("    rejected    {:>9}   (RST answered the SYN)\n", thousands(o.get(Outcome::Rejected))));
+    s.push_str(&format!(
+        "    unreachable {:>9}   (ICMP error quoted the SYN)\n",
+        thousands(o.get(Outcome::Unreachable))
+    ));
+    s.push_str(&format!("    timeout     {:>9}   (no answer in time)\n", thousands(o.get(Outcome::Timeout))));
+    s.push_str(&format!(
+        "  pending       {:>9}   (trace ended during the handshake)\n",
+        thousands(o.get(Outcome::Pending))
+    ));
+    s.push_str(&format!(
+        "  midstream     {:>9}   (already open when the capture began)\n",
+        thousands(o.get(Outcome::Midstream))
+    ));
+    s
+}
+
+pub fn to_json(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> Json {
+    let outcomes: serde_json::Map<String, Json> =
+        Outcome::ALL.iter().map(|k| (k.name().to_string(), json!(o.get(*k)))).collect();
+    json!({
+        "files": input.files,
+        "formats": input.formats,
+        "link_types": st.link_types.keys().map(|l| l.name()).collect::<Vec<_>>(),
+        "frames": st.frames,
+        "tcp_packets": st.tcp_packets,
+        "icmp_errors": st.icmp_errors,
+        "icmp_matched": st.icmp_matched,
+        "not_tcp": st.not_tcp,
+        "truncated": st.truncated,
+        "undecodable": st.undecodable_total(),
+        "undecodable_by_reason": st.undecodable,
+        "fragments": st.fragments,
+        "ts_backwards": st.ts_backwards,
+        "first_ts_ns": st.first_ns,
+        "last_ts_ns": st.last_ns,
+        "connections": o.connections,
+        "outcomes": outcomes,
+        "dup_syn": o.dup_syn,
+        "dup_synack": o.dup_synack,
+    })
+}
