@@ -222,11 +222,14 @@ def tcptrace_time(s):
 
 
 def norm_ip(addr):
-    """tcptrace prints IPv6 addresses uncompressed-ish (2001:0db8:0001::0001); use RFC 5952 form."""
-    try:
-        return ipaddress.ip_address(addr).compressed
-    except ValueError:
-        return addr
+    """RFC 5952 form. tcptrace prints IPv6 addresses with zero-padded groups (2001:0db8:0001::0001)
+    and drops one colon of a leading '::' (::1 comes out as ':0001')."""
+    for cand in (addr, ":" + addr):
+        try:
+            return ipaddress.ip_address(cand).compressed
+        except ValueError:
+            pass
+    return addr
 
 
 def ms_to_us(ms):

@@ -44,6 +44,12 @@ pub(crate) fn open(path: &str) -> Result<Opened, ReadError> {
         let f = File::open(path).map_err(|e| err(describe_io(&e)))?;
         (Box::new(f), Some(meta.len()))
     };
+    wrap(path, raw, size)
+}
+
+/// Detects compression on any byte stream (`name` is used in error messages).
+pub(crate) fn wrap(path: &str, raw: Box<dyn Read + Send>, size: Option<u64>) -> Result<Opened, ReadError> {
+    let err = |m: String| ReadError::new(path, None, m);
     let count = Arc::new(AtomicU64::new(0));
     let counting = Counting {
         inner: raw,

@@ -87,7 +87,15 @@ fn ns_from(secs: u64, frac: u64, resolution: u64) -> u64 {
 impl CaptureReader {
     /// Opens `path` (`-` = stdin) and reads its file header.
     pub fn open(path: &str) -> Result<CaptureReader, ReadError> {
-        let opened = open(path)?;
+        Self::from_opened(path, open(path)?)
+    }
+
+    /// Reads a capture from any byte stream; `name` labels errors.
+    pub fn from_reader(name: &str, reader: Box<dyn std::io::Read + Send>) -> Result<CaptureReader, ReadError> {
+        Self::from_opened(name, crate::open::wrap(name, reader, None)?)
+    }
+
+    fn from_opened(path: &str, opened: crate::open::Opened) -> Result<CaptureReader, ReadError> {
         let inner = pcap_parser::create_reader(INITIAL_BUFFER, opened.reader).map_err(|e| {
             let msg = match e {
                 PcapError::HeaderNotRecognized => "not a pcap or pcapng file (unknown magic number)".to_string(),
