@@ -50,6 +50,8 @@ pub(crate) struct Conn {
     pub ts_last: u64,
     pub client_isn: Option<Seq>,
     server_isn: Option<Seq>,
+    /// The ACK number of the server's first SYN/ACK: names the client ISN it answered.
+    synack_ack: Option<Seq>,
     synack_from: Side,
     pub first_syn_ns: Option<u64>,
     last_syn_ns: u64,
@@ -97,6 +99,7 @@ impl Conn {
             ts_last: now,
             client_isn: None,
             server_isn: None,
+            synack_ack: None,
             synack_from: Side::Server,
             first_syn_ns: None,
             last_syn_ns: now,
@@ -134,9 +137,11 @@ impl Conn {
     /// rather than continuing this one: a new ISN, as tshark and tcptrace decide it.
     pub fn is_new_syn(&self, side: Side, seq: Seq) -> bool {
         match side {
-            Side::Client => match self.client_isn {
-                Some(isn) => isn != seq,
-                None => true,
+            Side::Client => match (self.client_isn, self.synack_ack) {
+                (Some(isn), _) => isn != seq,
+                // The SYN/ACK answering this very SYN was captured first (reordering).
+                (None, Some(acked)) => acked != seq + 1,
+                (None, None) => true,
             },
             // The server's own SYN during our handshake is a simultaneous open.
             Side::Server => !(self.phase == Phase::SynSent && self.server_isn.is_none()),
@@ -148,9 +153,11 @@ impl Conn {
         self.rst_seen[0] || self.rst_seen[1] || (self.fin_seen[0] && self.fin_seen[1])
     }
 
+    /// tshark's out-of-order window: its initial RTT, measured from the latest SYN (not
+    /// the first, unlike `connect_us`), or 3 ms before the handshake completes.
     fn ooo_threshold(&self) -> u64 {
-        match (self.first_syn_ns, self.established_ns) {
-            (Some(a), Some(b)) if b > a => b - a,
+        match self.established_ns {
+            Some(e) if self.first_syn_ns.is_some() && e > self.last_syn_ns => e - self.last_syn_ns,
             _ => DEFAULT_OOO_THRESHOLD_NS,
         }
     }
@@ -202,13 +209,12 @@ impl Conn {
             {
                 self.phase = Phase::Established;
                 self.established_ns = Some(now);
-                if self.outcome.is_none() || self.outcome == Some(Outcome::Unreachable) {
-                    let first = self.outcome.is_none();
-                    self.outcome = Some(Outcome::Established);
-                    if first {
-                        change = HandshakeChange::Decided(Outcome::Established);
-                    }
+                // A handshake that failed once (RST, ICMP, timeout) and then completed on
+                // a retried SYN is established: the record says what finally happened.
+                if self.outcome.is_none() {
+                    change = HandshakeChange::Decided(Outcome::Established);
                 }
+                self.outcome = Some(Outcome::Established);
             }
         }
 
@@ -254,9 +260,21 @@ impl Conn {
             match side {
                 Side::Client => {
                     self.syn_count += 1;
+                    if self.rst_seen.iter().any(|&r| r) && self.phase != Phase::Established {
+                        // The same SYN again after a RST: the handshake is retried, and the
+                        // RST no longer closes the connection.
+                        self.rst_seen = [false; 2];
+                        self.first_close = None;
+                        self.phase = Phase::SynSent;
+                    }
                     if self.client_isn.is_none() {
                         self.client_isn = Some(seg.seq);
                         self.first_syn_ns = Some(now);
+                        if self.phase == Phase::Midstream && self.synack_ack == Some(seg.seq + 1) {
+                            // The SYN/ACK came first in the capture; the handshake is on.
+                            self.phase = Phase::SynAckSeen;
+                            self.outcome = None;
+                        }
                     }
                     self.last_syn_ns = now;
                 }
@@ -271,6 +289,7 @@ impl Conn {
         match side {
             Side::Server => {
                 self.server_isn.get_or_insert(seg.seq);
+                self.synack_ack.get_or_insert(seg.ack);
             }
             Side::Client => {
                 self.client_isn.get_or_insert(seg.seq);
@@ -280,7 +299,7 @@ impl Conn {
             self.phase = Phase::SynAckSeen;
             self.synack_from = side;
         }
-        if self.phase == Phase::SynAckSeen {
+        if self.phase == Phase::SynAckSeen || (self.phase == Phase::Midstream && self.last_synack_ns.is_none()) {
             self.last_synack_ns = Some(now);
         }
         HandshakeChange::None

@@ -25,6 +25,9 @@ pub struct Config {
     pub idle_timeout_ns: u64,
     /// A closed (FIN both ways, or RST) connection is kept this long for late packets.
     pub close_linger_ns: u64,
+    /// An unanswered handshake is kept this long after its last packet, so SYN retries
+    /// (Linux waits up to 64 s between the last ones) stay one connection.
+    pub handshake_linger_ns: u64,
     /// How often expiry is checked (capture time).
     pub sweep_interval_ns: u64,
 }
@@ -35,6 +38,7 @@ impl Default for Config {
             handshake_timeout_ns: 30 * SECOND,
             idle_timeout_ns: 300 * SECOND,
             close_linger_ns: 10 * SECOND,
+            handshake_linger_ns: 75 * SECOND,
             sweep_interval_ns: SECOND,
         }
     }
@@ -308,7 +312,9 @@ impl Engine {
             let idle = now.saturating_sub(conn.ts_last);
             let limit = match conn.outcome {
                 _ if conn.is_closed() => cfg.close_linger_ns,
-                Some(Outcome::Timeout | Outcome::Unreachable) | None => cfg.handshake_timeout_ns,
+                Some(Outcome::Timeout | Outcome::Unreachable) | None => {
+                    cfg.handshake_timeout_ns.max(cfg.handshake_linger_ns)
+                }
                 _ => cfg.idle_timeout_ns,
             };
             if idle > limit {

@@ -1,0 +1,469 @@
+//! Property tests for the decoder and the engine: no input makes them panic, and what
+//! they report stays consistent with what they were fed.
+//!
+//! Case counts are kept small enough for the whole file to run in a few seconds in a
+//! debug build; raise them locally with `PROPTEST_CASES=10000`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+use tcpsight_core::build::{self, Tcp};
+use tcpsight_core::decode::{self, DecodeError, Decoded, TcpFlags};
+use tcpsight_core::{Collect, Config, Engine, LinkType};
+
+/// Every link type the decoder supports, plus two it does not.
+const LINK_TYPES: [u32; 12] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 0xffff_ffff];
+
+fn link_type() -> impl Strategy<Value = LinkType> {
+    prop::sample::select(LINK_TYPES.to_vec()).prop_map(LinkType)
+}
+
+/// Original lengths: mostly near the captured length, sometimes anything at all.
+fn orig_len(captured: usize) -> impl Strategy<Value = u32> {
+    prop_oneof![
+        3 => Just(captured as u32),
+        2 => (captured as u32)..(captured as u32 + 2000),
+        1 => any::<u32>(),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// Frames built from parts: a few addresses and ports, so segments meet in flows.
+
+const V4: [[u8; 4]; 3] = [[10, 0, 0, 1], [10, 0, 0, 2], [192, 0, 2, 7]];
+const PORTS: [u16; 4] = [80, 443, 40000, 40001];
+
+fn addr_pair() -> impl Strategy<Value = (IpAddr, IpAddr)> {
+    prop_oneof![
+        4 => (0..V4.len(), 0..V4.len()).prop_map(|(a, b)| {
+            (IpAddr::V4(Ipv4Addr::from(V4[a])), IpAddr::V4(Ipv4Addr::from(V4[b])))
+        }),
+        1 => (1u16..3, 1u16..3).prop_map(|(a, b)| {
+            (
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, a)),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, b)),
+            )
+        }),
+    ]
+}
+
+/// Flags: mostly the combinations a real connection uses, sometimes any 9 bits.
+fn tcp_flags() -> impl Strategy<Value = u16> {
+    use TcpFlags as F;
+    prop_oneof![
+        6 => prop::sample::select(vec![
+            F::SYN,
+            F::SYN | F::ACK,
+            F::ACK,
+            F::ACK | F::PSH,
+            F::FIN | F::ACK,
+            F::RST,
+            F::RST | F::ACK,
+        ]),
+        1 => 0u16..0x200,
+    ]
+}
+
+/// Sequence numbers: near a few bases (so the sequence analysis sees related numbers,
+/// wrap-around included), or anything.
+fn seq_num() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        4 => (prop::sample::select(vec![0u32, 1000, 0xffff_ff00]), 0u32..5000)
+            .prop_map(|(base, d)| base.wrapping_add(d)),
+        1 => any::<u32>(),
+    ]
+}
+
+fn tcp_spec() -> impl Strategy<Value = Tcp> {
+    (
+        addr_pair(),
+        prop::sample::select(PORTS.to_vec()),
+        prop::sample::select(PORTS.to_vec()),
+        seq_num(),
+        seq_num(),
+        tcp_flags(),
+        prop_oneof![Just(0u16), Just(65535u16), any::<u16>()],
+        prop_oneof![3 => 0usize..64, 1 => 64usize..1500],
+        any::<bool>(),
+        prop_oneof![3 => Just(None), 1 => (0u16..0x1000).prop_map(Some)],
+    )
+        .prop_map(
+            |((src, dst), sport, dport, seq, ack, flags, window, payload_len, syn_options, vlan)| {
+                let mut t = Tcp::new(src, sport, dst, dport);
+                t.seq = seq;
+                t.ack = ack;
+                t.flags = flags;
+                t.window = window;
+                t.payload_len = payload_len;
+                t.syn_options = syn_options;
+                t.vlan = vlan;
+                t
+            },
+        )
+}
+
+/// One input frame for the engine.
+#[derive(Clone, Debug)]
+struct Frame {
+    link: LinkType,
+    data: Vec<u8>,
+    orig_len: u32,
+}
+
+/// A structured TCP (or ICMP error) frame on Ethernet, possibly cut short.
+fn built_frame() -> impl Strategy<Value = Frame> {
+    (tcp_spec(), any::<bool>(), 0u8..4, any::<prop::sample::Index>()).prop_map(|(t, icmp, cut, at)| {
+        let full = if icmp {
+            let router = if t.src.is_ipv6() {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254))
+            };
+            let ty = if t.src.is_ipv6() { 1 } else { 3 };
+            build::icmp_error_frame(router, ty, 3, &t)
+        } else {
+            build::tcp_frame(&t)
+        };
+        let orig_len = full.len() as u32;
+        // One frame in four is cut at a random point, as a snaplen would.
+        let keep = if cut == 0 { at.index(full.len() + 1) } else { full.len() };
+        Frame {
+            link: LinkType::ETHERNET,
+            data: full[..keep].to_vec(),
+            orig_len,
+        }
+    })
+}
+
+/// Any bytes under any link type.
+fn junk_frame() -> impl Strategy<Value = Frame> {
+    (link_type(), prop::collection::vec(any::<u8>(), 0..96))
+        .prop_flat_map(|(link, data)| {
+            let n = data.len();
+            (Just(link), Just(data), orig_len(n))
+        })
+        .prop_map(|(link, data, orig_len)| Frame { link, data, orig_len })
+}
+
+/// Bytes that start out as a valid TCP frame and then have a few bytes overwritten.
+fn mutated_frame() -> impl Strategy<Value = Frame> {
+    (
+        built_frame(),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    )
+        .prop_map(|(mut f, edits)| {
+            if !f.data.is_empty() {
+                for (i, b) in edits {
+                    let i = i.index(f.data.len());
+                    f.data[i] = b;
+                }
+            }
+            f
+        })
+}
+
+fn frame() -> impl Strategy<Value = Frame> {
+    prop_oneof![
+        6 => built_frame(),
+        2 => mutated_frame(),
+        2 => junk_frame(),
+    ]
+}
+
+/// Timestamps: mostly moving forward by small or large steps (so sweeps and timeouts
+/// fire), sometimes jumping backwards or anywhere.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Forward(u64),
+    Back(u64),
+    Absolute(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0u64..2_000_000_000).prop_map(Step::Forward),
+        2 => (0u64..400_000_000_000).prop_map(Step::Forward),
+        1 => (0u64..100_000_000_000).prop_map(Step::Back),
+        // Any capture time a reader can produce: pcap seconds are u32, pcapng ones are
+        // clamped the same way in practice; 2^62 ns is year 2116.
+        1 => (0u64..(1 << 62)).prop_map(Step::Absolute),
+    ]
+}
+
+fn timestamps(steps: &[Step]) -> Vec<u64> {
+    let mut t: u64 = 1_700_000_000_000_000_000;
+    steps
+        .iter()
+        .map(|s| {
+            t = match *s {
+                Step::Forward(d) => t.saturating_add(d),
+                Step::Back(d) => t.saturating_sub(d),
+                Step::Absolute(a) => a,
+            };
+            t
+        })
+        .collect()
+}
+
+fn run_engine(frames: &[Frame], ts: &[u64]) -> (Engine, Collect) {
+    let mut engine = Engine::new(Config::default());
+    let mut out = Collect::default();
+    for (f, &t) in frames.iter().zip(ts) {
+        engine.process(t, f.link, &f.data, f.orig_len, &mut out);
+    }
+    engine.finish(&mut out);
+    (engine, out)
+}
+
+/// What every finished run must satisfy, whatever it was fed.
+fn check_run_invariants(frames: &[Frame], ts: &[u64], engine: &Engine, out: &Collect) -> Result<(), TestCaseError> {
+    let st = engine.stats();
+    prop_assert_eq!(st.frames, frames.len() as u64);
+    // Every frame lands in exactly one bucket.
+    let buckets = st.tcp_packets + st.icmp_errors + st.fragments + st.not_tcp + st.undecodable_total();
+    prop_assert_eq!(buckets, st.frames, "frame buckets do not add up: {:?}", st);
+    prop_assert!(st.icmp_matched <= st.icmp_errors);
+    prop_assert_eq!(st.link_types.values().sum::<u64>(), st.frames);
+    prop_assert_eq!(
+        st.captured_bytes,
+        frames.iter().map(|f| f.data.len() as u64).sum::<u64>()
+    );
+    prop_assert_eq!(
+        st.truncated,
+        frames
+            .iter()
+            .filter(|f| (f.data.len() as u64) < f.orig_len as u64)
+            .count() as u64
+    );
+    prop_assert!(st.wire_bytes >= st.captured_bytes);
+
+    // Nothing is left behind after finish, and each connection is reported once.
+    prop_assert_eq!(engine.active(), 0);
+    prop_assert_eq!(out.records.len() as u64, st.connections);
+
+    // Each TCP segment is counted in exactly one direction of exactly one record.
+    let pkts: u64 = out.records.iter().map(|r| r.c2s.pkts + r.s2c.pkts).sum();
+    prop_assert_eq!(pkts, st.tcp_packets);
+
+    let min_ts = ts.iter().copied().min();
+    let max_ts = ts.iter().copied().max();
+    for r in &out.records {
+        prop_assert!(r.ts_first_ns <= r.ts_last_ns, "ts_first > ts_last: {:?}", r);
+        prop_assert!(Some(r.ts_first_ns) >= min_ts && Some(r.ts_last_ns) <= max_ts);
+        prop_assert!(r.c2s.pkts + r.s2c.pkts >= 1, "a record without packets: {:?}", r);
+        prop_assert!(r.c2s.retx_pkts as u64 <= r.c2s.pkts && r.s2c.retx_pkts as u64 <= r.s2c.pkts);
+        prop_assert!(r.c2s.fin_pkts as u64 <= r.c2s.pkts && r.s2c.fin_pkts as u64 <= r.s2c.pkts);
+        prop_assert!(r.c2s.rst_pkts as u64 <= r.c2s.pkts && r.s2c.rst_pkts as u64 <= r.s2c.pkts);
+        if let (Some(p50), Some(max)) = (r.response_p50_ns, r.response_max_ns) {
+            prop_assert!(p50 <= max);
+        }
+        if let (Some(lo), Some(hi)) = (r.c2s.rtt_min_ns, r.c2s.rtt_max_ns) {
+            prop_assert!(lo <= hi);
+        }
+        if let (Some(lo), Some(hi)) = (r.s2c.rtt_min_ns, r.s2c.rtt_max_ns) {
+            prop_assert!(lo <= hi);
+        }
+    }
+    // A handshake is decided at most once per connection.
+    prop_assert!(out.handshakes.len() <= out.records.len());
+    Ok(())
+}
+
+fn cases(n: u32) -> ProptestConfig {
+    // PROPTEST_CASES (read by ProptestConfig::default) overrides the per-test count.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+proptest! {
+    #![proptest_config(cases(2000))]
+
+    /// decode() returns (Ok or Err) for any bytes under any link type and any orig_len.
+    #[test]
+    fn decode_never_panics(link in link_type(), data in prop::collection::vec(any::<u8>(), 0..128), orig in any::<u32>()) {
+        let r = decode::decode(link, &data, orig);
+        if !link.is_supported() {
+            prop_assert_eq!(r, Err(DecodeError::UnknownLinkType(link.0)));
+        } else {
+            prop_assert!(!matches!(r, Err(DecodeError::UnknownLinkType(_))));
+        }
+        // The error text is what the summary prints: make sure it formats.
+        if let Err(e) = r {
+            prop_assert!(!e.to_string().is_empty());
+        }
+    }
+
+    /// Valid frames with a few bytes overwritten: still no panic, and a frame's claimed
+    /// truncation matches captured < orig_len or a header cut by the snaplen.
+    #[test]
+    fn decode_mutated_frames_never_panic(f in mutated_frame()) {
+        if let Ok(Decoded::Tcp(seg)) = decode::decode(f.link, &f.data, f.orig_len) {
+            if (f.data.len() as u64) < f.orig_len as u64 {
+                prop_assert!(seg.truncated);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1000))]
+
+    /// A TCP frame cut at any length (orig_len the full length) decodes to the ports,
+    /// flags, sequence numbers and payload length it was built with as long as the cut
+    /// keeps the first 14 TCP bytes, and is reported too short (never misread) otherwise.
+    #[test]
+    fn decode_truncated_tcp_frame(t in tcp_spec(), cut in any::<prop::sample::Index>()) {
+        let full = build::tcp_frame(&t);
+        let l2 = if t.vlan.is_some() { 18 } else { 14 };
+        let l3 = if t.src.is_ipv6() || t.dst.is_ipv6() { 40 } else { 20 };
+        let tcp_at = l2 + l3;
+        let hlen = if t.syn_options { 40 } else { 20 };
+        prop_assert_eq!(full.len(), tcp_at + hlen + t.payload_len);
+
+        let keep = cut.index(full.len() + 1);
+        let r = decode::decode(LinkType::ETHERNET, &full[..keep], full.len() as u32);
+        if keep >= tcp_at + 14 {
+            let Ok(Decoded::Tcp(seg)) = r else {
+                return Err(TestCaseError::fail(format!("cut at {keep}/{}: {r:?}", full.len())));
+            };
+            prop_assert_eq!(seg.sport, t.sport);
+            prop_assert_eq!(seg.dport, t.dport);
+            prop_assert_eq!(seg.seq.0, t.seq);
+            prop_assert_eq!(seg.ack.0, t.ack);
+            prop_assert_eq!(seg.flags.0, t.flags & 0x01ff);
+            prop_assert_eq!(seg.src.ip().to_canonical(), t.src.to_canonical());
+            prop_assert_eq!(seg.dst.ip().to_canonical(), t.dst.to_canonical());
+            prop_assert_eq!(seg.vlan, t.vlan.map_or(0, |v| (v & 0x0fff) as u32));
+            // The payload length comes from the IP header, captured or not.
+            prop_assert_eq!(seg.payload_len as usize, t.payload_len);
+            prop_assert_eq!(seg.truncated, keep < full.len());
+            // The window is there exactly when its two bytes were captured.
+            prop_assert_eq!(seg.window, (keep >= tcp_at + 16).then_some(t.window));
+            // Options are read on SYNs only, and only as far as they were captured.
+            if t.syn_options && t.flags & TcpFlags::SYN != 0 && keep == full.len() {
+                prop_assert_eq!(seg.options.mss, Some(1460));
+                prop_assert_eq!(seg.options.wscale, Some(7));
+                prop_assert!(seg.options.sack_ok && seg.options.ts_ok);
+            }
+            if t.flags & TcpFlags::SYN == 0 {
+                prop_assert_eq!(seg.options, Default::default());
+            }
+        } else {
+            prop_assert!(matches!(r, Err(DecodeError::Short(_))), "cut at {}/{}: {:?}", keep, full.len(), r);
+        }
+    }
+
+    /// An ICMP error quoting a TCP segment decodes to that segment's ports and sequence.
+    #[test]
+    fn decode_icmp_error_quote(t in tcp_spec(), code in any::<u8>()) {
+        let v6 = t.src.is_ipv6();
+        let router = if v6 {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254))
+        };
+        let (unreach, exceeded) = if v6 { (1, 3) } else { (3, 11) };
+        for (ty, is_unreach) in [(unreach, true), (exceeded, false)] {
+            let f = build::icmp_error_frame(router, ty, code, &t);
+            let r = decode::decode(LinkType::ETHERNET, &f, f.len() as u32);
+            let Ok(Decoded::IcmpError(q)) = r else {
+                return Err(TestCaseError::fail(format!("{r:?}")));
+            };
+            prop_assert_eq!((q.icmp_type, q.icmp_code, q.unreachable), (ty, code, is_unreach));
+            prop_assert_eq!((q.sport, q.dport, q.seq.0), (t.sport, t.dport, t.seq));
+            prop_assert_eq!(q.src.ip().to_canonical(), t.src.to_canonical());
+            prop_assert_eq!(q.dst.ip().to_canonical(), t.dst.to_canonical());
+        }
+    }
+
+    /// The same IP packet decodes to the same segment under every link type that can
+    /// carry it (Ethernet, RAW, IPV4/IPV6, NULL, LOOP, Linux cooked v1 and v2).
+    #[test]
+    fn decode_same_packet_under_every_link_type(t in tcp_spec()) {
+        let ip = build::tcp_frame(&Tcp { vlan: None, ..t.clone() })[14..].to_vec();
+        let v6 = ip[0] >> 4 == 6;
+        let eth = build::ethernet(&ip, None);
+        let reference = decode::decode(LinkType::ETHERNET, &eth, eth.len() as u32);
+        prop_assert!(matches!(reference, Ok(Decoded::Tcp(_))), "{:?}", reference);
+
+        let ethertype: [u8; 2] = if v6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+        let mut framings: Vec<(u32, Vec<u8>)> = Vec::new();
+        for raw in [12u32, 14, 101, if v6 { 229 } else { 228 }] {
+            framings.push((raw, Vec::new()));
+        }
+        let af: u32 = if v6 { 10 } else { 2 };
+        framings.push((0, af.to_le_bytes().to_vec()));
+        framings.push((0, af.to_be_bytes().to_vec()));
+        framings.push((108, af.to_be_bytes().to_vec()));
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&ethertype);
+        framings.push((113, sll));
+        let mut sll2 = ethertype.to_vec();
+        sll2.resize(20, 0);
+        framings.push((276, sll2));
+
+        for (link, mut frame) in framings {
+            frame.extend_from_slice(&ip);
+            let r = decode::decode(LinkType(link), &frame, frame.len() as u32);
+            prop_assert_eq!(r, reference, "link type {}", link);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The engine
+
+proptest! {
+    #![proptest_config(cases(300))]
+
+    /// Any sequence of frames with any timestamps: no panic, and after finish the
+    /// statistics and records agree (see check_run_invariants).
+    #[test]
+    fn engine_invariants(input in prop::collection::vec((frame(), step()), 0..60)) {
+        let (frames, steps): (Vec<Frame>, Vec<Step>) = input.into_iter().unzip();
+        let ts = timestamps(&steps);
+        let (engine, out) = run_engine(&frames, &ts);
+        check_run_invariants(&frames, &ts, &engine, &out)?;
+    }
+
+    /// The same input gives the same records and events (no dependence on the flow
+    /// table's random hash seed).
+    #[test]
+    fn engine_is_deterministic(input in prop::collection::vec((built_frame(), step()), 0..40)) {
+        let (frames, steps): (Vec<Frame>, Vec<Step>) = input.into_iter().unzip();
+        let ts = timestamps(&steps);
+        let (e1, o1) = run_engine(&frames, &ts);
+        let (e2, o2) = run_engine(&frames, &ts);
+        prop_assert_eq!(e1.stats(), e2.stats());
+        prop_assert_eq!(o1.records, o2.records);
+        prop_assert_eq!(o1.handshakes, o2.handshakes);
+    }
+
+    /// Arbitrary bytes only (nearly nothing decodes): still no panic, same invariants.
+    #[test]
+    fn engine_junk_frames(input in prop::collection::vec((junk_frame(), any::<u64>()), 0..40)) {
+        let (frames, ts): (Vec<Frame>, Vec<u64>) = input.into_iter().unzip();
+        // Keep timestamps where a capture file can put them (see `step`).
+        let ts: Vec<u64> = ts.into_iter().map(|t| t >> 2).collect();
+        let (engine, out) = run_engine(&frames, &ts);
+        check_run_invariants(&frames, &ts, &engine, &out)?;
+    }
+}
+
+#[test]
+fn tmp_max() {
+    let mut e = Engine::new(Config::default());
+    let mut out = Collect::default();
+    e.process(u64::MAX - 5, LinkType(1), &[0u8; 10], 10, &mut out);
+    e.finish(&mut out);
+}
