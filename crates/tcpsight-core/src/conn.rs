@@ -201,8 +201,8 @@ impl Conn {
         self.mark_history(seg, side, class);
 
         // The ACK completing the handshake: from the side opposite the SYN/ACK sender,
-        // acknowledging that sender's ISN.
-        if self.phase == Phase::SynAckSeen && ack && !syn && side != self.synack_from {
+        // acknowledging that sender's ISN (in a simultaneous open, the peer's own SYN/ACK).
+        if self.phase == Phase::SynAckSeen && ack && side != self.synack_from {
             let isn = if self.synack_from == Side::Server { self.server_isn } else { self.client_isn };
             if let Some(isn) = isn
                 && seg.ack.ge(isn + 1)

@@ -351,13 +351,17 @@ impl DirState {
     /// The peer acknowledged `ack` at `now`: take an RTT sample if the ACK exactly ends a
     /// segment sent once, drop acknowledged segments, settle capture gaps.
     pub fn on_acked(&mut self, now: u64, ack: Seq) {
+        // tcptrace's NOSAMP: an earlier segment covered by the same ACK was sent again,
+        // so the ACK may answer that retransmission rather than the segment it ends.
+        let mut earlier_resent = false;
         while let Some(f) = self.in_flight.front() {
             if f.end.gt(ack) {
                 break;
             }
-            if f.end == ack && !f.retransmitted && now >= f.sent_ns {
+            if f.end == ack && !f.retransmitted && !earlier_resent && now >= f.sent_ns {
                 self.rtt.add(now - f.sent_ns);
             }
+            earlier_resent |= f.retransmitted;
             self.in_flight.pop_front();
         }
         let Some(u) = self.unwrap.as_ref() else { return };
