@@ -15,7 +15,7 @@ use crate::open::open;
 /// Start with 1 MiB of buffer; grow for larger records up to this bound. A record
 /// claiming more is treated as corruption rather than allocated.
 const INITIAL_BUFFER: usize = 1 << 20;
-const MAX_BUFFER: usize = 256 << 20;
+const MAX_BUFFER: usize = 64 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileFormat {
@@ -49,6 +49,7 @@ pub struct CaptureReader {
     format: FileFormat,
     /// Bytes of the capture stream consumed so far (the current block's start).
     offset: u64,
+    buffer_size: usize,
     legacy: Option<Interface>,
     interfaces: Vec<Interface>,
     /// Digits after the decimal point the timestamps carry (6 for us, 9 for ns).
@@ -114,6 +115,7 @@ impl CaptureReader {
             compression: opened.compression,
             format: FileFormat::Pcap,
             offset: 0,
+            buffer_size: INITIAL_BUFFER,
             legacy: None,
             interfaces: Vec::new(),
             ts_digits: 6,
@@ -150,6 +152,14 @@ impl CaptureReader {
     pub fn size(&self) -> Option<u64> {
         self.size
     }
+    /// Link types declared so far (the file header's, or the pcapng interfaces').
+    pub fn link_types(&self) -> Vec<LinkType> {
+        let mut v: Vec<LinkType> = self.legacy.iter().chain(&self.interfaces).map(|i| i.link).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn frames_read(&self) -> u64 {
         self.frames
     }
@@ -229,9 +239,10 @@ impl CaptureReader {
                     return Err(self.err("file ends in the middle of a record (truncated capture)"));
                 }
                 Err(PcapError::BufferTooSmall) => {
-                    let cap = self.inner.data().len().max(INITIAL_BUFFER) * 2;
-                    if cap > MAX_BUFFER || !self.inner.grow(cap) {
-                        return Err(self.err("record length is impossible (over 256 MiB): corrupt file"));
+                    // A record larger than the buffer: double it, up to a bound.
+                    self.buffer_size *= 2;
+                    if self.buffer_size > MAX_BUFFER || !self.inner.grow(self.buffer_size) {
+                        return Err(self.err("record length is impossible (over 64 MiB): corrupt file"));
                     }
                 }
                 Err(PcapError::ReadError) => return Err(self.err("read error")),

@@ -83,6 +83,19 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     let mut readers = Vec::new();
     for f in &args.files {
         match CaptureReader::open(f) {
+            Ok(r) if !r.link_types().is_empty() && r.link_types().iter().all(|l| !l.is_supported()) => {
+                let names: Vec<String> = r.link_types().iter().map(|l| l.name()).collect();
+                let e = ReadError::new(
+                    f,
+                    None,
+                    format!(
+                        "link type {} not supported (supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP)",
+                        names.join(", ")
+                    ),
+                );
+                eprintln!("tcpsight: {e}");
+                errors.push(e);
+            }
             Ok(r) => readers.push(r),
             Err(e) => {
                 eprintln!("tcpsight: {e}");
