@@ -6,6 +6,7 @@
 //! `tcpsight_core::Engine::process`.
 
 mod error;
+mod legacy;
 mod merge;
 mod open;
 mod reader;

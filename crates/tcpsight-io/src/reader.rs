@@ -5,17 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pcap_parser::pcapng::Block;
+use std::io::Read;
+
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use tcpsight_core::LinkType;
 
 use crate::error::ReadError;
+use crate::legacy::{LegacyReader, Problem, Record};
 use crate::open::open;
 
 /// Start with 1 MiB of buffer; grow for larger records up to this bound. A record
 /// claiming more is treated as corruption rather than allocated.
 const INITIAL_BUFFER: usize = 1 << 20;
-const MAX_BUFFER: usize = 64 << 20;
+const MAX_BUFFER: usize = crate::legacy::MAX_RECORD;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileFormat {
@@ -42,28 +45,35 @@ pub struct FrameRef<'a> {
 
 pub struct CaptureReader {
     path: String,
-    inner: Box<dyn PcapReaderIterator + Send>,
+    source: Source,
     raw_bytes: Arc<AtomicU64>,
     size: Option<u64>,
     compression: &'static str,
-    format: FileFormat,
-    /// Bytes of the capture stream consumed so far (the current block's start).
-    offset: u64,
-    buffer_size: usize,
-    legacy: Option<Interface>,
-    interfaces: Vec<Interface>,
     /// Digits after the decimal point the timestamps carry (6 for us, 9 for ns).
     ts_digits: u8,
-    // The current frame, copied out of the parser's buffer.
-    buf: Vec<u8>,
-    cur_ts: u64,
-    cur_link: LinkType,
-    cur_orig: u32,
     has_frame: bool,
     frames: u64,
     /// Frames skipped because they named an interface the file never described.
     pub orphan_frames: u64,
     done: bool,
+}
+
+enum Source {
+    Legacy(LegacyReader, Option<Record>),
+    Ng(Box<NgState>),
+}
+
+/// pcapng through pcap-parser; the current frame is copied out of its buffer.
+struct NgState {
+    inner: Box<dyn PcapReaderIterator + Send>,
+    /// Bytes of the capture stream consumed so far (the current block's start).
+    offset: u64,
+    buffer_size: usize,
+    interfaces: Vec<Interface>,
+    buf: Vec<u8>,
+    cur_ts: u64,
+    cur_link: LinkType,
+    cur_orig: u32,
 }
 
 fn digits_of(resolution: u64) -> u8 {
@@ -85,6 +95,20 @@ fn ns_from(secs: u64, frac: u64, resolution: u64) -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(frac_ns)
 }
 
+/// Reads up to `buf.len()` bytes, fewer only at the end of input.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 impl CaptureReader {
     /// Opens `path` (`-` = stdin) and reads its file header.
     pub fn open(path: &str) -> Result<CaptureReader, ReadError> {
@@ -97,32 +121,54 @@ impl CaptureReader {
     }
 
     fn from_opened(path: &str, opened: crate::open::Opened) -> Result<CaptureReader, ReadError> {
-        let inner = pcap_parser::create_reader(INITIAL_BUFFER, opened.reader).map_err(|e| {
-            let msg = match e {
-                PcapError::HeaderNotRecognized => "not a pcap or pcapng file (unknown magic number)".to_string(),
-                PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
-                    "file ends inside the file header".to_string()
-                }
-                other => format!("cannot read the file header: {other:?}"),
+        let mut src = opened.reader;
+        let mut head = [0u8; 24];
+        let n = read_up_to(&mut src, &mut head).map_err(|e| ReadError::new(path, Some(0), e.to_string()))?;
+        let legacy = (n == 24).then_some(()).and_then(|_| {
+            // Only consumes `src` when the magic matches.
+            let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            matches!(magic, 0xa1b2c3d4 | 0xa1b23c4d | 0xd4c3b2a1 | 0x4d3cb2a1).then_some(())
+        });
+        let (source, ts_digits) = if legacy.is_some() {
+            let l = LegacyReader::new(&head, src).expect("magic checked");
+            let digits = if l.nanos { 9 } else { 6 };
+            (Source::Legacy(l, None), digits)
+        } else {
+            // pcap-parser looks at what one read() returns; give it a full first chunk.
+            let mut first = head[..n].to_vec();
+            first.resize(1 << 16, 0);
+            let more = read_up_to(&mut src, &mut first[n..]).map_err(|e| ReadError::new(path, Some(0), e.to_string()))?;
+            first.truncate(n + more);
+            let rest = std::io::Cursor::new(first).chain(src);
+            let inner = pcap_parser::create_reader(INITIAL_BUFFER, rest).map_err(|e| {
+                let msg = match e {
+                    PcapError::HeaderNotRecognized => "not a pcap or pcapng file (unknown magic number)".to_string(),
+                    PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
+                        "file ends inside the file header".to_string()
+                    }
+                    other => format!("cannot read the file header: {other:?}"),
+                };
+                ReadError::new(path, Some(0), msg)
+            })?;
+            let ng = NgState {
+                inner,
+                offset: 0,
+                buffer_size: INITIAL_BUFFER,
+                interfaces: Vec::new(),
+                buf: Vec::with_capacity(2048),
+                cur_ts: 0,
+                cur_link: LinkType(0),
+                cur_orig: 0,
             };
-            ReadError::new(path, Some(0), msg)
-        })?;
+            (Source::Ng(Box::new(ng)), 6)
+        };
         let mut r = CaptureReader {
             path: path.to_string(),
-            inner,
+            source,
             raw_bytes: opened.raw_bytes,
             size: opened.size,
             compression: opened.compression,
-            format: FileFormat::Pcap,
-            offset: 0,
-            buffer_size: INITIAL_BUFFER,
-            legacy: None,
-            interfaces: Vec::new(),
-            ts_digits: 6,
-            buf: Vec::with_capacity(2048),
-            cur_ts: 0,
-            cur_link: LinkType(0),
-            cur_orig: 0,
+            ts_digits,
             has_frame: false,
             frames: 0,
             orphan_frames: 0,
@@ -137,7 +183,10 @@ impl CaptureReader {
         &self.path
     }
     pub fn format(&self) -> FileFormat {
-        self.format
+        match self.source {
+            Source::Legacy(..) => FileFormat::Pcap,
+            Source::Ng(_) => FileFormat::PcapNg,
+        }
     }
     pub fn compression(&self) -> &'static str {
         self.compression
@@ -152,9 +201,13 @@ impl CaptureReader {
     pub fn size(&self) -> Option<u64> {
         self.size
     }
+
     /// Link types declared so far (the file header's, or the pcapng interfaces').
     pub fn link_types(&self) -> Vec<LinkType> {
-        let mut v: Vec<LinkType> = self.legacy.iter().chain(&self.interfaces).map(|i| i.link).collect();
+        let mut v: Vec<LinkType> = match &self.source {
+            Source::Legacy(l, _) => vec![l.link],
+            Source::Ng(ng) => ng.interfaces.iter().map(|i| i.link).collect(),
+        };
         v.sort();
         v.dedup();
         v
@@ -165,28 +218,68 @@ impl CaptureReader {
     }
 
     /// The frame loaded by the last [`advance`](Self::advance), if any.
+    #[inline]
     pub fn current(&self) -> Option<FrameRef<'_>> {
-        self.has_frame.then(|| FrameRef {
-            ts_ns: self.cur_ts,
-            link: self.cur_link,
-            data: &self.buf,
-            orig_len: self.cur_orig,
-        })
+        if !self.has_frame {
+            return None;
+        }
+        match &self.source {
+            Source::Legacy(l, Some(r)) => Some(FrameRef {
+                ts_ns: r.ts_ns,
+                link: l.link,
+                data: l.data(r),
+                orig_len: r.orig_len.max(r.len as u32),
+            }),
+            Source::Legacy(_, None) => None,
+            Source::Ng(ng) => Some(FrameRef {
+                ts_ns: ng.cur_ts,
+                link: ng.cur_link,
+                data: &ng.buf,
+                orig_len: ng.cur_orig,
+            }),
+        }
     }
 
     /// Loads the next frame. `Ok(false)` at the end of the file; an error leaves the
     /// reader finished, with every frame before the damage already handed out.
+    #[inline]
     pub fn advance(&mut self) -> Result<bool, ReadError> {
         self.has_frame = false;
         if self.done {
             return Ok(false);
         }
-        match self.advance_inner() {
-            Ok(more) => {
-                if !more {
-                    self.done = true;
+        let got = match &mut self.source {
+            Source::Legacy(l, cur) => {
+                let at = l.offset();
+                match l.next() {
+                    Ok(r) => {
+                        let more = r.is_some();
+                        *cur = r;
+                        Ok(more)
+                    }
+                    Err(p) => {
+                        *cur = None;
+                        Err(ReadError::new(&self.path, Some(at), match p {
+                            Problem::Truncated => "file ends in the middle of a record (truncated capture)".to_string(),
+                            Problem::Impossible(n) => {
+                                format!("record length {n} is impossible (over 64 MiB): corrupt file")
+                            }
+                            Problem::Io(e) => format!("read error: {e}"),
+                        }))
+                    }
                 }
-                Ok(more)
+            }
+            Source::Ng(ng) => ng.advance(&self.path, &mut self.ts_digits, &mut self.orphan_frames),
+        };
+        match got {
+            Ok(true) => {
+                self.has_frame = true;
+                self.frames += 1;
+                Ok(true)
+            }
+            Ok(false) => {
+                self.done = true;
+                Ok(false)
             }
             Err(e) => {
                 self.done = true;
@@ -194,22 +287,22 @@ impl CaptureReader {
             }
         }
     }
+}
 
-    fn err(&self, msg: impl Into<String>) -> ReadError {
-        ReadError::new(&self.path, Some(self.offset), msg)
+impl NgState {
+    fn err(&self, path: &str, msg: impl Into<String>) -> ReadError {
+        ReadError::new(path, Some(self.offset), msg)
     }
 
-    fn advance_inner(&mut self) -> Result<bool, ReadError> {
+    fn advance(&mut self, path: &str, ts_digits: &mut u8, orphans: &mut u64) -> Result<bool, ReadError> {
         loop {
             let next = self.inner.next();
             match next {
                 Ok((len, block)) => {
-                    let got = Self::take_block(
+                    let got = take_block(
                         block,
-                        &mut self.format,
-                        &mut self.legacy,
                         &mut self.interfaces,
-                        &mut self.ts_digits,
+                        ts_digits,
                         &mut self.buf,
                         &mut self.cur_ts,
                         &mut self.cur_link,
@@ -218,12 +311,8 @@ impl CaptureReader {
                     self.inner.consume(len);
                     self.offset += len as u64;
                     match got {
-                        Taken::Frame => {
-                            self.has_frame = true;
-                            self.frames += 1;
-                            return Ok(true);
-                        }
-                        Taken::Orphan => self.orphan_frames += 1,
+                        Taken::Frame => return Ok(true),
+                        Taken::Orphan => *orphans += 1,
                         Taken::Other => {}
                     }
                 }
@@ -232,104 +321,83 @@ impl CaptureReader {
                     // At the end of input refill() reads nothing and the next call
                     // reports UnexpectedEof or Eof, so this cannot loop without progress.
                     if self.inner.refill().is_err() {
-                        return Err(self.err("read error"));
+                        return Err(self.err(path, "read error"));
                     }
                 }
                 Err(PcapError::UnexpectedEof) => {
-                    return Err(self.err("file ends in the middle of a record (truncated capture)"));
+                    return Err(self.err(path, "file ends in the middle of a block (truncated capture)"));
                 }
                 Err(PcapError::BufferTooSmall) => {
-                    // A record larger than the buffer: double it, up to a bound.
+                    // A block larger than the buffer: double it, up to a bound.
                     self.buffer_size *= 2;
                     if self.buffer_size > MAX_BUFFER || !self.inner.grow(self.buffer_size) {
-                        return Err(self.err("record length is impossible (over 64 MiB): corrupt file"));
+                        return Err(self.err(path, "block length is impossible (over 64 MiB): corrupt file"));
                     }
                 }
-                Err(PcapError::ReadError) => return Err(self.err("read error")),
+                Err(PcapError::ReadError) => return Err(self.err(path, "read error")),
                 Err(e) => {
                     let what = match e {
-                        PcapError::NomError(_, k) => format!("malformed record ({k:?})"),
-                        PcapError::OwnedNomError(_, k) => format!("malformed record ({k:?})"),
-                        PcapError::HeaderNotRecognized => "unrecognized block".to_string(),
-                        _ => "malformed record".to_string(),
+                        PcapError::NomError(_, k) | PcapError::OwnedNomError(_, k) => format!("malformed block ({k:?})"),
+                        _ => "malformed block".to_string(),
                     };
-                    return Err(self.err(what));
+                    return Err(self.err(path, what));
                 }
             }
         }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn take_block(
-        block: PcapBlockOwned<'_>,
-        format: &mut FileFormat,
-        legacy: &mut Option<Interface>,
-        interfaces: &mut Vec<Interface>,
-        ts_digits: &mut u8,
-        buf: &mut Vec<u8>,
-        ts: &mut u64,
-        link: &mut LinkType,
-        orig: &mut u32,
-    ) -> Taken {
-        let prev_ts = *ts;
-        let mut frame = |t: u64, l: LinkType, data: &[u8], o: u32| {
-            buf.clear();
-            buf.extend_from_slice(data);
-            *ts = t;
-            *link = l;
-            *orig = o.max(data.len() as u32);
-            Taken::Frame
-        };
-        match block {
-            PcapBlockOwned::LegacyHeader(h) => {
-                *format = FileFormat::Pcap;
-                let resolution = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
-                *ts_digits = digits_of(resolution);
-                *legacy = Some(Interface {
-                    link: LinkType(h.network.0 as u32),
-                    resolution,
-                    offset_s: 0,
-                });
-                Taken::Other
-            }
-            PcapBlockOwned::Legacy(b) => {
-                let Some(i) = *legacy else { return Taken::Orphan };
-                let t = ns_from(b.ts_sec as u64, b.ts_usec as u64, i.resolution);
-                frame(t, i.link, b.data, b.origlen)
-            }
-            PcapBlockOwned::NG(Block::SectionHeader(_)) => {
-                *format = FileFormat::PcapNg;
-                interfaces.clear();
-                Taken::Other
-            }
-            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                let resolution = idb.ts_resolution().unwrap_or(1_000_000);
-                *ts_digits = (*ts_digits).max(digits_of(resolution));
-                interfaces.push(Interface {
-                    link: LinkType(idb.linktype.0 as u32),
-                    resolution,
-                    offset_s: idb.ts_offset(),
-                });
-                Taken::Other
-            }
-            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                let Some(i) = interfaces.get(epb.if_id as usize).copied() else {
-                    return Taken::Orphan;
-                };
-                let raw = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
-                let secs = raw / i.resolution.max(1);
-                let frac = raw % i.resolution.max(1);
-                let secs = (secs as i64).saturating_add(i.offset_s).max(0) as u64;
-                let caplen = (epb.caplen as usize).min(epb.data.len());
-                frame(ns_from(secs, frac, i.resolution), i.link, &epb.data[..caplen], epb.origlen)
-            }
-            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                // Simple packets have no timestamp; they keep the previous frame's time.
-                let Some(i) = interfaces.first().copied() else { return Taken::Orphan };
-                frame(prev_ts, i.link, spb.data, spb.origlen)
-            }
-            PcapBlockOwned::NG(_) => Taken::Other,
+fn take_block(
+    block: PcapBlockOwned<'_>,
+    interfaces: &mut Vec<Interface>,
+    ts_digits: &mut u8,
+    buf: &mut Vec<u8>,
+    ts: &mut u64,
+    link: &mut LinkType,
+    orig: &mut u32,
+) -> Taken {
+    let prev_ts = *ts;
+    let mut frame = |t: u64, l: LinkType, data: &[u8], o: u32| {
+        buf.clear();
+        buf.extend_from_slice(data);
+        *ts = t;
+        *link = l;
+        *orig = o.max(data.len() as u32);
+        Taken::Frame
+    };
+    match block {
+        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+            interfaces.clear();
+            Taken::Other
         }
+        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+            let resolution = idb.ts_resolution().unwrap_or(1_000_000);
+            *ts_digits = (*ts_digits).max(digits_of(resolution));
+            interfaces.push(Interface {
+                link: LinkType(idb.linktype.0 as u32),
+                resolution,
+                offset_s: idb.ts_offset(),
+            });
+            Taken::Other
+        }
+        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+            let Some(i) = interfaces.get(epb.if_id as usize).copied() else {
+                return Taken::Orphan;
+            };
+            let raw = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+            let secs = raw / i.resolution.max(1);
+            let frac = raw % i.resolution.max(1);
+            let secs = (secs as i64).saturating_add(i.offset_s).max(0) as u64;
+            let caplen = (epb.caplen as usize).min(epb.data.len());
+            frame(ns_from(secs, frac, i.resolution), i.link, &epb.data[..caplen], epb.origlen)
+        }
+        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+            // Simple packets have no timestamp; they keep the previous frame's time.
+            let Some(i) = interfaces.first().copied() else { return Taken::Orphan };
+            frame(prev_ts, i.link, spb.data, spb.origlen)
+        }
+        // Legacy blocks cannot come from a pcapng reader; anything else is metadata.
+        _ => Taken::Other,
     }
 }
 

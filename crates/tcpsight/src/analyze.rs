@@ -192,7 +192,7 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         formats,
         ts_digits,
     };
-    let st = engine.stats().clone();
+    let st = engine.stats();
     let span_s = match (st.first_ns, st.last_ns) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,

@@ -165,7 +165,7 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
 fn damaged_files_report_everything_before_the_damage() {
     let out = bad("bad/truncated-mid-record.pcap", "byte 717: file ends in the middle of a record");
     assert!(text(&out.stdout).contains("5 frames"), "{}", text(&out.stdout));
-    let out = bad("bad/impossible-record-length.pcap", "byte 127: record length is impossible");
+    let out = bad("bad/impossible-record-length.pcap", "byte 127: record length 4294967280 is impossible");
     assert!(text(&out.stdout).contains("1 frames"), "{}", text(&out.stdout));
 }
 

@@ -22,6 +22,7 @@ struct IpHeader {
     later_fragment: bool,
 }
 
+#[inline(always)]
 fn ipv4_header(b: Bytes) -> Result<IpHeader, DecodeError> {
     let vihl = b.u8(0).ok_or(DecodeError::Short("IPv4"))?;
     if vihl >> 4 != 4 {
@@ -112,16 +113,19 @@ fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
     })
 }
 
+#[inline(always)]
 pub(crate) fn decode_ipv4(data: &[u8], vlan: u32, truncated: bool) -> Result<Decoded, DecodeError> {
     let h = ipv4_header(Bytes(data))?;
     transport(data, &h, vlan, truncated)
 }
 
+#[inline(always)]
 pub(crate) fn decode_ipv6(data: &[u8], vlan: u32, truncated: bool) -> Result<Decoded, DecodeError> {
     let h = ipv6_header(Bytes(data))?;
     transport(data, &h, vlan, truncated)
 }
 
+#[inline(always)]
 fn transport(data: &[u8], h: &IpHeader, vlan: u32, truncated: bool) -> Result<Decoded, DecodeError> {
     if h.later_fragment {
         return Ok(Decoded::Fragment);

@@ -56,6 +56,7 @@ const ETH_VLAN: u16 = 0x8100;
 const ETH_QINQ: u16 = 0x88a8;
 const ETH_QINQ_OLD: u16 = 0x9100;
 
+#[inline(always)]
 fn by_ethertype(ethertype: u16, offset: usize, vlan: u32) -> NetStart {
     let proto = match ethertype {
         ETH_IPV4 => NetProto::Ipv4,
@@ -90,6 +91,7 @@ fn af_is_ipv6(af: u32) -> bool {
     matches!(af, 10 | 24 | 28 | 30)
 }
 
+#[inline(always)]
 pub(crate) fn strip(link: LinkType, data: &[u8]) -> Result<NetStart, DecodeError> {
     let b = Bytes(data);
     match link.0 {

@@ -83,6 +83,7 @@ fn parse_options(opts: &[u8]) -> TcpOptions {
 /// Minimum TCP bytes that make a segment useful: ports, sequence, ack, offset, flags.
 const TCP_MIN_USEFUL: usize = 14;
 
+#[inline(always)]
 pub(crate) fn decode_tcp(
     b: Bytes,
     src: Addr,
