@@ -379,3 +379,23 @@ fn emit_handshake(conn: &Conn, outcome: Outcome, now: u64, obs: &mut impl Observ
         icmp: conn.icmp(),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// Memory per tracked connection: the slab slot plus a hash-table entry. In-flight
+    /// RTT timing adds 16 bytes per unacknowledged segment (heap), only while data is
+    /// in flight. BENCHMARKS.md has the measured figure per concurrent connection.
+    #[test]
+    fn connection_state_stays_small() {
+        let slot = core::mem::size_of::<Option<crate::conn::Conn>>();
+        eprintln!(
+            "connection slot: {slot} bytes (dir {}, history {}, responses {}, in-flight queue {})",
+            core::mem::size_of::<crate::dir::DirState>(),
+            core::mem::size_of::<crate::history::History>(),
+            core::mem::size_of::<crate::stats::ResponseTimes>(),
+            core::mem::size_of::<std::collections::VecDeque<u64>>(),
+        );
+        // Under 1 KB per connection with the table entry (about 6 bytes) included.
+        assert!(slot <= 960, "connection state grew to {slot} bytes");
+    }
+}

@@ -3,7 +3,8 @@
 
 use crate::flow::Side;
 
-const CAP: usize = 40;
+/// Zeek's histories are rarely past 20 letters; longer ones are cut here.
+const CAP: usize = 32;
 
 /// Kinds of history events; the letter is the originator's (upper case) form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +31,10 @@ pub struct History {
     len: u8,
     /// Bit per (side, once-only letter) already recorded.
     once: u16,
-    /// Per side: sequence number of the last recorded s/h/f/r.
-    last_seq: [[Option<u32>; 4]; 2],
+    /// Per side: sequence number of the last recorded s/h/f/r (valid where `seq_set`
+    /// has the bit).
+    last_seq: [[u32; 4]; 2],
+    seq_set: u8,
     /// Per side: counts for the logarithmic letters t, w, g.
     counts: [[u32; 3]; 2],
 }
@@ -42,7 +45,8 @@ impl Default for History {
             buf: [0; CAP],
             len: 0,
             once: 0,
-            last_seq: [[None; 4]; 2],
+            last_seq: [[0; 4]; 2],
+            seq_set: 0,
             counts: [[0; 3]; 2],
         }
     }
@@ -87,9 +91,11 @@ impl History {
                     Mark::Fin => 2,
                     _ => 3,
                 };
+                let bit = 1u8 << (slot + 4 * s);
                 let last = &mut self.last_seq[s][slot];
-                let fresh = *last != Some(seq);
-                *last = Some(seq);
+                let fresh = self.seq_set & bit == 0 || *last != seq;
+                *last = seq;
+                self.seq_set |= bit;
                 fresh
             }
             Mark::Retransmit | Mark::ZeroWindow | Mark::Gap => {
