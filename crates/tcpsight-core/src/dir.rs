@@ -218,7 +218,9 @@ impl DirState {
                 self.next_seq_ns = now;
             }
             self.track_positions(seq, payload_len, syn, fin);
-            let again = class.is_retransmission() || class == SegClass::OutOfOrder;
+            // A one-byte keep-alive re-sends a byte too: Karn's rule applies to it.
+            let again = class.is_retransmission()
+                || matches!(class, SegClass::OutOfOrder | SegClass::KeepAlive | SegClass::ZeroWindowProbe);
             self.time_segment(now, seq, end, again, advances);
         }
         class
@@ -409,14 +411,14 @@ impl DirState {
         if dup {
             self.dupack_num += 1;
             self.dup_acks += 1;
-        } else if ack.is_some() && ack != self.last_ack {
+        } else if ack != self.last_ack {
             // The count only restarts when the ACK moves (a data segment repeating the
             // same ACK neither counts nor resets it).
             self.dupack_num = 0;
         }
-        if let Some(a) = ack {
-            self.last_ack = Some(a);
-        }
+        // Every packet replaces the last ACK, as in tshark: a packet without the ACK flag
+        // (a bare RST, ack field 0) leaves none, so no fast retransmission can follow.
+        self.last_ack = ack;
         self.last_pkt_ns = now;
         if window.is_some() {
             self.window = window;

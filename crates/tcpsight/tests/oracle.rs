@@ -145,11 +145,19 @@ fn compare_tshark(name: &str, records: &[ConnRecord], rows: &[HashMap<String, St
 
 fn compare_tcptrace(name: &str, records: &[ConnRecord], rows: &[HashMap<String, String>], mm: &mut Mismatches) {
     let ours = by_tuple(records);
+    let mut rows_per_tuple: HashMap<Tuple, usize> = HashMap::new();
+    for row in rows {
+        let k = tuple(&row["client_ip"], &row["client_port"], &row["server_ip"], &row["server_port"]);
+        *rows_per_tuple.entry(k).or_default() += 1;
+    }
     let mut bump = |field: &str| *mm.entry((name.to_string(), field.to_string())).or_insert(0) += 1;
     for row in rows {
         let k = tuple(&row["client_ip"], &row["client_port"], &row["server_ip"], &row["server_port"]);
         // tcptrace splits reused tuples by other rules than tshark; compare the tuples
         // both see as one connection.
+        if rows_per_tuple[&k] != 1 {
+            continue;
+        }
         let Some([r]) = ours.get(&k).map(|v| v.as_slice()) else { continue };
         let mut diff: BTreeMap<&str, bool> = BTreeMap::new();
         for (tdir, d) in dirs(row, r) {
