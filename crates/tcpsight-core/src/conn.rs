@@ -192,7 +192,16 @@ impl Conn {
         if ack {
             rev.on_acked(now, seg.ack);
         }
-        d.on_ack_sent(now, seg.seq, ack.then_some(seg.ack), seg.window, seg.payload_len, syn || fin || rst);
+        let answers_keep_alive = rev.last_was_keep_alive();
+        d.on_ack_sent(
+            now,
+            seg.seq,
+            ack.then_some(seg.ack),
+            seg.window,
+            seg.payload_len,
+            syn || fin || rst,
+            answers_keep_alive,
+        );
         if seg.window == Some(0) && !rst && !syn {
             d.zero_windows += 1;
             self.history.mark(side, Mark::ZeroWindow, 0);

@@ -131,6 +131,9 @@ pub struct DirState {
     last_pkt_ns: u64,
     dupack_num: u32,
     window: Option<u16>,
+    /// The last segment of this direction was a keep-alive: the peer's next ACK answers
+    /// it and is not a duplicate ACK (tshark's "ACK to a TCP keep-alive segment").
+    last_was_keep_alive: bool,
 
     in_flight: VecDeque<InFlight>,
 }
@@ -142,6 +145,10 @@ impl DirState {
         if self.unwrap.is_none() {
             self.unwrap = Some(Unwrapper::new(isn));
         }
+    }
+
+    pub fn last_was_keep_alive(&self) -> bool {
+        self.last_was_keep_alive
     }
 
     /// Bytes of sequence space the payload covered: from the first byte after the ISN
@@ -195,6 +202,7 @@ impl DirState {
                 self.lost_segments += 1;
             }
         }
+        self.last_was_keep_alive = class == SegClass::KeepAlive;
         if class.is_retransmission() {
             self.retx_pkts += 1;
             self.retx_bytes += payload_len as u64;
@@ -392,6 +400,7 @@ impl DirState {
 
     /// Records the ACK and window this direction sent; returns whether it was a
     /// duplicate ACK (same ACK, same window, no data, nothing else, as tshark defines it).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_ack_sent(
         &mut self,
         now: u64,
@@ -400,9 +409,11 @@ impl DirState {
         window: Option<u16>,
         payload_len: u32,
         syn_fin_rst: bool,
+        answers_keep_alive: bool,
     ) -> bool {
         let dup = payload_len == 0
             && !syn_fin_rst
+            && !answers_keep_alive
             && ack.is_some()
             && ack == self.last_ack
             && window.is_some_and(|w| w != 0)
