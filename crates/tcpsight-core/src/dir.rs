@@ -215,6 +215,15 @@ impl DirState {
             self.out_of_order_pkts += 1;
         }
 
+        // tshark moves its next expected sequence number on any packet that starts beyond
+        // it, a pure ACK included, so the data that follows is not "lost" a second time.
+        if seq_len == 0
+            && !rst
+            && class == SegClass::NewAfterGap
+        {
+            self.next_seq = Some(seq);
+            self.next_seq_ns = now;
+        }
         if seq_len > 0 && !rst {
             let end = seq + seq_len;
             let advances = match self.next_seq {
