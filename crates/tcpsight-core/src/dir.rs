@@ -112,6 +112,8 @@ pub struct DirState {
     pub sack_ok: bool,
     pub ts_ok: bool,
 
+    /// A SYN from this direction fixed its sequence base.
+    syn_seen: bool,
     /// Sequence positions of this direction, unwrapped to 64 bits; `None` until the
     /// first segment fixes the base (the ISN, or the byte before the first one seen).
     pub unwrap: Option<Unwrapper>,
@@ -139,12 +141,24 @@ pub struct DirState {
 }
 
 impl DirState {
-    /// Fixes the base of this direction's sequence space. `isn` is the SYN's sequence
-    /// number; for a direction first seen mid-stream, the byte before its first segment.
+    /// Fixes the base of this direction's sequence space at its SYN's sequence number.
+    /// The first SYN of a direction wins over whatever came before it (a challenge ACK,
+    /// a stray segment of an older connection): their positions are forgotten.
     pub fn set_base(&mut self, isn: Seq) {
-        if self.unwrap.is_none() {
-            self.unwrap = Some(Unwrapper::new(isn));
+        if self.syn_seen {
+            return;
         }
+        self.syn_seen = true;
+        if self.unwrap.is_some_and(|u| u.base() == isn) {
+            return;
+        }
+        self.unwrap = Some(Unwrapper::new(isn));
+        self.data_top = 0;
+        self.fin_off = None;
+        self.gap_top = 0;
+        self.n_holes = 0;
+        self.next_seq = None;
+        self.in_flight.clear();
     }
 
     pub fn last_was_keep_alive(&self) -> bool {
@@ -173,17 +187,15 @@ impl DirState {
         ooo_threshold_ns: u64,
     ) -> SegClass {
         let seq_len = payload_len + syn as u32 + fin as u32;
-        if self.unwrap.is_none() {
-            if syn {
-                self.set_base(seq);
-            } else {
-                // First segment of a direction seen without its SYN: place a virtual SYN
-                // just before it, so nothing before the capture counts as a gap.
-                let mut u = Unwrapper::new(seq - 1);
-                u.advance(seq);
-                self.unwrap = Some(u);
-                self.gap_top = 1;
-            }
+        if syn {
+            self.set_base(seq);
+        } else if self.unwrap.is_none() {
+            // First segment of a direction seen without its SYN: place a virtual SYN
+            // just before it, so nothing before the capture counts as a gap.
+            let mut u = Unwrapper::new(seq - 1);
+            u.advance(seq);
+            self.unwrap = Some(u);
+            self.gap_top = 1;
         }
         let mut class = SegClass::New;
         if let Some(next) = self.next_seq {

@@ -360,3 +360,24 @@ fn idle_connections_expire_by_capture_time_only() {
     assert_eq!(w.out.records[0].close, Close::Open);
     assert_eq!(w.engine.active(), 1);
 }
+
+/// Regression (tls-subjectaltname.pcap, port 59691): the server's challenge ACK before
+/// a RST and a retried handshake must not fix the server's sequence base.
+#[test]
+fn challenge_ack_before_retried_handshake_does_not_skew_bytes() {
+    let mut w = Wire::new("10.0.0.1", 40015, "10.0.0.2", 443);
+    w.c(0, S, 100, 0, 0);
+    w.s(20, A, 1_951_419_099, 777, 0); // challenge ACK for an old connection
+    w.c(0, R, 777, 0, 0);
+    w.c(3000, S, 100, 0, 0); // same ISN, retried
+    w.s(20, S | A, 5000, 101, 0);
+    w.c(0, A, 101, 5001, 0);
+    w.c(1, A | P, 101, 5001, 200);
+    w.s(20, A, 5001, 301, 1206);
+    w.s(0, A | P, 6207, 301, 994);
+    let r = w.one();
+    assert_eq!(r.outcome, Outcome::Established);
+    assert_eq!((r.s2c.payload_bytes, r.s2c.unique_bytes), (2200, 2200));
+    assert_eq!(r.s2c.retx_pkts, 0);
+    assert_eq!(r.s2c.gap_bytes, 0);
+}

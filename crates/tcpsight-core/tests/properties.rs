@@ -286,7 +286,7 @@ fn cases(n: u32) -> ProptestConfig {
 // Decoding
 
 proptest! {
-    #![proptest_config(cases(2000))]
+    #![proptest_config(cases(4000))]
 
     /// decode() returns (Ok or Err) for any bytes under any link type and any orig_len.
     #[test]
@@ -316,7 +316,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(cases(1000))]
+    #![proptest_config(cases(1500))]
 
     /// A TCP frame cut at any length (orig_len the full length) decodes to the ports,
     /// flags, sequence numbers and payload length it was built with as long as the cut
@@ -424,7 +424,7 @@ proptest! {
 // The engine
 
 proptest! {
-    #![proptest_config(cases(300))]
+    #![proptest_config(cases(500))]
 
     /// Any sequence of frames with any timestamps: no panic, and after finish the
     /// statistics and records agree (see check_run_invariants).
