@@ -38,6 +38,12 @@ impl Addr {
         self.v4
     }
 
+    /// The address as two words and the family flag, for hashing.
+    #[inline]
+    pub fn words(&self) -> (u64, u64, bool) {
+        (self.hi, self.lo, self.v4)
+    }
+
     pub fn ip(&self) -> IpAddr {
         if self.v4 {
             IpAddr::V4(Ipv4Addr::from(self.lo as u32))

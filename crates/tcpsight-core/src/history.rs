@@ -69,7 +69,23 @@ impl History {
         if side == Side::Client { c } else { c.to_ascii_lowercase() }
     }
 
+    #[inline]
     pub fn mark(&mut self, side: Side, mark: Mark, seq: u32) {
+        // Fast path: the once-per-side letters, after the first time, are most packets.
+        let once_slot = match mark {
+            Mark::Ack => Some(0),
+            Mark::Data => Some(1),
+            _ => None,
+        };
+        if let Some(slot) = once_slot
+            && self.once & (1u16 << (slot + 4 * side.index())) != 0
+        {
+            return;
+        }
+        self.mark_slow(side, mark, seq);
+    }
+
+    fn mark_slow(&mut self, side: Side, mark: Mark, seq: u32) {
         let s = side.index();
         let record = match mark {
             Mark::Ack | Mark::Data | Mark::Inconsistent | Mark::MultiFlag => {
