@@ -90,7 +90,9 @@ fn parse_args() -> Result<Args, String> {
         match name.as_str() {
             "--copies" | "-n" => {
                 let v = value()?;
-                args.copies = v.parse().map_err(|_| format!("--copies: not a number: {v}"))?;
+                args.copies = v
+                    .parse()
+                    .map_err(|_| format!("--copies: not a number: {v}"))?;
                 if args.copies == 0 || args.copies > 65_536 {
                     return Err("--copies must be between 1 and 65536".into());
                 }
@@ -99,13 +101,21 @@ fn parse_args() -> Result<Args, String> {
                 args.mode = match value()?.as_str() {
                     "serial" => Mode::Serial,
                     "parallel" => Mode::Parallel,
-                    other => return Err(format!("--mode: expected serial or parallel, got {other}")),
+                    other => {
+                        return Err(format!("--mode: expected serial or parallel, got {other}"));
+                    }
                 }
             }
             "--snaplen" | "-s" => {
                 let v = value()?;
-                let s: u32 = v.parse().map_err(|_| format!("--snaplen: not a number: {v}"))?;
-                args.snaplen = if s == 0 { MAX_SNAPLEN } else { s.min(MAX_SNAPLEN) };
+                let s: u32 = v
+                    .parse()
+                    .map_err(|_| format!("--snaplen: not a number: {v}"))?;
+                args.snaplen = if s == 0 {
+                    MAX_SNAPLEN
+                } else {
+                    s.min(MAX_SNAPLEN)
+                };
             }
             "--source" => args.source = value()?,
             "-o" | "--output" => args.output = value()?,
@@ -147,7 +157,8 @@ fn rewrite_v6(data: &mut [u8], at: usize, k: u16) {
 }
 
 fn be16(data: &[u8], at: usize) -> Option<u16> {
-    data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    data.get(at..at + 2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// Where the network layer starts and its EtherType-style protocol.
@@ -250,12 +261,10 @@ fn rewrite_frame(data: &mut [u8], link: LinkType, k: u16) {
     match proto {
         0x0800 | 0x86dd => rewrite_ip(data, off, k, 0),
         // ARP for IPv4 over Ethernet: sender and target protocol addresses.
-        0x0806 => {
-            if be16(data, off + 2) == Some(0x0800) && data.get(off + 5) == Some(&4) {
-                let hlen = usize::from(data.get(off + 4).copied().unwrap_or(6));
-                rewrite_v4(data, off + 8 + hlen, k);
-                rewrite_v4(data, off + 8 + 2 * hlen + 4, k);
-            }
+        0x0806 if be16(data, off + 2) == Some(0x0800) && data.get(off + 5) == Some(&4) => {
+            let hlen = usize::from(data.get(off + 4).copied().unwrap_or(6));
+            rewrite_v4(data, off + 8 + hlen, k);
+            rewrite_v4(data, off + 8 + 2 * hlen + 4, k);
         }
         _ => {}
     }
@@ -330,7 +339,11 @@ fn survey(path: &str) -> Result<(LinkType, u64, u64, u64), String> {
         match link {
             None => link = Some(f.link),
             Some(l) if l != f.link => {
-                return Err(format!("{path}: mixed link types ({} and {})", l.name(), f.link.name()));
+                return Err(format!(
+                    "{path}: mixed link types ({} and {})",
+                    l.name(),
+                    f.link.name()
+                ));
             }
             _ => {}
         }
