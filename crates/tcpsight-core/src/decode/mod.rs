@@ -7,6 +7,7 @@
 //! Every read is bounds-checked through [`Bytes`]; decoding never panics on any input
 //! (property-tested and fuzzed).
 
+mod fast;
 mod ip;
 mod link;
 mod tcp;
@@ -87,7 +88,16 @@ impl core::fmt::Display for DecodeError {
 }
 
 /// Decodes one captured frame. `orig_len` is the frame's length on the wire.
+#[inline]
 pub fn decode(link: LinkType, data: &[u8], orig_len: u32) -> Result<Decoded, DecodeError> {
+    if let Some(seg) = fast::ethernet_ipv4_tcp(link, data, orig_len) {
+        return Ok(Decoded::Tcp(seg));
+    }
+    decode_general(link, data, orig_len)
+}
+
+/// The complete decoder, for every link type and header combination.
+pub fn decode_general(link: LinkType, data: &[u8], orig_len: u32) -> Result<Decoded, DecodeError> {
     let truncated = (data.len() as u64) < orig_len as u64;
     let net = link::strip(link, data)?;
     let l3 = &data[net.offset..];

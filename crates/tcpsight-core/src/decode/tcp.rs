@@ -49,7 +49,7 @@ pub struct TcpOptions {
     pub ts_ok: bool,
 }
 
-fn parse_options(opts: &[u8]) -> TcpOptions {
+pub(crate) fn parse_options(opts: &[u8]) -> TcpOptions {
     let mut o = TcpOptions::default();
     let mut i = 0;
     while i < opts.len() {
