@@ -69,7 +69,7 @@ impl<W: Write> FlowWriter<W> {
                 Value::Str(s) => json_string(s, line),
                 Value::Addr(a) => {
                     line.push('"');
-                    line.push_str(&a.to_string());
+                    format::addr(a, line);
                     line.push('"');
                 }
                 other => value(other, digits, line, "null"),
@@ -91,7 +91,7 @@ impl<W: Write> FlowWriter<W> {
                 // Field values never contain commas or quotes (addresses, enums, Zeek
                 // history letters), so no quoting is needed.
                 Value::Str(s) => line.push_str(s),
-                Value::Addr(a) => line.push_str(&a.to_string()),
+                Value::Addr(a) => format::addr(a, line),
                 other => value(other, digits, line, ""),
             }
         });
@@ -99,20 +99,15 @@ impl<W: Write> FlowWriter<W> {
 }
 
 fn value(v: Value, digits: u8, out: &mut String, null: &str) {
-    use std::fmt::Write;
     match v {
         Value::Null => out.push_str(null),
         Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
-        Value::U64(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::U64(n) => format::int(n, out),
         Value::Epoch(ns) => format::epoch(ns, digits, out),
         Value::Micros(ns) => format::micros(ns, out),
         Value::MicrosF(ns) => format::micros_f(ns, out),
         Value::Str(s) => out.push_str(s),
-        Value::Addr(a) => {
-            let _ = write!(out, "{a}");
-        }
+        Value::Addr(a) => format::addr(a, out),
     }
 }
 
