@@ -246,6 +246,12 @@ impl Conn {
             }
         }
 
+        if self.is_closed() {
+            for d in &mut self.dirs {
+                d.release_timing();
+            }
+        }
+
         let mut response_ns = None;
         if seg.payload_len > 0 && matches!(class, SegClass::New | SegClass::NewAfterGap | SegClass::OutOfOrder) {
             response_ns = self.on_new_payload(side, now);

@@ -89,6 +89,84 @@ const MAX_IN_FLIGHT: usize = 512;
 /// Sequence ranges the capture skipped, until ACKs settle whether they were gaps.
 const MAX_HOLES: usize = 2;
 
+/// Sequence ranges (unwrapped offsets) skipped by the capture, until ACKs settle
+/// whether the peer received them (then they are capture gaps).
+#[derive(Clone, Debug, Default)]
+pub struct Holes {
+    list: [(u64, u64); MAX_HOLES],
+    n: u8,
+}
+
+impl Holes {
+    fn add(&mut self, from: u64, to: u64) {
+        if (self.n as usize) < MAX_HOLES {
+            self.list[self.n as usize] = (from, to);
+            self.n += 1;
+        } else {
+            // Full: widen the last hole; gap accounting stays an upper bound only there.
+            let last = &mut self.list[MAX_HOLES - 1];
+            last.1 = last.1.max(to);
+        }
+    }
+
+    /// A segment covered `start..end`.
+    fn fill(&mut self, start: u64, end: u64) {
+        let mut i = 0;
+        while i < self.n as usize {
+            let (hs, he) = self.list[i];
+            if end <= hs || start >= he {
+                i += 1;
+                continue;
+            }
+            if start <= hs && end >= he {
+                self.remove(i);
+                continue;
+            }
+            if start <= hs {
+                self.list[i].0 = end;
+            } else if end >= he {
+                self.list[i].1 = start;
+            } else {
+                // A segment inside the hole splits it; keep the earlier part if no room.
+                self.list[i].1 = start;
+                if (self.n as usize) < MAX_HOLES {
+                    self.list[self.n as usize] = (end, he);
+                    self.n += 1;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// The peer acknowledged everything below `acked`: returns the bytes of holes below
+    /// it (received by the peer, never seen by the capture) and forgets them.
+    fn settle(&mut self, acked: u64) -> u64 {
+        let mut gap = 0;
+        let mut i = 0;
+        while i < self.n as usize {
+            let (hs, he) = self.list[i];
+            if hs >= acked {
+                i += 1;
+                continue;
+            }
+            gap += he.min(acked) - hs;
+            if acked >= he {
+                self.remove(i);
+            } else {
+                self.list[i].0 = acked;
+                i += 1;
+            }
+        }
+        gap
+    }
+
+    fn remove(&mut self, i: usize) {
+        let n = self.n as usize;
+        self.list.copy_within(i + 1..n, i);
+        self.n -= 1;
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct DirState {
     // Counters reported in the record.
@@ -122,8 +200,9 @@ pub struct DirState {
     fin_off: Option<u64>,
     /// Highest offset accounted as either seen or counted as a gap.
     gap_top: u64,
-    holes: [(u64, u64); MAX_HOLES],
-    n_holes: u8,
+    /// Sequence ranges the capture skipped; allocated at the first one (most
+    /// connections never have any).
+    holes: Option<Box<Holes>>,
 
     // Wireshark-style analysis state.
     next_seq: Option<Seq>,
@@ -156,9 +235,17 @@ impl DirState {
         self.data_top = 0;
         self.fin_off = None;
         self.gap_top = 0;
-        self.n_holes = 0;
+        self.holes = None;
         self.next_seq = None;
         self.in_flight.clear();
+    }
+
+    /// The connection closed: once nothing is in flight (the last FIN acknowledged),
+    /// the timing queue's memory is returned while the connection lingers.
+    pub fn release_timing(&mut self) {
+        if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
+            self.in_flight = VecDeque::new();
+        }
     }
 
     pub fn last_was_keep_alive(&self) -> bool {
@@ -299,61 +386,18 @@ impl DirState {
         let seen_top = u.top();
         u.advance(seq + (syn as u32 + payload_len + fin as u32));
         if data_start > seen_top && payload_len > 0 {
-            self.add_hole(seen_top, data_start);
+            self.holes.get_or_insert_default().add(seen_top, data_start);
         }
         if payload_len > 0 {
             self.data_top = self.data_top.max(data_end);
-            self.fill_holes(data_start, data_end);
+            if let Some(h) = self.holes.as_mut() {
+                h.fill(data_start, data_end);
+            }
         }
         if fin {
             self.fin_off = Some(data_end);
         }
         self.gap_top = self.gap_top.max(data_end + fin as u64);
-    }
-
-    fn add_hole(&mut self, from: u64, to: u64) {
-        if (self.n_holes as usize) < MAX_HOLES {
-            self.holes[self.n_holes as usize] = (from, to);
-            self.n_holes += 1;
-        } else {
-            // Full: widen the last hole; gap accounting stays an upper bound only there.
-            let last = &mut self.holes[MAX_HOLES - 1];
-            last.1 = last.1.max(to);
-        }
-    }
-
-    fn fill_holes(&mut self, start: u64, end: u64) {
-        let mut i = 0;
-        while i < self.n_holes as usize {
-            let (hs, he) = self.holes[i];
-            if end <= hs || start >= he {
-                i += 1;
-                continue;
-            }
-            if start <= hs && end >= he {
-                self.remove_hole(i);
-                continue;
-            }
-            if start <= hs {
-                self.holes[i].0 = end;
-            } else if end >= he {
-                self.holes[i].1 = start;
-            } else {
-                // A segment inside the hole splits it; keep the earlier part if no room.
-                self.holes[i].1 = start;
-                if (self.n_holes as usize) < MAX_HOLES {
-                    self.holes[self.n_holes as usize] = (end, he);
-                    self.n_holes += 1;
-                }
-            }
-            i += 1;
-        }
-    }
-
-    fn remove_hole(&mut self, i: usize) {
-        let n = self.n_holes as usize;
-        self.holes.copy_within(i + 1..n, i);
-        self.n_holes -= 1;
     }
 
     fn time_segment(&mut self, now: u64, seq: Seq, end: Seq, again: bool, advances: bool) {
@@ -398,20 +442,8 @@ impl DirState {
         let Some(u) = self.unwrap.as_ref() else { return };
         let acked = u.offset(ack);
         // Holes below the ACK were received by the peer but never captured.
-        let mut i = 0;
-        while i < self.n_holes as usize {
-            let (hs, he) = self.holes[i];
-            if hs >= acked {
-                i += 1;
-                continue;
-            }
-            self.gap_bytes += he.min(acked) - hs;
-            if acked >= he {
-                self.remove_hole(i);
-            } else {
-                self.holes[i].0 = acked;
-                i += 1;
-            }
+        if let Some(h) = self.holes.as_mut() {
+            self.gap_bytes += h.settle(acked);
         }
         if acked > self.gap_top {
             self.gap_bytes += acked - self.gap_top;
