@@ -20,7 +20,7 @@ pub const EXACT_SAMPLES: usize = 64;
 const SUB: u32 = 8;
 const BUCKETS: usize = 8 * 40;
 
-/// Log-linear histogram of microsecond values (up to 2^40 us, about 12 days).
+/// Log-linear histogram (up to 2^40 units: about 12 days of microseconds).
 #[derive(Clone, Debug)]
 struct LogHistogram {
     counts: [u32; BUCKETS],
@@ -74,48 +74,62 @@ impl LogHistogram {
     }
 }
 
-/// Response times of one connection, in nanoseconds.
+/// Values kept exactly up to `LIMIT`, then in a log-linear histogram: deterministic
+/// percentiles in bounded memory. `UNIT` is the histogram's resolution (1000 for
+/// nanosecond durations kept in microsecond buckets, 1 for counts).
 #[derive(Clone, Debug, Default)]
-pub struct ResponseTimes {
+pub struct Quantiles<const LIMIT: usize, const UNIT: u64> {
     exact: Vec<u64>,
     hist: Option<Box<LogHistogram>>,
-    max_ns: u64,
+    max: u64,
 }
 
-impl ResponseTimes {
-    pub fn add(&mut self, ns: u64) {
-        self.max_ns = self.max_ns.max(ns);
+impl<const LIMIT: usize, const UNIT: u64> Quantiles<LIMIT, UNIT> {
+    pub fn add(&mut self, v: u64) {
+        self.max = self.max.max(v);
         if let Some(h) = self.hist.as_mut() {
-            h.add(ns / 1000);
+            h.add(v / UNIT);
             return;
         }
-        if self.exact.len() < EXACT_SAMPLES {
-            self.exact.push(ns);
+        if self.exact.len() < LIMIT {
+            self.exact.push(v);
             return;
         }
         let mut h = Box::new(LogHistogram::new());
-        for &v in &self.exact {
-            h.add(v / 1000);
+        for &x in &self.exact {
+            h.add(x / UNIT);
         }
-        h.add(ns / 1000);
+        h.add(v / UNIT);
         self.exact = Vec::new();
         self.hist = Some(h);
     }
 
-    pub fn max_ns(&self) -> Option<u64> {
-        (self.hist.is_some() || !self.exact.is_empty()).then_some(self.max_ns)
+    pub fn count(&self) -> u64 {
+        self.hist.as_ref().map_or(self.exact.len() as u64, |h| h.total)
     }
 
-    /// Percentile in nanoseconds (exact while at most 64 samples were taken).
-    pub fn percentile_ns(&self, p: f64) -> Option<u64> {
+    pub fn max(&self) -> Option<u64> {
+        (self.count() > 0).then_some(self.max)
+    }
+
+    /// Whether percentiles are exact (no more than `LIMIT` values were added).
+    pub fn is_exact(&self) -> bool {
+        self.hist.is_none()
+    }
+
+    /// Nearest-rank percentile: exact up to `LIMIT` values, then within 6.25 %.
+    pub fn percentile(&self, p: f64) -> Option<u64> {
         if let Some(h) = &self.hist {
-            return h.percentile(p).map(|us| us * 1000);
+            return h.percentile(p).map(|v| v * UNIT);
         }
         let mut v = self.exact.clone();
         v.sort_unstable();
         percentile_sorted(&v, p)
     }
 }
+
+/// Response times of one connection, in nanoseconds: exact for up to 64 exchanges.
+pub type ResponseTimes = Quantiles<EXACT_SAMPLES, 1000>;
 
 #[cfg(test)]
 mod tests {
@@ -151,8 +165,10 @@ mod tests {
         for i in 1..=1000u64 {
             r.add(i * 1_000_000); // 1..1000 ms
         }
-        let p50 = r.percentile_ns(50.0).unwrap() as f64;
+        let p50 = r.percentile(50.0).unwrap() as f64;
         assert!((p50 - 500e6).abs() / 500e6 < 0.0625, "p50={p50}");
-        assert_eq!(r.max_ns(), Some(1_000_000_000));
+        assert_eq!(r.max(), Some(1_000_000_000));
+        assert_eq!(r.count(), 1000);
+        assert!(!r.is_exact());
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Value as Json, json};
-use tcpsight_core::stats::percentile_sorted;
+use tcpsight_core::stats::Quantiles;
 use tcpsight_core::{Addr, Close, ConnRecord, ExchangeEvent, Outcome, Side};
 
 use crate::format::{human_duration, thousands};
@@ -51,6 +51,11 @@ impl std::fmt::Display for HostKey {
     }
 }
 
+/// Per-destination values: exact percentiles for up to 4,096 values, then a log-linear
+/// histogram (within 6.25 %), so memory stays flat however long the capture.
+type Values = Quantiles<4096, 1000>;
+type Counts = Quantiles<4096, 1>;
+
 #[derive(Default)]
 struct HostStats {
     conns: u64,
@@ -60,11 +65,11 @@ struct HostStats {
     rst: u64,
     fin_out: u64,
     fin_in: u64,
-    exchanges: Vec<u64>,
-    connect_ns: Vec<u64>,
+    exchanges: Counts,
+    connect_ns: Values,
     out_msgs: u64,
     in_msgs: u64,
-    response_ns: Vec<u64>,
+    response_ns: Values,
     pkts: u64,
     retx: u64,
     gap_conns: u64,
@@ -118,7 +123,7 @@ impl DestinationTable {
 
     pub fn on_exchange(&mut self, e: &ExchangeEvent) {
         let k = self.key(e.server.addr, e.server.port);
-        self.hosts.entry(k).or_default().response_ns.push(e.response_ns);
+        self.hosts.entry(k).or_default().response_ns.add(e.response_ns);
     }
 
     pub fn on_connection(&mut self, r: &ConnRecord) {
@@ -143,10 +148,10 @@ impl DestinationTable {
             _ => {}
         }
         if r.outcome == Outcome::Established || r.outcome == Outcome::Midstream {
-            h.exchanges.push(r.exchanges as u64);
+            h.exchanges.add(r.exchanges as u64);
         }
         if let Some(c) = r.connect_ns {
-            h.connect_ns.push(c);
+            h.connect_ns.add(c);
         }
         h.out_msgs += r.c2s.messages as u64;
         h.in_msgs += r.s2c.messages as u64;
@@ -158,16 +163,13 @@ impl DestinationTable {
     }
 
     /// Rows sorted by `sort` (descending, except by host), `span_s` the capture span.
-    pub fn rows(&mut self, span_s: f64, sort: SortBy, reverse: bool) -> Vec<Row> {
+    pub fn rows(&self, span_s: f64, sort: SortBy, reverse: bool) -> Vec<Row> {
         let span = if span_s > 0.0 { span_s } else { 1.0 };
         let mut rows: Vec<(HostKey, Row)> = self
             .hosts
-            .iter_mut()
+            .iter()
             .map(|(k, h)| {
-                h.exchanges.sort_unstable();
-                h.connect_ns.sort_unstable();
-                h.response_ns.sort_unstable();
-                let qos_all_in_one = h.exchanges.len() == 1 && h.conns == 1 && h.exchanges[0] > 1;
+                let qos_all_in_one = h.exchanges.count() == 1 && h.conns == 1 && h.exchanges.max() > Some(1);
                 let row = Row {
                     host: k.to_string(),
                     conns: h.conns,
@@ -179,12 +181,12 @@ impl DestinationTable {
                     fin_out_pct: pct(h.fin_out, h.conns).unwrap_or(0.0),
                     fin_in_pct: pct(h.fin_in, h.conns).unwrap_or(0.0),
                     est_rate: h.est as f64 / span,
-                    qos_p95: percentile_sorted(&h.exchanges, 95.0),
+                    qos_p95: h.exchanges.percentile(95.0),
                     qos_all_in_one,
-                    lat: [50.0, 95.0, 99.0].map(|p| percentile_sorted(&h.connect_ns, p)),
+                    lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
                     out: h.out_msgs,
                     inb: h.in_msgs,
-                    rtt_p95: percentile_sorted(&h.response_ns, 95.0),
+                    rtt_p95: h.response_ns.percentile(95.0),
                     retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
                     err: h.gap_conns,
                 };
