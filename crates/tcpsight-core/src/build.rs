@@ -42,7 +42,9 @@ impl Tcp {
 
 fn tcp_header(t: &Tcp) -> Vec<u8> {
     let opts: &[u8] = if t.syn_options {
-        &[2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]
+        &[
+            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ]
     } else {
         &[]
     };
@@ -101,7 +103,11 @@ pub fn ethernet(ip: &[u8], vlan: Option<u16>) -> Vec<u8> {
         f.extend_from_slice(&[0x81, 0x00]);
         f.extend_from_slice(&(v & 0x0fff).to_be_bytes());
     }
-    let ethertype: u16 = if ip.first().is_some_and(|b| b >> 4 == 6) { 0x86dd } else { 0x0800 };
+    let ethertype: u16 = if ip.first().is_some_and(|b| b >> 4 == 6) {
+        0x86dd
+    } else {
+        0x0800
+    };
     f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(ip);
     f

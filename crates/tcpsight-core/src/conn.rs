@@ -88,7 +88,11 @@ impl Conn {
         if !sender_is_client {
             history.flipped();
         }
-        let phase = if f.syn() && !f.ack() { Phase::SynSent } else { Phase::Midstream };
+        let phase = if f.syn() && !f.ack() {
+            Phase::SynSent
+        } else {
+            Phase::Midstream
+        };
         Conn {
             key,
             hash,
@@ -122,15 +126,27 @@ impl Conn {
 
     #[inline]
     pub fn side_of(&self, src_is_lo: bool) -> Side {
-        if src_is_lo == self.client_is_lo { Side::Client } else { Side::Server }
+        if src_is_lo == self.client_is_lo {
+            Side::Client
+        } else {
+            Side::Server
+        }
     }
 
     pub fn client(&self) -> Endpoint {
-        if self.client_is_lo { self.key.lo } else { self.key.hi }
+        if self.client_is_lo {
+            self.key.lo
+        } else {
+            self.key.hi
+        }
     }
 
     pub fn server(&self) -> Endpoint {
-        if self.client_is_lo { self.key.hi } else { self.key.lo }
+        if self.client_is_lo {
+            self.key.hi
+        } else {
+            self.key.lo
+        }
     }
 
     /// Whether a SYN (without ACK) from `side` starts a new connection on this tuple
@@ -212,7 +228,11 @@ impl Conn {
         // The ACK completing the handshake: from the side opposite the SYN/ACK sender,
         // acknowledging that sender's ISN (in a simultaneous open, the peer's own SYN/ACK).
         if self.phase == Phase::SynAckSeen && ack && side != self.synack_from {
-            let isn = if self.synack_from == Side::Server { self.server_isn } else { self.client_isn };
+            let isn = if self.synack_from == Side::Server {
+                self.server_isn
+            } else {
+                self.client_isn
+            };
             if let Some(isn) = isn
                 && seg.ack.ge(isn + 1)
             {
@@ -253,7 +273,12 @@ impl Conn {
         }
 
         let mut response_ns = None;
-        if seg.payload_len > 0 && matches!(class, SegClass::New | SegClass::NewAfterGap | SegClass::OutOfOrder) {
+        if seg.payload_len > 0
+            && matches!(
+                class,
+                SegClass::New | SegClass::NewAfterGap | SegClass::OutOfOrder
+            )
+        {
             response_ns = self.on_new_payload(side, now);
         }
         SegmentEffect {
@@ -314,7 +339,9 @@ impl Conn {
             self.phase = Phase::SynAckSeen;
             self.synack_from = side;
         }
-        if self.phase == Phase::SynAckSeen || (self.phase == Phase::Midstream && self.last_synack_ns.is_none()) {
+        if self.phase == Phase::SynAckSeen
+            || (self.phase == Phase::Midstream && self.last_synack_ns.is_none())
+        {
             self.last_synack_ns = Some(now);
         }
         HandshakeChange::None
@@ -420,7 +447,11 @@ impl Conn {
         }
         let h = self.history.as_str().as_bytes();
         let sent = |side: Side, c: u8| {
-            let c = if side == Side::Client { c } else { c.to_ascii_lowercase() };
+            let c = if side == Side::Client {
+                c
+            } else {
+                c.to_ascii_lowercase()
+            };
             h.contains(&c)
         };
         let handshake_done = self.established_ns.is_some();
@@ -447,7 +478,9 @@ impl Conn {
         let r_inactive = matches!(rs, Ep::Inactive | Ep::Partial);
         let no_data = self.dirs[0].payload_bytes == 0 && self.dirs[1].payload_bytes == 0;
         if rs == Ep::Reset {
-            if matches!(os, Ep::SynSent | Ep::SynAckSent) || (os == Ep::Reset && no_data && !handshake_done) {
+            if matches!(os, Ep::SynSent | Ep::SynAckSent)
+                || (os == Ep::Reset && no_data && !handshake_done)
+            {
                 "REJ"
             } else if o_inactive {
                 "RSTRH"
@@ -456,7 +489,11 @@ impl Conn {
             }
         } else if os == Ep::Reset {
             if r_inactive {
-                if sent(Side::Client, b'S') && !sent(Side::Server, b'h') { "RSTOS0" } else { "OTH" }
+                if sent(Side::Client, b'S') && !sent(Side::Server, b'h') {
+                    "RSTOS0"
+                } else {
+                    "OTH"
+                }
             } else {
                 "RSTO"
             }
@@ -477,7 +514,11 @@ impl Conn {
 
     /// The final record. `trace_ended` says the trace ended with the handshake open.
     pub fn to_record(&self, trace_ended: bool) -> ConnRecord {
-        let outcome = self.outcome.unwrap_or(if trace_ended { Outcome::Pending } else { Outcome::Timeout });
+        let outcome = self.outcome.unwrap_or(if trace_ended {
+            Outcome::Pending
+        } else {
+            Outcome::Timeout
+        });
         let close = if self.rst_seen[0] || self.rst_seen[1] {
             Close::Rst
         } else if self.fin_seen[0] || self.fin_seen[1] {
@@ -513,7 +554,9 @@ impl Conn {
                 (Some(sa), Some(e)) => Some(e.saturating_sub(sa)),
                 _ => None,
             },
-            syn_retry_ns: self.first_syn_ns.map(|f| self.last_syn_ns.saturating_sub(f)),
+            syn_retry_ns: self
+                .first_syn_ns
+                .map(|f| self.last_syn_ns.saturating_sub(f)),
             c2s: dir_record(&self.dirs[0]),
             s2c: dir_record(&self.dirs[1]),
             exchanges: self.exchanges,
@@ -560,5 +603,9 @@ fn dir_record(d: &DirState) -> DirRecord {
 #[inline]
 fn split_pair(dirs: &mut [DirState; 2], i: usize) -> (&mut DirState, &mut DirState) {
     let (a, b) = dirs.split_at_mut(1);
-    if i == 0 { (&mut a[0], &mut b[0]) } else { (&mut b[0], &mut a[0]) }
+    if i == 0 {
+        (&mut a[0], &mut b[0])
+    } else {
+        (&mut b[0], &mut a[0])
+    }
 }

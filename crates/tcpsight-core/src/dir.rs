@@ -29,7 +29,9 @@ impl SegClass {
     pub fn is_retransmission(self) -> bool {
         matches!(
             self,
-            SegClass::Retransmission | SegClass::FastRetransmission | SegClass::SpuriousRetransmission
+            SegClass::Retransmission
+                | SegClass::FastRetransmission
+                | SegClass::SpuriousRetransmission
         )
     }
 }
@@ -316,10 +318,7 @@ impl DirState {
 
         // tshark moves its next expected sequence number on any packet that starts beyond
         // it, a pure ACK included, so the data that follows is not "lost" a second time.
-        if seq_len == 0
-            && !rst
-            && class == SegClass::NewAfterGap
-        {
+        if seq_len == 0 && !rst && class == SegClass::NewAfterGap {
             self.next_seq = Some(seq);
             self.next_seq_ns = now;
         }
@@ -336,7 +335,10 @@ impl DirState {
             self.track_positions(seq, payload_len, syn, fin);
             // A one-byte keep-alive re-sends a byte too: Karn's rule applies to it.
             let again = class.is_retransmission()
-                || matches!(class, SegClass::OutOfOrder | SegClass::KeepAlive | SegClass::ZeroWindowProbe);
+                || matches!(
+                    class,
+                    SegClass::OutOfOrder | SegClass::KeepAlive | SegClass::ZeroWindowProbe
+                );
             self.time_segment(now, seq, end, again, advances);
         }
         class
@@ -379,7 +381,9 @@ impl DirState {
     /// Unique-byte and capture-hole bookkeeping in unwrapped offsets. The SYN and the
     /// FIN each take one unit of sequence space, as on the wire.
     fn track_positions(&mut self, seq: Seq, payload_len: u32, syn: bool, fin: bool) {
-        let Some(u) = self.unwrap.as_mut() else { return };
+        let Some(u) = self.unwrap.as_mut() else {
+            return;
+        };
         let start = u.offset(seq);
         let data_start = start + syn as u64;
         let data_end = data_start + payload_len as u64;
@@ -439,7 +443,9 @@ impl DirState {
             earlier_resent |= f.retransmitted;
             self.in_flight.pop_front();
         }
-        let Some(u) = self.unwrap.as_ref() else { return };
+        let Some(u) = self.unwrap.as_ref() else {
+            return;
+        };
         let acked = u.offset(ack);
         // Holes below the ACK were received by the peer but never captured.
         if let Some(h) = self.holes.as_mut() {

@@ -175,7 +175,14 @@ impl Engine {
     }
 
     /// Feeds one frame. `orig_len` is its length on the wire (>= `data.len()`).
-    pub fn process(&mut self, ts_ns: u64, link: LinkType, data: &[u8], orig_len: u32, obs: &mut impl Observer) {
+    pub fn process(
+        &mut self,
+        ts_ns: u64,
+        link: LinkType,
+        data: &[u8],
+        orig_len: u32,
+        obs: &mut impl Observer,
+    ) {
         let st = &mut self.stats;
         st.frames += 1;
         st.captured_bytes += data.len() as u64;
@@ -219,7 +226,9 @@ impl Engine {
     fn lookup(&self, key: &FlowKey, hash: u64) -> Option<usize> {
         let slab = &self.slab;
         self.table
-            .find(hash, |&i| slab[i as usize].as_ref().is_some_and(|c| c.key == *key))
+            .find(hash, |&i| {
+                slab[i as usize].as_ref().is_some_and(|c| c.key == *key)
+            })
             .map(|&i| i as usize)
     }
 
@@ -244,8 +253,14 @@ impl Engine {
     }
 
     fn on_tcp(&mut self, seg: &TcpSegment, now: u64, obs: &mut impl Observer) {
-        let src = Endpoint { addr: seg.src, port: seg.sport };
-        let dst = Endpoint { addr: seg.dst, port: seg.dport };
+        let src = Endpoint {
+            addr: seg.src,
+            port: seg.sport,
+        };
+        let dst = Endpoint {
+            addr: seg.dst,
+            port: seg.dport,
+        };
         let (key, src_is_lo) = FlowKey::new(src, dst, seg.vlan);
         let hash = self.hasher.hash_one(key);
         let idx = match self.lookup(&key, hash) {
@@ -280,11 +295,19 @@ impl Engine {
     }
 
     fn on_icmp(&mut self, q: &IcmpQuote, now: u64, obs: &mut impl Observer) {
-        let src = Endpoint { addr: q.src, port: q.sport };
-        let dst = Endpoint { addr: q.dst, port: q.dport };
+        let src = Endpoint {
+            addr: q.src,
+            port: q.sport,
+        };
+        let dst = Endpoint {
+            addr: q.dst,
+            port: q.dport,
+        };
         let (key, _) = FlowKey::new(src, dst, q.vlan);
         let hash = self.hasher.hash_one(key);
-        let Some(i) = self.lookup(&key, hash) else { return };
+        let Some(i) = self.lookup(&key, hash) else {
+            return;
+        };
         self.stats.icmp_matched += 1;
         let conn = self.slab[i].as_mut().expect("live slot");
         if let HandshakeChange::Decided(outcome) = conn.on_icmp(q, now) {
@@ -294,7 +317,9 @@ impl Engine {
 
     /// Removes a connection and reports its record.
     fn finish_slot(&mut self, i: usize, trace_ended: bool, obs: &mut impl Observer) {
-        let Some(mut conn) = self.slab[i].take() else { return };
+        let Some(mut conn) = self.slab[i].take() else {
+            return;
+        };
         if let Ok(entry) = self.table.find_entry(conn.hash, |&j| j as usize == i) {
             entry.remove();
         }
@@ -315,7 +340,9 @@ impl Engine {
         let now = self.now;
         let cfg = self.cfg;
         for i in 0..self.slab.len() {
-            let Some(conn) = self.slab[i].as_mut() else { continue };
+            let Some(conn) = self.slab[i].as_mut() else {
+                continue;
+            };
             if let HandshakeChange::Decided(o) = conn.check_timeout(now, cfg.handshake_timeout_ns) {
                 emit_handshake(conn, o, now, obs);
             }
@@ -342,7 +369,9 @@ impl Engine {
         let mut live: Vec<(u64, usize)> = Vec::with_capacity(self.table.len());
         for (i, slot) in self.slab.iter_mut().enumerate() {
             let Some(conn) = slot.as_mut() else { continue };
-            if let HandshakeChange::Decided(o) = conn.check_timeout(now, self.cfg.handshake_timeout_ns) {
+            if let HandshakeChange::Decided(o) =
+                conn.check_timeout(now, self.cfg.handshake_timeout_ns)
+            {
                 emit_handshake(conn, o, now, obs);
             }
             live.push((conn.ts_first, i));

@@ -43,9 +43,23 @@ impl FlowKey {
     #[inline]
     pub fn new(src: Endpoint, dst: Endpoint, vlan: u32) -> (FlowKey, bool) {
         if src <= dst {
-            (FlowKey { lo: src, hi: dst, vlan }, true)
+            (
+                FlowKey {
+                    lo: src,
+                    hi: dst,
+                    vlan,
+                },
+                true,
+            )
         } else {
-            (FlowKey { lo: dst, hi: src, vlan }, false)
+            (
+                FlowKey {
+                    lo: dst,
+                    hi: src,
+                    vlan,
+                },
+                false,
+            )
         }
     }
 }

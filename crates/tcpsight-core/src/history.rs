@@ -66,7 +66,11 @@ impl History {
 
     fn letter(mark: Mark, side: Side) -> u8 {
         let c = mark as u8;
-        if side == Side::Client { c } else { c.to_ascii_lowercase() }
+        if side == Side::Client {
+            c
+        } else {
+            c.to_ascii_lowercase()
+        }
     }
 
     #[inline]

@@ -228,7 +228,11 @@ impl ConnRecord {
 }
 
 /// Per-direction fields with a prefix. Names are built once, at first use.
-fn dir_fields<'a>(prefix: &'static str, d: &'a DirRecord, f: &mut impl FnMut(&'static str, Value<'a>)) {
+fn dir_fields<'a>(
+    prefix: &'static str,
+    d: &'a DirRecord,
+    f: &mut impl FnMut(&'static str, Value<'a>),
+) {
     let names = if prefix == "c2s_" { &C2S } else { &S2C };
     let values: [Value<'a>; DIR_FIELDS.len()] = [
         Value::U64(d.pkts),
@@ -338,15 +342,49 @@ mod tests {
     fn schema_has_the_required_fields() {
         let names = field_names();
         for required in [
-            "ts_first", "ts_last", "client_ip", "client_port", "server_ip", "server_port", "vlan",
-            "outcome", "close", "closed_by", "duration_us", "syn_count", "synack_count",
-            "connect_us", "server_rtt_us", "client_rtt_us", "c2s_pkts", "s2c_payload_bytes",
-            "c2s_unique_bytes", "s2c_retx_pkts", "c2s_retx_bytes", "s2c_fast_retx_pkts",
-            "c2s_spurious_retx_pkts", "s2c_out_of_order_pkts", "c2s_dup_acks",
-            "s2c_zero_windows", "c2s_mss", "s2c_wscale", "c2s_sack_ok", "s2c_ts_ok",
-            "c2s_rtt_min_us", "c2s_rtt_avg_us", "c2s_rtt_max_us", "c2s_rtt_std_us",
-            "s2c_rtt_samples", "c2s_gap_bytes", "exchanges", "response_us_p50",
-            "response_us_max", "conn_state", "history", "icmp_type", "icmp_code",
+            "ts_first",
+            "ts_last",
+            "client_ip",
+            "client_port",
+            "server_ip",
+            "server_port",
+            "vlan",
+            "outcome",
+            "close",
+            "closed_by",
+            "duration_us",
+            "syn_count",
+            "synack_count",
+            "connect_us",
+            "server_rtt_us",
+            "client_rtt_us",
+            "c2s_pkts",
+            "s2c_payload_bytes",
+            "c2s_unique_bytes",
+            "s2c_retx_pkts",
+            "c2s_retx_bytes",
+            "s2c_fast_retx_pkts",
+            "c2s_spurious_retx_pkts",
+            "s2c_out_of_order_pkts",
+            "c2s_dup_acks",
+            "s2c_zero_windows",
+            "c2s_mss",
+            "s2c_wscale",
+            "c2s_sack_ok",
+            "s2c_ts_ok",
+            "c2s_rtt_min_us",
+            "c2s_rtt_avg_us",
+            "c2s_rtt_max_us",
+            "c2s_rtt_std_us",
+            "s2c_rtt_samples",
+            "c2s_gap_bytes",
+            "exchanges",
+            "response_us_p50",
+            "response_us_max",
+            "conn_state",
+            "history",
+            "icmp_type",
+            "icmp_code",
         ] {
             assert!(names.contains(&required), "missing {required}");
         }

@@ -105,7 +105,9 @@ impl<const LIMIT: usize, const UNIT: u64> Quantiles<LIMIT, UNIT> {
     }
 
     pub fn count(&self) -> u64 {
-        self.hist.as_ref().map_or(self.exact.len() as u64, |h| h.total)
+        self.hist
+            .as_ref()
+            .map_or(self.exact.len() as u64, |h| h.total)
     }
 
     pub fn max(&self) -> Option<u64> {

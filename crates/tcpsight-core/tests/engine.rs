@@ -35,7 +35,11 @@ impl Wire {
     }
 
     fn seg(&self, from_client: bool, flags: u16, seq: u32, ack: u32, len: usize) -> Tcp {
-        let (a, b) = if from_client { (self.client, self.server) } else { (self.server, self.client) };
+        let (a, b) = if from_client {
+            (self.client, self.server)
+        } else {
+            (self.server, self.client)
+        };
         let mut t = Tcp::new(a.0, a.1, b.0, b.1);
         t.flags = flags;
         t.seq = seq;
@@ -46,10 +50,24 @@ impl Wire {
     }
 
     /// Sends a segment `after_ms` after the previous one.
-    fn send(&mut self, after_ms: u64, from_client: bool, flags: u16, seq: u32, ack: u32, len: usize) {
+    fn send(
+        &mut self,
+        after_ms: u64,
+        from_client: bool,
+        flags: u16,
+        seq: u32,
+        ack: u32,
+        len: usize,
+    ) {
         self.t += after_ms * MS;
         let f = tcp_frame(&self.seg(from_client, flags, seq, ack, len));
-        self.engine.process(self.t, LinkType::ETHERNET, &f, f.len() as u32, &mut self.out);
+        self.engine.process(
+            self.t,
+            LinkType::ETHERNET,
+            &f,
+            f.len() as u32,
+            &mut self.out,
+        );
     }
 
     fn c(&mut self, after_ms: u64, flags: u16, seq: u32, ack: u32, len: usize) {
@@ -103,7 +121,10 @@ fn established_exchange_and_fin_close() {
     assert_eq!(r.conn_state, "SF");
     // The server sent no pure ACK, so no "a".
     assert_eq!(r.history, "ShADdFf");
-    assert_eq!((r.c2s.mss, r.c2s.wscale, r.c2s.sack_ok, r.c2s.ts_ok), (Some(1460), Some(7), true, true));
+    assert_eq!(
+        (r.c2s.mss, r.c2s.wscale, r.c2s.sack_ok, r.c2s.ts_ok),
+        (Some(1460), Some(7), true, true)
+    );
     // RTT samples (tcptrace rules): SYN, request, FIN from the client; SYN/ACK and the
     // 500-byte segment (the ACK ends exactly there) and FIN from the server.
     assert_eq!(r.c2s.rtt_samples, 3);
@@ -123,7 +144,10 @@ fn refused_by_rst() {
     assert_eq!(out.handshakes[0].outcome, Outcome::Rejected);
     assert_eq!(out.handshakes[0].elapsed_ns, Some(MS));
     let r = &out.records[0];
-    assert_eq!((r.outcome, r.close, r.closed_by), (Outcome::Rejected, Close::Rst, Some(Side::Server)));
+    assert_eq!(
+        (r.outcome, r.close, r.closed_by),
+        (Outcome::Rejected, Close::Rst, Some(Side::Server))
+    );
     assert_eq!(r.conn_state, "REJ");
     assert_eq!(r.connect_ns, None);
 }
@@ -136,7 +160,8 @@ fn icmp_unreachable_quoting_the_syn() {
     let f = icmp_error_frame("10.0.0.254".parse().unwrap(), 3, 1, &syn);
     w.t += 3 * MS;
     let t = w.t;
-    w.engine.process(t, LinkType::ETHERNET, &f, f.len() as u32, &mut w.out);
+    w.engine
+        .process(t, LinkType::ETHERNET, &f, f.len() as u32, &mut w.out);
     let out = w.finish();
     let r = &out.records[0];
     assert_eq!(r.outcome, Outcome::Unreachable);
@@ -184,7 +209,11 @@ fn port_reuse_with_new_isn_starts_a_new_connection() {
     w.c(10, A, 9001, 7001, 0);
     let out = w.finish();
     assert_eq!(out.records.len(), 2);
-    assert!(out.records.iter().all(|r| r.outcome == Outcome::Established));
+    assert!(
+        out.records
+            .iter()
+            .all(|r| r.outcome == Outcome::Established)
+    );
     // A retransmitted SYN (same ISN) is not a new connection.
     let mut w = Wire::new("10.0.0.1", 40006, "10.0.0.2", 80);
     w.c(0, S, 100, 0, 0);
@@ -284,7 +313,10 @@ fn capture_gap_counts_acked_bytes_never_seen() {
     let r = w.one();
     assert_eq!(r.s2c.gap_bytes, 1000);
     assert_eq!(r.s2c.lost_segments, 1);
-    assert_eq!(r.s2c.unique_bytes, 3000, "sequence space covered, gap included");
+    assert_eq!(
+        r.s2c.unique_bytes, 3000,
+        "sequence space covered, gap included"
+    );
 }
 
 #[test]
@@ -313,7 +345,10 @@ fn rst_closing_established_connection() {
     w.c(1, A | P, 101, 5001, 10);
     w.c(1, R | A, 111, 5001, 0);
     let r = w.one();
-    assert_eq!((r.outcome, r.close, r.closed_by), (Outcome::Established, Close::Rst, Some(Side::Client)));
+    assert_eq!(
+        (r.outcome, r.close, r.closed_by),
+        (Outcome::Established, Close::Rst, Some(Side::Client))
+    );
     assert_eq!(r.conn_state, "RSTO");
 }
 
@@ -355,8 +390,13 @@ fn idle_connections_expire_by_capture_time_only() {
     let mut other = Wire::new("10.0.0.9", 1, "10.0.0.8", 2);
     other.t = w.t + 301_000 * MS;
     let f = tcp_frame(&other.seg(true, S, 1, 0, 0));
-    w.engine.process(other.t, LinkType::ETHERNET, &f, f.len() as u32, &mut w.out);
-    assert_eq!(w.out.records.len(), 1, "expired before the end of the trace");
+    w.engine
+        .process(other.t, LinkType::ETHERNET, &f, f.len() as u32, &mut w.out);
+    assert_eq!(
+        w.out.records.len(),
+        1,
+        "expired before the end of the trace"
+    );
     assert_eq!(w.out.records[0].close, Close::Open);
     assert_eq!(w.engine.active(), 1);
 }

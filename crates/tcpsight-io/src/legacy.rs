@@ -54,7 +54,11 @@ impl LegacyReader {
         };
         let rd = |i: usize| {
             let b = [header[i], header[i + 1], header[i + 2], header[i + 3]];
-            if swapped { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+            if swapped {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
         };
         // The link type is the low 16 bits; the upper bits may carry FCS information.
         let link = LinkType(rd(20) & 0xffff);
@@ -87,7 +91,11 @@ impl LegacyReader {
         let mut out = [0u32; 4];
         for (i, o) in out.iter_mut().enumerate() {
             let b = [h[4 * i], h[4 * i + 1], h[4 * i + 2], h[4 * i + 3]];
-            *o = if self.swapped { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
+            *o = if self.swapped {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            };
         }
         out
     }
@@ -122,7 +130,11 @@ impl LegacyReader {
     #[inline]
     pub fn next(&mut self) -> Result<Option<Record>, Problem> {
         if self.end - self.pos < 16 && !self.fill(16)? {
-            return if self.end == self.pos { Ok(None) } else { Err(Problem::Truncated) };
+            return if self.end == self.pos {
+                Ok(None)
+            } else {
+                Err(Problem::Truncated)
+            };
         }
         let [secs, frac, caplen, orig_len] = self.header_at(self.pos);
         let (secs, frac, caplen) = (secs as u64, frac as u64, caplen as usize);

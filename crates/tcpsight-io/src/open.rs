@@ -48,7 +48,11 @@ pub(crate) fn open(path: &str) -> Result<Opened, ReadError> {
 }
 
 /// Detects compression on any byte stream (`name` is used in error messages).
-pub(crate) fn wrap(path: &str, raw: Box<dyn Read + Send>, size: Option<u64>) -> Result<Opened, ReadError> {
+pub(crate) fn wrap(
+    path: &str,
+    raw: Box<dyn Read + Send>,
+    size: Option<u64>,
+) -> Result<Opened, ReadError> {
     let err = |m: String| ReadError::new(path, None, m);
     let count = Arc::new(AtomicU64::new(0));
     let counting = Counting {
@@ -56,12 +60,18 @@ pub(crate) fn wrap(path: &str, raw: Box<dyn Read + Send>, size: Option<u64>) -> 
         count: count.clone(),
     };
     let mut buffered = BufReader::with_capacity(1 << 16, counting);
-    let head = buffered.fill_buf().map_err(|e| err(describe_io(&e)))?.to_vec();
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| err(describe_io(&e)))?
+        .to_vec();
     if head.is_empty() {
         return Err(err("empty file".into()));
     }
     let (reader, compression): (Box<dyn Read + Send>, _) = if head.starts_with(&GZIP) {
-        (Box::new(flate2::read::MultiGzDecoder::new(buffered)), "gzip")
+        (
+            Box::new(flate2::read::MultiGzDecoder::new(buffered)),
+            "gzip",
+        )
     } else if head.starts_with(&ZSTD) {
         let d = ruzstd::decoding::StreamingDecoder::new(buffered)
             .map_err(|e| err(format!("bad zstd stream: {e}")))?;

@@ -116,14 +116,18 @@ impl CaptureReader {
     }
 
     /// Reads a capture from any byte stream; `name` labels errors.
-    pub fn from_reader(name: &str, reader: Box<dyn std::io::Read + Send>) -> Result<CaptureReader, ReadError> {
+    pub fn from_reader(
+        name: &str,
+        reader: Box<dyn std::io::Read + Send>,
+    ) -> Result<CaptureReader, ReadError> {
         Self::from_opened(name, crate::open::wrap(name, reader, None)?)
     }
 
     fn from_opened(path: &str, opened: crate::open::Opened) -> Result<CaptureReader, ReadError> {
         let mut src = opened.reader;
         let mut head = [0u8; 24];
-        let n = read_up_to(&mut src, &mut head).map_err(|e| ReadError::new(path, Some(0), e.to_string()))?;
+        let n = read_up_to(&mut src, &mut head)
+            .map_err(|e| ReadError::new(path, Some(0), e.to_string()))?;
         let legacy = (n == 24).then_some(()).and_then(|_| {
             // Only consumes `src` when the magic matches.
             let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -137,12 +141,15 @@ impl CaptureReader {
             // pcap-parser looks at what one read() returns; give it a full first chunk.
             let mut first = head[..n].to_vec();
             first.resize(1 << 16, 0);
-            let more = read_up_to(&mut src, &mut first[n..]).map_err(|e| ReadError::new(path, Some(0), e.to_string()))?;
+            let more = read_up_to(&mut src, &mut first[n..])
+                .map_err(|e| ReadError::new(path, Some(0), e.to_string()))?;
             first.truncate(n + more);
             let rest = std::io::Cursor::new(first).chain(src);
             let inner = pcap_parser::create_reader(INITIAL_BUFFER, rest).map_err(|e| {
                 let msg = match e {
-                    PcapError::HeaderNotRecognized => "not a pcap or pcapng file (unknown magic number)".to_string(),
+                    PcapError::HeaderNotRecognized => {
+                        "not a pcap or pcapng file (unknown magic number)".to_string()
+                    }
                     PcapError::Eof | PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
                         "file ends inside the file header".to_string()
                     }
@@ -259,13 +266,22 @@ impl CaptureReader {
                     }
                     Err(p) => {
                         *cur = None;
-                        Err(ReadError::new(&self.path, Some(at), match p {
-                            Problem::Truncated => "file ends in the middle of a record (truncated capture)".to_string(),
-                            Problem::Impossible(n) => {
-                                format!("record length {n} is impossible (over 64 MiB): corrupt file")
-                            }
-                            Problem::Io(e) => format!("read error: {e}"),
-                        }))
+                        Err(ReadError::new(
+                            &self.path,
+                            Some(at),
+                            match p {
+                                Problem::Truncated => {
+                                    "file ends in the middle of a record (truncated capture)"
+                                        .to_string()
+                                }
+                                Problem::Impossible(n) => {
+                                    format!(
+                                        "record length {n} is impossible (over 64 MiB): corrupt file"
+                                    )
+                                }
+                                Problem::Io(e) => format!("read error: {e}"),
+                            },
+                        ))
                     }
                 }
             }
@@ -294,7 +310,12 @@ impl NgState {
         ReadError::new(path, Some(self.offset), msg)
     }
 
-    fn advance(&mut self, path: &str, ts_digits: &mut u8, orphans: &mut u64) -> Result<bool, ReadError> {
+    fn advance(
+        &mut self,
+        path: &str,
+        ts_digits: &mut u8,
+        orphans: &mut u64,
+    ) -> Result<bool, ReadError> {
         loop {
             let next = self.inner.next();
             match next {
@@ -325,19 +346,27 @@ impl NgState {
                     }
                 }
                 Err(PcapError::UnexpectedEof) => {
-                    return Err(self.err(path, "file ends in the middle of a block (truncated capture)"));
+                    return Err(self.err(
+                        path,
+                        "file ends in the middle of a block (truncated capture)",
+                    ));
                 }
                 Err(PcapError::BufferTooSmall) => {
                     // A block larger than the buffer: double it, up to a bound.
                     self.buffer_size *= 2;
                     if self.buffer_size > MAX_BUFFER || !self.inner.grow(self.buffer_size) {
-                        return Err(self.err(path, "block length is impossible (over 64 MiB): corrupt file"));
+                        return Err(self.err(
+                            path,
+                            "block length is impossible (over 64 MiB): corrupt file",
+                        ));
                     }
                 }
                 Err(PcapError::ReadError) => return Err(self.err(path, "read error")),
                 Err(e) => {
                     let what = match e {
-                        PcapError::NomError(_, k) | PcapError::OwnedNomError(_, k) => format!("malformed block ({k:?})"),
+                        PcapError::NomError(_, k) | PcapError::OwnedNomError(_, k) => {
+                            format!("malformed block ({k:?})")
+                        }
                         _ => "malformed block".to_string(),
                     };
                     return Err(self.err(path, what));
@@ -389,11 +418,18 @@ fn take_block(
             let frac = raw % i.resolution.max(1);
             let secs = (secs as i64).saturating_add(i.offset_s).max(0) as u64;
             let caplen = (epb.caplen as usize).min(epb.data.len());
-            frame(ns_from(secs, frac, i.resolution), i.link, &epb.data[..caplen], epb.origlen)
+            frame(
+                ns_from(secs, frac, i.resolution),
+                i.link,
+                &epb.data[..caplen],
+                epb.origlen,
+            )
         }
         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
             // Simple packets have no timestamp; they keep the previous frame's time.
-            let Some(i) = interfaces.first().copied() else { return Taken::Orphan };
+            let Some(i) = interfaces.first().copied() else {
+                return Taken::Orphan;
+            };
             frame(prev_ts, i.link, spb.data, spb.origlen)
         }
         // Legacy blocks cannot come from a pcapng reader; anything else is metadata.

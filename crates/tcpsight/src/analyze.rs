@@ -83,7 +83,10 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     let mut readers = Vec::new();
     for f in &args.files {
         match CaptureReader::open(f) {
-            Ok(r) if !r.link_types().is_empty() && r.link_types().iter().all(|l| !l.is_supported()) => {
+            Ok(r)
+                if !r.link_types().is_empty()
+                    && r.link_types().iter().all(|l| !l.is_supported()) =>
+            {
                 let names: Vec<String> = r.link_types().iter().map(|l| l.name()).collect();
                 let e = ReadError::new(
                     f,
@@ -135,7 +138,8 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     };
     let flows_to_stdout = args.flows.as_deref() == Some("-");
     let mut sinks = Sinks {
-        flows: flow_out.map(|w| FlowWriter::new(BufWriter::with_capacity(1 << 16, w), args.format, ts_digits)),
+        flows: flow_out
+            .map(|w| FlowWriter::new(BufWriter::with_capacity(1 << 16, w), args.format, ts_digits)),
         flow_error: None,
         table: DestinationTable::new(args.group_by),
         outcomes: Outcomes::default(),
@@ -147,14 +151,17 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     };
     let mut engine = Engine::new(cfg);
 
-    let progress = (!args.no_progress && io::stderr().is_terminal() && total_size > 32 << 20).then(|| {
-        let pb = ProgressBar::new(total_size);
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bar:40} {percent}% {eta}")
+    let progress =
+        (!args.no_progress && io::stderr().is_terminal() && total_size > 32 << 20).then(|| {
+            let pb = ProgressBar::new(total_size);
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {bytes}/{total_bytes} {bar:40} {percent}% {eta}",
+                )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    });
+            );
+            pb
+        });
 
     let mut merged = MergedReader::new(readers);
     let mut n: u64 = 0;
@@ -199,12 +206,20 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     };
     let rows = sinks.table.rows(span_s, args.sort, args.reverse);
     // With flows on stdout, the report goes to stderr so the two never mix.
-    let mut report: Box<dyn Write> = if flows_to_stdout { Box::new(io::stderr()) } else { Box::new(io::stdout()) };
+    let mut report: Box<dyn Write> = if flows_to_stdout {
+        Box::new(io::stderr())
+    } else {
+        Box::new(io::stdout())
+    };
     let text = if args.json {
         let mut doc = summary::to_json(&input, &st, &sinks.outcomes);
         doc["destinations"] = table::to_json(&rows, args.limit);
-        doc["errors"] = serde_json::Value::from(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
-        format!("{}\n", serde_json::to_string_pretty(&doc).unwrap_or_default())
+        doc["errors"] =
+            serde_json::Value::from(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        )
     } else {
         let mut t = summary::render(&input, &st, &sinks.outcomes);
         if !rows.is_empty() {
@@ -213,8 +228,16 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         }
         t
     };
-    if report.write_all(text.as_bytes()).and_then(|_| report.flush()).is_err() {
+    if report
+        .write_all(text.as_bytes())
+        .and_then(|_| report.flush())
+        .is_err()
+    {
         return ExitCode::from(2);
     }
-    if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }

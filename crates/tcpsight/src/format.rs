@@ -22,7 +22,11 @@ pub fn epoch(ns: u64, digits: u8, out: &mut String) {
     let digits = digits.clamp(1, 9) as u32;
     int(ns / 1_000_000_000, out);
     out.push('.');
-    padded((ns % 1_000_000_000) / 10u64.pow(9 - digits), digits as usize, out);
+    padded(
+        (ns % 1_000_000_000) / 10u64.pow(9 - digits),
+        digits as usize,
+        out,
+    );
 }
 
 /// Microseconds from nanoseconds: an integer when exact, else up to 3 decimals.

@@ -4,12 +4,17 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn data(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel);
     p.to_str().unwrap().to_string()
 }
 
 fn tcpsight(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcpsight")).args(args).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(args)
+        .output()
+        .expect("binary runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -25,13 +30,20 @@ fn quick_start_capture_summary() {
     let s = text(&out.stdout);
     // Frames and connections as tshark counts them (testdata/oracle/SUMMARY.md): 9,092
     // streams; 28 ICMP unreachables, all quoting a SYN (capture manifest).
-    assert!(s.contains("239,962 frames, 239,924 TCP, 28 ICMP errors (28 matched a connection)"), "{s}");
+    assert!(
+        s.contains("239,962 frames, 239,924 TCP, 28 ICMP errors (28 matched a connection)"),
+        "{s}"
+    );
     assert!(s.contains("Connections 9,092"), "{s}");
     assert!(s.contains("unreachable        28"), "{s}");
     assert!(s.contains("success           9,009"), "{s}");
     assert!(s.contains("pcap+gzip"), "{s}");
     assert!(s.contains("Destinations"), "{s}");
-    assert!(s.lines().any(|l| l.starts_with("10.77.0.2 ") && l.contains("9,012")), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.starts_with("10.77.0.2 ") && l.contains("9,012")),
+        "{s}"
+    );
 }
 
 #[test]
@@ -42,14 +54,24 @@ fn json_document_is_complete() {
     assert_eq!(v["connections"], 9092);
     assert_eq!(v["frames"], 239_962);
     let o = &v["outcomes"];
-    let total: u64 = ["established", "rejected", "unreachable", "timeout", "pending", "midstream"]
-        .iter()
-        .map(|k| o[k].as_u64().unwrap())
-        .sum();
+    let total: u64 = [
+        "established",
+        "rejected",
+        "unreachable",
+        "timeout",
+        "pending",
+        "midstream",
+    ]
+    .iter()
+    .map(|k| o[k].as_u64().unwrap())
+    .sum();
     assert_eq!(total, 9092);
     let dest = v["destinations"].as_array().unwrap();
     let syn: u64 = dest.iter().map(|d| d["syn"].as_u64().unwrap()).sum();
-    let conns: u64 = dest.iter().map(|d| d["connections"].as_u64().unwrap()).sum();
+    let conns: u64 = dest
+        .iter()
+        .map(|d| d["connections"].as_u64().unwrap())
+        .sum();
     assert_eq!(conns, 9092);
     assert!(syn <= conns && syn > 9000);
     let top = &dest[0];
@@ -61,13 +83,27 @@ fn json_document_is_complete() {
 
 #[test]
 fn flows_as_jsonl_and_csv_agree() {
-    let j = tcpsight(&["analyze", &data("captures/zeek/wikipedia.pcap"), "--flows", "-"]);
-    let c = tcpsight(&["analyze", &data("captures/zeek/wikipedia.pcap"), "--flows", "-", "--format", "csv"]);
+    let j = tcpsight(&[
+        "analyze",
+        &data("captures/zeek/wikipedia.pcap"),
+        "--flows",
+        "-",
+    ]);
+    let c = tcpsight(&[
+        "analyze",
+        &data("captures/zeek/wikipedia.pcap"),
+        "--flows",
+        "-",
+        "--format",
+        "csv",
+    ]);
     assert!(j.status.success() && c.status.success());
     // With flows on stdout, the report goes to stderr.
     assert!(text(&j.stderr).contains("Connections 10"));
-    let lines: Vec<serde_json::Value> =
-        text(&j.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines: Vec<serde_json::Value> = text(&j.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(lines.len(), 10);
     let csv = text(&c.stdout);
     let mut rows = csv.lines();
@@ -96,29 +132,58 @@ fn flows_as_jsonl_and_csv_agree() {
 
 #[test]
 fn nanosecond_capture_keeps_nine_decimals() {
-    let out = tcpsight(&["analyze", &data("captures/tcpdump/tcp-handshake-nano.pcap"), "--flows", "-"]);
+    let out = tcpsight(&[
+        "analyze",
+        &data("captures/tcpdump/tcp-handshake-nano.pcap"),
+        "--flows",
+        "-",
+    ]);
     let s = text(&out.stdout);
-    let ts = s.split("\"ts_first\":").nth(1).unwrap().split(',').next().unwrap();
+    let ts = s
+        .split("\"ts_first\":")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
     assert_eq!(ts.split('.').nth(1).unwrap().len(), 9, "{ts}");
 }
 
 #[test]
 fn several_files_are_one_trace_and_compression_is_detected_by_magic() {
     let a = tcpsight(&["analyze", &data("derived/wikipedia.pcap.zst"), "--json"]);
-    let b = tcpsight(&["analyze", &data("derived/sites-22-interfaces.pcapng.gz"), "--json"]);
+    let b = tcpsight(&[
+        "analyze",
+        &data("derived/sites-22-interfaces.pcapng.gz"),
+        "--json",
+    ]);
     let ab = tcpsight(&[
         "analyze",
         &data("derived/sites-22-interfaces.pcapng.gz"),
         &data("derived/wikipedia.pcap.zst"),
         "--json",
     ]);
-    let n = |o: &Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["connections"].as_u64().unwrap();
+    let n = |o: &Output| {
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["connections"]
+            .as_u64()
+            .unwrap()
+    };
     assert_eq!(n(&a), 10);
     assert_eq!(n(&b), 60);
     assert_eq!(n(&ab), 70);
     // And the zstd copy says exactly what the original says.
-    let orig = tcpsight(&["analyze", &data("captures/zeek/wikipedia.pcap"), "--flows", "-"]);
-    let zst = tcpsight(&["analyze", &data("derived/wikipedia.pcap.zst"), "--flows", "-"]);
+    let orig = tcpsight(&[
+        "analyze",
+        &data("captures/zeek/wikipedia.pcap"),
+        "--flows",
+        "-",
+    ]);
+    let zst = tcpsight(&[
+        "analyze",
+        &data("derived/wikipedia.pcap.zst"),
+        "--flows",
+        "-",
+    ]);
     assert_eq!(orig.stdout, zst.stdout);
 }
 
@@ -156,22 +221,44 @@ fn bad(rel: &str, expect: &str) -> Output {
 fn bad_inputs_give_one_clear_line_and_exit_2() {
     bad("bad/empty.pcap", "empty file");
     bad("bad/garbage.bin", "byte 0: not a pcap or pcapng file");
-    bad("bad/unknown-linktype.pcap", "link type LINKTYPE_147 not supported");
+    bad(
+        "bad/unknown-linktype.pcap",
+        "link type LINKTYPE_147 not supported",
+    );
     bad("bad", "is a directory");
     bad("bad/does-not-exist.pcap", "no such file");
 }
 
 #[test]
 fn damaged_files_report_everything_before_the_damage() {
-    let out = bad("bad/truncated-mid-record.pcap", "byte 717: file ends in the middle of a record");
-    assert!(text(&out.stdout).contains("5 frames"), "{}", text(&out.stdout));
-    let out = bad("bad/impossible-record-length.pcap", "byte 127: record length 4294967280 is impossible");
-    assert!(text(&out.stdout).contains("1 frames"), "{}", text(&out.stdout));
+    let out = bad(
+        "bad/truncated-mid-record.pcap",
+        "byte 717: file ends in the middle of a record",
+    );
+    assert!(
+        text(&out.stdout).contains("5 frames"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = bad(
+        "bad/impossible-record-length.pcap",
+        "byte 127: record length 4294967280 is impossible",
+    );
+    assert!(
+        text(&out.stdout).contains("1 frames"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
 fn a_bad_file_does_not_stop_the_good_ones() {
-    let out = tcpsight(&["analyze", &data("bad/garbage.bin"), &data("captures/zeek/wikipedia.pcap"), "--json"]);
+    let out = tcpsight(&[
+        "analyze",
+        &data("bad/garbage.bin"),
+        &data("captures/zeek/wikipedia.pcap"),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["connections"], 10);
@@ -180,7 +267,11 @@ fn a_bad_file_does_not_stop_the_good_ones() {
 
 #[test]
 fn snaplen_cut_packets_are_counted_and_still_analysed() {
-    let out = tcpsight(&["analyze", &data("captures/zeek/tcp-truncated-header-snaplen68.pcap"), "--json"]);
+    let out = tcpsight(&[
+        "analyze",
+        &data("captures/zeek/tcp-truncated-header-snaplen68.pcap"),
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["frames"], 24);
     assert_eq!(v["tcp_packets"], 24);
@@ -195,13 +286,23 @@ fn every_link_type_in_the_corpus_decodes() {
         ("captures/suricata-verify/decode-sll2-02.pcap", "LINUX_SLL2"),
         ("captures/zeek/tls-openjdk-sll2.pcap", "LINUX_SLL2"),
         ("captures/gopacket/test_loopback-null.pcap", "NULL"),
-        ("captures/suricata-verify/http-range-multiflows.pcap", "NULL"),
+        (
+            "captures/suricata-verify/http-range-multiflows.pcap",
+            "NULL",
+        ),
         ("captures/zeek/http-qinq-0.pcap", "EN10MB"),
     ] {
         let out = tcpsight(&["analyze", &data(rel), "--json"]);
         assert!(out.status.success(), "{rel}");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(v["link_types"].as_array().unwrap().iter().any(|l| l == link), "{rel}");
+        assert!(
+            v["link_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l == link),
+            "{rel}"
+        );
         assert_eq!(v["undecodable"], 0, "{rel}");
         assert!(v["connections"].as_u64().unwrap() > 0, "{rel}");
     }

@@ -37,10 +37,21 @@ fn analyse(path: &Path) -> Vec<ConnRecord> {
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
     lines
         .filter(|l| !l.is_empty())
-        .map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
         .collect()
 }
 
@@ -84,20 +95,38 @@ fn by_tuple(records: &[ConnRecord]) -> HashMap<Tuple, Vec<&ConnRecord>> {
 /// (capture, field) -> number of connections that differ.
 type Mismatches = BTreeMap<(String, String), u64>;
 
-fn dirs<'a>(row: &HashMap<String, String>, r: &'a ConnRecord) -> [(&'static str, &'a DirRecord); 2] {
-    let same = row["client_ip"] == r.client.to_string() && row["client_port"] == r.client_port.to_string();
-    if same { [("c2s", &r.c2s), ("s2c", &r.s2c)] } else { [("c2s", &r.s2c), ("s2c", &r.c2s)] }
+fn dirs<'a>(
+    row: &HashMap<String, String>,
+    r: &'a ConnRecord,
+) -> [(&'static str, &'a DirRecord); 2] {
+    let same =
+        row["client_ip"] == r.client.to_string() && row["client_port"] == r.client_port.to_string();
+    if same {
+        [("c2s", &r.c2s), ("s2c", &r.s2c)]
+    } else {
+        [("c2s", &r.s2c), ("s2c", &r.c2s)]
+    }
 }
 
 fn num(row: &HashMap<String, String>, k: &str) -> u64 {
     row[k].parse().unwrap_or(0)
 }
 
-fn compare_tshark(name: &str, records: &[ConnRecord], rows: &[HashMap<String, String>], mm: &mut Mismatches) {
+fn compare_tshark(
+    name: &str,
+    records: &[ConnRecord],
+    rows: &[HashMap<String, String>],
+    mm: &mut Mismatches,
+) {
     let ours = by_tuple(records);
     let mut theirs: HashMap<Tuple, Vec<&HashMap<String, String>>> = HashMap::new();
     for row in rows {
-        let k = tuple(&row["client_ip"], &row["client_port"], &row["server_ip"], &row["server_port"]);
+        let k = tuple(
+            &row["client_ip"],
+            &row["client_port"],
+            &row["server_ip"],
+            &row["server_port"],
+        );
         theirs.entry(k).or_default().push(row);
     }
     let mut bump = |field: &str| *mm.entry((name.to_string(), field.to_string())).or_insert(0) += 1;
@@ -116,9 +145,21 @@ fn compare_tshark(name: &str, records: &[ConnRecord], rows: &[HashMap<String, St
                     ("pkts", d.pkts, "pkts"),
                     ("payload_bytes", d.payload_bytes, "payload_bytes"),
                     ("retransmission", d.retx_pkts as u64, "retx_pkts"),
-                    ("fast_retransmission", d.fast_retx_pkts as u64, "fast_retx_pkts"),
-                    ("spurious_retransmission", d.spurious_retx_pkts as u64, "spurious_retx_pkts"),
-                    ("out_of_order", d.out_of_order_pkts as u64, "out_of_order_pkts"),
+                    (
+                        "fast_retransmission",
+                        d.fast_retx_pkts as u64,
+                        "fast_retx_pkts",
+                    ),
+                    (
+                        "spurious_retransmission",
+                        d.spurious_retx_pkts as u64,
+                        "spurious_retx_pkts",
+                    ),
+                    (
+                        "out_of_order",
+                        d.out_of_order_pkts as u64,
+                        "out_of_order_pkts",
+                    ),
                     ("dup_ack", d.dup_acks as u64, "dup_acks"),
                     ("lost_segment", d.lost_segments as u64, "lost_segments"),
                 ];
@@ -143,22 +184,39 @@ fn compare_tshark(name: &str, records: &[ConnRecord], rows: &[HashMap<String, St
     }
 }
 
-fn compare_tcptrace(name: &str, records: &[ConnRecord], rows: &[HashMap<String, String>], mm: &mut Mismatches) {
+fn compare_tcptrace(
+    name: &str,
+    records: &[ConnRecord],
+    rows: &[HashMap<String, String>],
+    mm: &mut Mismatches,
+) {
     let ours = by_tuple(records);
     let mut rows_per_tuple: HashMap<Tuple, usize> = HashMap::new();
     for row in rows {
-        let k = tuple(&row["client_ip"], &row["client_port"], &row["server_ip"], &row["server_port"]);
+        let k = tuple(
+            &row["client_ip"],
+            &row["client_port"],
+            &row["server_ip"],
+            &row["server_port"],
+        );
         *rows_per_tuple.entry(k).or_default() += 1;
     }
     let mut bump = |field: &str| *mm.entry((name.to_string(), field.to_string())).or_insert(0) += 1;
     for row in rows {
-        let k = tuple(&row["client_ip"], &row["client_port"], &row["server_ip"], &row["server_port"]);
+        let k = tuple(
+            &row["client_ip"],
+            &row["client_port"],
+            &row["server_ip"],
+            &row["server_port"],
+        );
         // tcptrace splits reused tuples by other rules than tshark; compare the tuples
         // both see as one connection.
         if rows_per_tuple[&k] != 1 {
             continue;
         }
-        let Some([r]) = ours.get(&k).map(|v| v.as_slice()) else { continue };
+        let Some([r]) = ours.get(&k).map(|v| v.as_slice()) else {
+            continue;
+        };
         let mut diff: BTreeMap<&str, bool> = BTreeMap::new();
         for (tdir, d) in dirs(row, r) {
             if num(row, &format!("{tdir}_unique_bytes")) != d.unique_bytes {
@@ -169,8 +227,10 @@ fn compare_tcptrace(name: &str, records: &[ConnRecord], rows: &[HashMap<String, 
                 diff.insert("tcptrace_rtt_samples", true);
             }
             // tcptrace prints RTT in 0.1 ms steps.
-            if let (Ok(avg), Some(ours)) = (row[&format!("{tdir}_rtt_avg_us")].parse::<f64>(), d.rtt_avg_ns)
-                && samples > 0
+            if let (Ok(avg), Some(ours)) = (
+                row[&format!("{tdir}_rtt_avg_us")].parse::<f64>(),
+                d.rtt_avg_ns,
+            ) && samples > 0
                 && (avg - ours / 1000.0).abs() > 100.0_f64.max(0.02 * avg)
             {
                 diff.insert("tcptrace_rtt_avg", true);
@@ -229,7 +289,10 @@ fn agrees_with_tshark_and_tcptrace() {
             "# capture\tfield\tmax connections that may differ\treason (docs/oracles.md)\n",
         );
         for ((cap, field), n) in &mm {
-            let why = known.get(&(cap.clone(), field.clone())).map(|k| k.1.clone()).unwrap_or_default();
+            let why = known
+                .get(&(cap.clone(), field.clone()))
+                .map(|k| k.1.clone())
+                .unwrap_or_default();
             out.push_str(&format!("{cap}\t{field}\t{n}\t{why}\n"));
         }
         std::fs::write(root().join(KNOWN), out).unwrap();
@@ -239,10 +302,18 @@ fn agrees_with_tshark_and_tcptrace() {
     for ((cap, field), n) in &mm {
         let allowed = known.get(&(cap.clone(), field.clone())).map_or(0, |k| k.0);
         if *n > allowed {
-            failures.push(format!("{cap}: {field}: {n} connections differ (allowed {allowed})"));
+            failures.push(format!(
+                "{cap}: {field}: {n} connections differ (allowed {allowed})"
+            ));
         } else if *n < allowed {
-            eprintln!("improved: {cap}: {field}: {n} < {allowed}; lower the ceiling (TCPSIGHT_BLESS=1)");
+            eprintln!(
+                "improved: {cap}: {field}: {n} < {allowed}; lower the ceiling (TCPSIGHT_BLESS=1)"
+            );
         }
     }
-    assert!(failures.is_empty(), "disagreements with the oracles:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "disagreements with the oracles:\n{}",
+        failures.join("\n")
+    );
 }

@@ -4,8 +4,8 @@
 //! then goes through the general decoder. Both give the same answer on every frame this
 //! one accepts (unit test below, and the `decode` property test).
 
-use super::tcp::{TcpFlags, TcpOptions, parse_options};
 use super::TcpSegment;
+use super::tcp::{TcpFlags, TcpOptions, parse_options};
 use crate::addr::Addr;
 use crate::decode::LinkType;
 use crate::seq::Seq;
@@ -73,9 +73,19 @@ mod tests {
     #[test]
     fn agrees_with_the_general_decoder() {
         let mut accepted = 0;
-        for flags in [TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK] {
+        for flags in [
+            TcpFlags::SYN,
+            TcpFlags::SYN | TcpFlags::ACK,
+            TcpFlags::ACK,
+            TcpFlags::FIN | TcpFlags::ACK,
+        ] {
             for len in [0usize, 1, 100, 1460] {
-                let mut t = Tcp::new("10.1.2.3".parse().unwrap(), 1234, "10.9.8.7".parse().unwrap(), 80);
+                let mut t = Tcp::new(
+                    "10.1.2.3".parse().unwrap(),
+                    1234,
+                    "10.9.8.7".parse().unwrap(),
+                    80,
+                );
                 t.flags = flags;
                 t.seq = 0xdead_beef;
                 t.ack = 7;
@@ -87,14 +97,22 @@ mod tests {
                     let data = &f[..cut];
                     if let Some(seg) = ethernet_ipv4_tcp(LinkType::ETHERNET, data, f.len() as u32) {
                         accepted += 1;
-                        assert_eq!(decode_general(LinkType::ETHERNET, data, f.len() as u32), Ok(Decoded::Tcp(seg)));
+                        assert_eq!(
+                            decode_general(LinkType::ETHERNET, data, f.len() as u32),
+                            Ok(Decoded::Tcp(seg))
+                        );
                     }
                 }
             }
         }
         assert!(accepted > 40);
         // VLAN-tagged and IPv6 frames are not for the fast path.
-        let mut t = Tcp::new("10.1.2.3".parse().unwrap(), 1, "10.9.8.7".parse().unwrap(), 2);
+        let mut t = Tcp::new(
+            "10.1.2.3".parse().unwrap(),
+            1,
+            "10.9.8.7".parse().unwrap(),
+            2,
+        );
         t.vlan = Some(5);
         assert!(ethernet_ipv4_tcp(LinkType::ETHERNET, &tcp_frame(&t), 80).is_none());
         let t6 = Tcp::new("fd00::1".parse().unwrap(), 1, "fd00::2".parse().unwrap(), 2);

@@ -126,7 +126,12 @@ pub(crate) fn decode_ipv6(data: &[u8], vlan: u32, truncated: bool) -> Result<Dec
 }
 
 #[inline(always)]
-fn transport(data: &[u8], h: &IpHeader, vlan: u32, truncated: bool) -> Result<Decoded, DecodeError> {
+fn transport(
+    data: &[u8],
+    h: &IpHeader,
+    vlan: u32,
+    truncated: bool,
+) -> Result<Decoded, DecodeError> {
     if h.later_fragment {
         return Ok(Decoded::Fragment);
     }
@@ -154,7 +159,11 @@ fn icmp_error(b: Bytes, v6: bool, vlan: u32) -> Result<Decoded, DecodeError> {
         _ => return Ok(Decoded::NotTcp),
     };
     let quoted = Bytes(b.from(8));
-    let inner = if v6 { ipv6_header(quoted) } else { ipv4_header(quoted) };
+    let inner = if v6 {
+        ipv6_header(quoted)
+    } else {
+        ipv4_header(quoted)
+    };
     // A quote we cannot read is still a well-formed ICMP message about something else.
     let Ok(inner) = inner else {
         return Ok(Decoded::NotTcp);

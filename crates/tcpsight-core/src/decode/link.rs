@@ -127,7 +127,11 @@ pub(crate) fn strip(link: LinkType, data: &[u8]) -> Result<NetStart, DecodeError
             let raw = b.array::<4>(0).ok_or(DecodeError::Short("loopback"))?;
             // DLT_NULL stores the family in the capturing host's byte order.
             let le = u32::from_le_bytes(raw);
-            let af = if le <= 0xffff { le } else { u32::from_be_bytes(raw) };
+            let af = if le <= 0xffff {
+                le
+            } else {
+                u32::from_be_bytes(raw)
+            };
             family(af)
         }
         108 => {

@@ -18,7 +18,9 @@ fn syn() -> Tcp {
 #[test]
 fn ethernet_ipv4_syn_with_options() {
     let f = tcp_frame(&syn());
-    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else { panic!() };
+    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!((s.sport, s.dport, s.seq.0), (40000, 80, 1000));
     assert!(s.flags.syn() && !s.flags.ack());
     assert_eq!(s.options.mss, Some(1460));
@@ -35,7 +37,9 @@ fn payload_length_comes_from_ip_header_not_capture() {
     t.payload_len = 1000;
     let f = tcp_frame(&t);
     // A 68-byte snap (Ethernet 14 + IPv4 20 + TCP 20 + 14 payload).
-    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f[..68], f.len() as u32).unwrap() else { panic!() };
+    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f[..68], f.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!(s.payload_len, 1000);
     assert!(s.truncated);
 }
@@ -47,12 +51,17 @@ fn snaplen_inside_tcp_header_still_gives_flags_seq_ack() {
     t.ack = 77;
     let f = tcp_frame(&t);
     let cut = 14 + 20 + 14;
-    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f[..cut], f.len() as u32).unwrap() else { panic!() };
+    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f[..cut], f.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!((s.seq.0, s.ack.0), (1000, 77));
     assert_eq!(s.window, None);
     assert!(s.truncated);
     // 13 TCP bytes is not enough.
-    assert_eq!(decode(LinkType::ETHERNET, &f[..cut - 1], f.len() as u32), Err(DecodeError::Short("TCP")));
+    assert_eq!(
+        decode(LinkType::ETHERNET, &f[..cut - 1], f.len() as u32),
+        Err(DecodeError::Short("TCP"))
+    );
 }
 
 #[test]
@@ -60,13 +69,17 @@ fn vlan_and_qinq() {
     let mut t = syn();
     t.vlan = Some(42);
     let f = tcp_frame(&t);
-    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else { panic!() };
+    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!(s.vlan, 42);
     // Add an outer 802.1ad tag by hand.
     let mut q = f[..12].to_vec();
     q.extend_from_slice(&[0x88, 0xa8, 0x00, 0x07]);
     q.extend_from_slice(&f[12..]);
-    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &q, q.len() as u32).unwrap() else { panic!() };
+    let Decoded::Tcp(s) = decode(LinkType::ETHERNET, &q, q.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!(s.vlan, (7 << 12) | 42);
 }
 
@@ -98,7 +111,9 @@ fn cooked_raw_and_loopback_link_types() {
         (LinkType::LOOP, &lo),
     ] {
         let d = decode(link, frame, frame.len() as u32).unwrap();
-        let Decoded::Tcp(s) = d else { panic!("{link:?}: {d:?}") };
+        let Decoded::Tcp(s) = d else {
+            panic!("{link:?}: {d:?}")
+        };
         assert_eq!((s.sport, s.dport), (40000, 80), "{link:?}");
         assert!(!s.src.is_v4());
     }
@@ -106,11 +121,17 @@ fn cooked_raw_and_loopback_link_types() {
 
 #[test]
 fn unknown_link_type_and_garbage_are_errors_not_panics() {
-    assert_eq!(decode(LinkType(9999), &[1, 2, 3], 3), Err(DecodeError::UnknownLinkType(9999)));
+    assert_eq!(
+        decode(LinkType(9999), &[1, 2, 3], 3),
+        Err(DecodeError::UnknownLinkType(9999))
+    );
     assert!(decode(LinkType::ETHERNET, &[], 0).is_err());
     let mut f = tcp_frame(&syn());
     f[14] = 0x41; // IHL 4: impossible
-    assert_eq!(decode(LinkType::ETHERNET, &f, f.len() as u32), Err(DecodeError::Malformed("IPv4 header length")));
+    assert_eq!(
+        decode(LinkType::ETHERNET, &f, f.len() as u32),
+        Err(DecodeError::Malformed("IPv4 header length"))
+    );
 }
 
 #[test]
@@ -118,13 +139,18 @@ fn later_fragments_are_counted_not_parsed() {
     let mut f = tcp_frame(&syn());
     f[14 + 6] = 0x00;
     f[14 + 7] = 0x10; // fragment offset 16 * 8
-    assert_eq!(decode(LinkType::ETHERNET, &f, f.len() as u32), Ok(Decoded::Fragment));
+    assert_eq!(
+        decode(LinkType::ETHERNET, &f, f.len() as u32),
+        Ok(Decoded::Fragment)
+    );
 }
 
 #[test]
 fn icmp_unreachable_quotes_the_syn() {
     let f = icmp_error_frame(v4("10.0.0.254"), 3, 1, &syn());
-    let Decoded::IcmpError(q) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else { panic!() };
+    let Decoded::IcmpError(q) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!((q.icmp_type, q.icmp_code, q.unreachable), (3, 1, true));
     assert_eq!((q.sport, q.dport, q.seq.0), (40000, 80, 1000));
     assert_eq!(q.src.to_string(), "10.0.0.1");
@@ -132,6 +158,8 @@ fn icmp_unreachable_quotes_the_syn() {
     t6.src = "fd00::1".parse().unwrap();
     t6.dst = "fd00::2".parse().unwrap();
     let f = icmp_error_frame("fd00::fe".parse().unwrap(), 1, 4, &t6);
-    let Decoded::IcmpError(q) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else { panic!() };
+    let Decoded::IcmpError(q) = decode(LinkType::ETHERNET, &f, f.len() as u32).unwrap() else {
+        panic!()
+    };
     assert_eq!((q.icmp_type, q.icmp_code, q.dport), (1, 4, 80));
 }

@@ -52,7 +52,11 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
         if input.files.len() == 1 { "" } else { "s" },
         input.formats.join(", "),
         if links.len() == 1 { "" } else { "s" },
-        if links.is_empty() { "-".into() } else { links.join(", ") }
+        if links.is_empty() {
+            "-".into()
+        } else {
+            links.join(", ")
+        }
     ));
     match (st.first_ns, st.last_ns) {
         (Some(a), Some(b)) => s.push_str(&format!(
@@ -79,7 +83,10 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
         thousands(st.ts_backwards),
     ));
     for (why, n) in &st.undecodable {
-        s.push_str(&format!("          undecodable: {} x {why}\n", thousands(*n)));
+        s.push_str(&format!(
+            "          undecodable: {} x {why}\n",
+            thousands(*n)
+        ));
     }
     let failed = o.get(Outcome::Rejected) + o.get(Outcome::Unreachable) + o.get(Outcome::Timeout);
     s.push_str(&format!("\nConnections {}\n", thousands(o.connections)));
@@ -90,12 +97,18 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
         thousands(o.dup_synack)
     ));
     s.push_str(&format!("  failure       {:>9}\n", thousands(failed)));
-    s.push_str(&format!("    rejected    {:>9}   (RST answered the SYN)\n", thousands(o.get(Outcome::Rejected))));
+    s.push_str(&format!(
+        "    rejected    {:>9}   (RST answered the SYN)\n",
+        thousands(o.get(Outcome::Rejected))
+    ));
     s.push_str(&format!(
         "    unreachable {:>9}   (ICMP error quoted the SYN)\n",
         thousands(o.get(Outcome::Unreachable))
     ));
-    s.push_str(&format!("    timeout     {:>9}   (no answer in time)\n", thousands(o.get(Outcome::Timeout))));
+    s.push_str(&format!(
+        "    timeout     {:>9}   (no answer in time)\n",
+        thousands(o.get(Outcome::Timeout))
+    ));
     s.push_str(&format!(
         "  pending       {:>9}   (trace ended during the handshake)\n",
         thousands(o.get(Outcome::Pending))
@@ -108,8 +121,10 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
 }
 
 pub fn to_json(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> Json {
-    let outcomes: serde_json::Map<String, Json> =
-        Outcome::ALL.iter().map(|k| (k.name().to_string(), json!(o.get(*k)))).collect();
+    let outcomes: serde_json::Map<String, Json> = Outcome::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), json!(o.get(*k))))
+        .collect();
     json!({
         "files": input.files,
         "formats": input.formats,

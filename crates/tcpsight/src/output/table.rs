@@ -99,7 +99,7 @@ pub struct Row {
 
 pub struct DestinationTable {
     group: GroupBy,
-    hosts: HashMap<HostKey, HostStats>,
+    hosts: HashMap<HostKey, HostStats, foldhash::fast::RandomState>,
 }
 
 fn pct(n: u64, d: u64) -> Option<f64> {
@@ -110,7 +110,7 @@ impl DestinationTable {
     pub fn new(group: GroupBy) -> Self {
         DestinationTable {
             group,
-            hosts: HashMap::new(),
+            hosts: HashMap::default(),
         }
     }
 
@@ -123,7 +123,11 @@ impl DestinationTable {
 
     pub fn on_exchange(&mut self, e: &ExchangeEvent) {
         let k = self.key(e.server.addr, e.server.port);
-        self.hosts.entry(k).or_default().response_ns.add(e.response_ns);
+        self.hosts
+            .entry(k)
+            .or_default()
+            .response_ns
+            .add(e.response_ns);
     }
 
     pub fn on_connection(&mut self, r: &ConnRecord) {
@@ -169,7 +173,8 @@ impl DestinationTable {
             .hosts
             .iter()
             .map(|(k, h)| {
-                let qos_all_in_one = h.exchanges.count() == 1 && h.conns == 1 && h.exchanges.max() > Some(1);
+                let qos_all_in_one =
+                    h.exchanges.count() == 1 && h.conns == 1 && h.exchanges.max() > Some(1);
                 let row = Row {
                     host: k.to_string(),
                     conns: h.conns,
@@ -237,7 +242,11 @@ pub fn render(rows: &[Row], limit: usize) -> String {
         "Host", "Syn", "Syn/s", "SynAck%", "Est%", "Rst%", "Fin_O%", "Fin_I%", "Est/s", "QoS",
         "Lat p50", "p95", "p99", "Out", "In", "Rtt p95", "Retx%", "Err",
     ];
-    let shown = if limit == 0 { rows.len() } else { rows.len().min(limit) };
+    let shown = if limit == 0 {
+        rows.len()
+    } else {
+        rows.len().min(limit)
+    };
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in &rows[..shown] {
         let qos = match r.qos_p95 {
@@ -268,7 +277,13 @@ pub fn render(rows: &[Row], limit: usize) -> String {
     }
     let ncol = header.len();
     let widths: Vec<usize> = (0..ncol)
-        .map(|c| cells.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            cells
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &cells {
@@ -294,7 +309,11 @@ pub fn render(rows: &[Row], limit: usize) -> String {
 
 /// Rows as JSON (durations in microseconds).
 pub fn to_json(rows: &[Row], limit: usize) -> Json {
-    let shown = if limit == 0 { rows.len() } else { rows.len().min(limit) };
+    let shown = if limit == 0 {
+        rows.len()
+    } else {
+        rows.len().min(limit)
+    };
     let us = |v: Option<u64>| v.map(|ns| ns as f64 / 1000.0);
     Json::Array(
         rows[..shown]
