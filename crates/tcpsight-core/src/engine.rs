@@ -200,7 +200,7 @@ impl Engine {
         }
         if self.now >= self.next_sweep {
             self.sweep(obs);
-            self.next_sweep = self.now + self.cfg.sweep_interval_ns;
+            self.next_sweep = self.now.saturating_add(self.cfg.sweep_interval_ns);
         }
         match decode::decode(link, data, orig_len) {
             Ok(Decoded::Tcp(seg)) => {

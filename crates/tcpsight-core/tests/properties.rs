@@ -88,7 +88,18 @@ fn tcp_spec() -> impl Strategy<Value = Tcp> {
         prop_oneof![3 => Just(None), 1 => (0u16..0x1000).prop_map(Some)],
     )
         .prop_map(
-            |((src, dst), sport, dport, seq, ack, flags, window, payload_len, syn_options, vlan)| {
+            |(
+                (src, dst),
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                window,
+                payload_len,
+                syn_options,
+                vlan,
+            )| {
                 let mut t = Tcp::new(src, sport, dst, dport);
                 t.seq = seq;
                 t.ack = ack;
@@ -112,27 +123,37 @@ struct Frame {
 
 /// A structured TCP (or ICMP error) frame on Ethernet, possibly cut short.
 fn built_frame() -> impl Strategy<Value = Frame> {
-    (tcp_spec(), any::<bool>(), 0u8..4, any::<prop::sample::Index>()).prop_map(|(t, icmp, cut, at)| {
-        let full = if icmp {
-            let router = if t.src.is_ipv6() {
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe))
+    (
+        tcp_spec(),
+        any::<bool>(),
+        0u8..4,
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(t, icmp, cut, at)| {
+            let full = if icmp {
+                let router = if t.src.is_ipv6() {
+                    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe))
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254))
+                };
+                let ty = if t.src.is_ipv6() { 1 } else { 3 };
+                build::icmp_error_frame(router, ty, 3, &t)
             } else {
-                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254))
+                build::tcp_frame(&t)
             };
-            let ty = if t.src.is_ipv6() { 1 } else { 3 };
-            build::icmp_error_frame(router, ty, 3, &t)
-        } else {
-            build::tcp_frame(&t)
-        };
-        let orig_len = full.len() as u32;
-        // One frame in four is cut at a random point, as a snaplen would.
-        let keep = if cut == 0 { at.index(full.len() + 1) } else { full.len() };
-        Frame {
-            link: LinkType::ETHERNET,
-            data: full[..keep].to_vec(),
-            orig_len,
-        }
-    })
+            let orig_len = full.len() as u32;
+            // One frame in four is cut at a random point, as a snaplen would.
+            let keep = if cut == 0 {
+                at.index(full.len() + 1)
+            } else {
+                full.len()
+            };
+            Frame {
+                link: LinkType::ETHERNET,
+                data: full[..keep].to_vec(),
+                orig_len,
+            }
+        })
 }
 
 /// Any bytes under any link type.
@@ -142,7 +163,11 @@ fn junk_frame() -> impl Strategy<Value = Frame> {
             let n = data.len();
             (Just(link), Just(data), orig_len(n))
         })
-        .prop_map(|(link, data, orig_len)| Frame { link, data, orig_len })
+        .prop_map(|(link, data, orig_len)| Frame {
+            link,
+            data,
+            orig_len,
+        })
 }
 
 /// Bytes that start out as a valid TCP frame and then have a few bytes overwritten.
@@ -216,11 +241,17 @@ fn run_engine(frames: &[Frame], ts: &[u64]) -> (Engine, Collect) {
 }
 
 /// What every finished run must satisfy, whatever it was fed.
-fn check_run_invariants(frames: &[Frame], ts: &[u64], engine: &Engine, out: &Collect) -> Result<(), TestCaseError> {
+fn check_run_invariants(
+    frames: &[Frame],
+    ts: &[u64],
+    engine: &Engine,
+    out: &Collect,
+) -> Result<(), TestCaseError> {
     let st = engine.stats();
     prop_assert_eq!(st.frames, frames.len() as u64);
     // Every frame lands in exactly one bucket.
-    let buckets = st.tcp_packets + st.icmp_errors + st.fragments + st.not_tcp + st.undecodable_total();
+    let buckets =
+        st.tcp_packets + st.icmp_errors + st.fragments + st.not_tcp + st.undecodable_total();
     prop_assert_eq!(buckets, st.frames, "frame buckets do not add up: {:?}", st);
     prop_assert!(st.icmp_matched <= st.icmp_errors);
     prop_assert_eq!(st.link_types.values().sum::<u64>(), st.frames);
@@ -250,7 +281,11 @@ fn check_run_invariants(frames: &[Frame], ts: &[u64], engine: &Engine, out: &Col
     for r in &out.records {
         prop_assert!(r.ts_first_ns <= r.ts_last_ns, "ts_first > ts_last: {:?}", r);
         prop_assert!(Some(r.ts_first_ns) >= min_ts && Some(r.ts_last_ns) <= max_ts);
-        prop_assert!(r.c2s.pkts + r.s2c.pkts >= 1, "a record without packets: {:?}", r);
+        prop_assert!(
+            r.c2s.pkts + r.s2c.pkts >= 1,
+            "a record without packets: {:?}",
+            r
+        );
         prop_assert!(r.c2s.retx_pkts as u64 <= r.c2s.pkts && r.s2c.retx_pkts as u64 <= r.s2c.pkts);
         prop_assert!(r.c2s.fin_pkts as u64 <= r.c2s.pkts && r.s2c.fin_pkts as u64 <= r.s2c.pkts);
         prop_assert!(r.c2s.rst_pkts as u64 <= r.c2s.pkts && r.s2c.rst_pkts as u64 <= r.s2c.pkts);
@@ -307,10 +342,10 @@ proptest! {
     /// truncation matches captured < orig_len or a header cut by the snaplen.
     #[test]
     fn decode_mutated_frames_never_panic(f in mutated_frame()) {
-        if let Ok(Decoded::Tcp(seg)) = decode::decode(f.link, &f.data, f.orig_len) {
-            if (f.data.len() as u64) < f.orig_len as u64 {
-                prop_assert!(seg.truncated);
-            }
+        if let Ok(Decoded::Tcp(seg)) = decode::decode(f.link, &f.data, f.orig_len)
+            && (f.data.len() as u64) < f.orig_len as u64
+        {
+            prop_assert!(seg.truncated);
         }
     }
 }
@@ -477,7 +512,8 @@ proptest! {
 
     /// Like engine_invariants, with timestamps up to u64::MAX.
     #[test]
-    #[ignore = "known bug: Engine::process computes `now + sweep_interval_ns` unchecked (overflow panic in debug builds for ts_ns > u64::MAX - 1e9)"]
+    /// Regression (fuzz/regressions/engine): timestamps near u64::MAX overflowed the
+    /// sweep deadline.
     fn engine_invariants_full_range_timestamps(input in prop::collection::vec((frame(), any_ts()), 0..40)) {
         let (frames, ts): (Vec<Frame>, Vec<u64>) = input.into_iter().unzip();
         let (engine, out) = run_engine(&frames, &ts);
@@ -487,7 +523,6 @@ proptest! {
 
 /// The smallest reproduction (also fuzz/regressions/engine/).
 #[test]
-#[ignore = "known bug: engine.rs `self.next_sweep = self.now + self.cfg.sweep_interval_ns` overflows"]
 fn engine_timestamp_at_u64_max() {
     let mut engine = Engine::new(Config::default());
     let mut out = Collect::default();

@@ -86,6 +86,20 @@ fn digits_of(resolution: u64) -> u8 {
     d.max(1)
 }
 
+/// Units per second from pcapng's if_tsresol: 10^n, or 2^n when the high bit is set.
+/// (pcap-parser 0.17 rejects the binary form and would leave microseconds.)
+fn ts_resolution(tsresol: u8) -> u64 {
+    let n = (tsresol & 0x7f) as u32;
+    let r = if tsresol & 0x80 != 0 {
+        2u64.checked_pow(n)
+    } else {
+        10u64.checked_pow(n)
+    };
+    // Beyond 2^64 units per second no timestamp could be represented; nanoseconds
+    // are the finest the engine keeps anyway.
+    r.unwrap_or(1_000_000_000).max(1)
+}
+
 fn ns_from(secs: u64, frac: u64, resolution: u64) -> u64 {
     let frac_ns = if resolution == 1_000_000_000 {
         frac
@@ -400,8 +414,8 @@ fn take_block(
             Taken::Other
         }
         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-            let resolution = idb.ts_resolution().unwrap_or(1_000_000);
-            *ts_digits = (*ts_digits).max(digits_of(resolution));
+            let resolution = ts_resolution(idb.if_tsresol);
+            *ts_digits = (*ts_digits).max(digits_of(resolution.min(1_000_000_000)));
             interfaces.push(Interface {
                 link: LinkType(idb.linktype.0 as u32),
                 resolution,
@@ -441,4 +455,21 @@ enum Taken {
     Frame,
     Orphan,
     Other,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_timestamp_resolutions() {
+        assert_eq!(ts_resolution(6), 1_000_000);
+        assert_eq!(ts_resolution(9), 1_000_000_000);
+        // Binary resolution (high bit): 2^20 units per second.
+        assert_eq!(ts_resolution(0x80 | 20), 1 << 20);
+        assert_eq!(ns_from(3, 1 << 19, 1 << 20), 3_500_000_000);
+        // Absurd values do not overflow.
+        assert_eq!(ts_resolution(127), 1_000_000_000);
+        assert_eq!(ts_resolution(0xff), 1_000_000_000);
+    }
 }

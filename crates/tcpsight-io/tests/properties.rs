@@ -43,7 +43,10 @@ fn read_all(bytes: Vec<u8>) -> (Vec<Rec>, End) {
     let mut out = Vec::new();
     for _ in 0..MAX_ADVANCES {
         if let Some(f) = r.current() {
-            assert!(f.orig_len as usize >= f.data.len(), "orig_len below captured length");
+            assert!(
+                f.orig_len as usize >= f.data.len(),
+                "orig_len below captured length"
+            );
             out.push(Rec {
                 ts_ns: f.ts_ns,
                 link: f.link.0,
@@ -70,7 +73,11 @@ fn read_all(bytes: Vec<u8>) -> (Vec<Rec>, End) {
 /// Every error names the input; errors from within the stream also say "byte N".
 fn check_error_text(e: &ReadError) -> Result<(), TestCaseError> {
     let text = e.to_string();
-    prop_assert!(text.contains(NAME), "error does not name the file: {}", text);
+    prop_assert!(
+        text.contains(NAME),
+        "error does not name the file: {}",
+        text
+    );
     prop_assert!(!e.message.is_empty());
     if let Some(o) = e.offset {
         prop_assert!(
@@ -102,12 +109,21 @@ struct PcapFlavor {
 fn pcap_header(f: PcapFlavor) -> Vec<u8> {
     let magic: u32 = if f.nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
     let mut h = Vec::with_capacity(24);
-    let put32 =
-        |h: &mut Vec<u8>, v: u32| h.extend_from_slice(&if f.big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+    let put32 = |h: &mut Vec<u8>, v: u32| {
+        h.extend_from_slice(&if f.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        })
+    };
     put32(&mut h, magic);
     let (major, minor) = (2u16, 4u16);
     for v in [major, minor] {
-        h.extend_from_slice(&if f.big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+        h.extend_from_slice(&if f.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        });
     }
     put32(&mut h, 0); // thiszone
     put32(&mut h, 0); // sigfigs
@@ -127,11 +143,19 @@ fn pcap_file(f: PcapFlavor, recs: &[(u32, u32, Vec<u8>, u32)]) -> (Vec<u8>, Vec<
         let frac = frac % units;
         let orig = data.len() as u32 + extra;
         for v in [*sec, frac, data.len() as u32, orig] {
-            out.extend_from_slice(&if f.big_endian { v.to_be_bytes() } else { v.to_le_bytes() });
+            out.extend_from_slice(&if f.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            });
         }
         out.extend_from_slice(data);
         ends.push(out.len());
-        let frac_ns = if f.nanos { frac as u64 } else { frac as u64 * 1000 };
+        let frac_ns = if f.nanos {
+            frac as u64
+        } else {
+            frac as u64 * 1000
+        };
         want.push(Rec {
             ts_ns: *sec as u64 * 1_000_000_000 + frac_ns,
             link: f.link,
@@ -173,7 +197,10 @@ fn pcapng_head(links: &[u16]) -> Vec<u8> {
 }
 
 /// A pcapng file with enhanced packet blocks `(interface, microseconds, data, extra)`.
-fn pcapng_file(links: &[u16], recs: &[(usize, u64, Vec<u8>, u32)]) -> (Vec<u8>, Vec<Rec>, Vec<usize>) {
+fn pcapng_file(
+    links: &[u16],
+    recs: &[(usize, u64, Vec<u8>, u32)],
+) -> (Vec<u8>, Vec<Rec>, Vec<usize>) {
     let mut out = pcapng_head(links);
     let mut want = Vec::new();
     let mut ends = Vec::new();
@@ -276,7 +303,13 @@ fn check_cut(
 ) -> Result<(), TestCaseError> {
     let (got, end) = read_all(bytes[..cut].to_vec());
     let complete = frame_ends.iter().filter(|&&e| e <= cut).count();
-    prop_assert_eq!(&got[..], &want[..complete], "cut at {} of {}", cut, bytes.len());
+    prop_assert_eq!(
+        &got[..],
+        &want[..complete],
+        "cut at {} of {}",
+        cut,
+        bytes.len()
+    );
     match &end {
         End::Eof => {}
         End::Open(e) | End::Err(e) => {
@@ -286,9 +319,24 @@ fn check_cut(
                 // Nothing to point into: "empty file".
                 prop_assert!(text.contains("empty"), "{}", text);
             } else {
-                prop_assert!(text.contains("byte"), "error without a byte offset: {}", text);
-                let block_start = block_ends.iter().copied().filter(|&e| e <= cut).max().unwrap_or(0);
-                prop_assert_eq!(e.offset, Some(block_start as u64), "cut at {}: {}", cut, text);
+                prop_assert!(
+                    text.contains("byte"),
+                    "error without a byte offset: {}",
+                    text
+                );
+                let block_start = block_ends
+                    .iter()
+                    .copied()
+                    .filter(|&e| e <= cut)
+                    .max()
+                    .unwrap_or(0);
+                prop_assert_eq!(
+                    e.offset,
+                    Some(block_start as u64),
+                    "cut at {}: {}",
+                    cut,
+                    text
+                );
             }
         }
     }
@@ -331,7 +379,10 @@ fn block_ends(data: &[u8]) -> (Vec<usize>, Vec<usize>) {
             }
         }
     } else {
-        let be = matches!(data[..4], [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]);
+        let be = matches!(
+            data[..4],
+            [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d]
+        );
         let mut at = 24;
         blocks.push(at);
         while at + 16 <= data.len() {
@@ -513,7 +564,10 @@ const REAL_CAPTURES: [&str; 9] = [
 ];
 
 fn real_capture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../testdata/captures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../testdata/captures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -547,7 +601,10 @@ fn pcap_record_over_2_mib() {
         link: 1,
     };
     let big = vec![0x5au8; 3 << 20];
-    let (data, want, _) = pcap_file(f, &[(1, 2, vec![1, 2, 3], 0), (3, 4, big, 0), (5, 6, vec![4], 0)]);
+    let (data, want, _) = pcap_file(
+        f,
+        &[(1, 2, vec![1, 2, 3], 0), (3, 4, big, 0), (5, 6, vec![4], 0)],
+    );
     let (got, end) = read_all(data);
     assert!(matches!(end, End::Eof), "{end:?}");
     assert_eq!(got, want);
@@ -556,7 +613,10 @@ fn pcap_record_over_2_mib() {
 #[test]
 fn pcapng_block_over_2_mib() {
     let big = vec![0xa5u8; 3 << 20];
-    let (data, want, _) = pcapng_file(&[1], &[(0, 1, vec![1, 2, 3], 0), (0, 2, big, 0), (0, 3, vec![4], 0)]);
+    let (data, want, _) = pcapng_file(
+        &[1],
+        &[(0, 1, vec![1, 2, 3], 0), (0, 2, big, 0), (0, 3, vec![4], 0)],
+    );
     let (got, end) = read_all(data);
     assert!(matches!(end, End::Eof), "{end:?}");
     assert_eq!(got, want);
