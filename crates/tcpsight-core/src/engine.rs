@@ -9,6 +9,7 @@ use core::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
+use crate::addr::Addr;
 use crate::conn::{Conn, HandshakeChange};
 use crate::decode::{self, DecodeError, Decoded, IcmpQuote, LinkType, TcpSegment};
 use crate::flow::{Endpoint, FlowKey};
@@ -252,17 +253,26 @@ impl Engine {
         idx
     }
 
+    /// The flow key of a packet from `src` to `dst`, whether `src` is its `lo` end, and
+    /// the key's hash (computed once per packet).
+    #[inline]
+    fn key(&self, src: (Addr, u16), dst: (Addr, u16), vlan: u32) -> (FlowKey, bool, u64) {
+        let (key, src_is_lo) = FlowKey::new(
+            Endpoint {
+                addr: src.0,
+                port: src.1,
+            },
+            Endpoint {
+                addr: dst.0,
+                port: dst.1,
+            },
+            vlan,
+        );
+        (key, src_is_lo, self.hasher.hash_one(key))
+    }
+
     fn on_tcp(&mut self, seg: &TcpSegment, now: u64, obs: &mut impl Observer) {
-        let src = Endpoint {
-            addr: seg.src,
-            port: seg.sport,
-        };
-        let dst = Endpoint {
-            addr: seg.dst,
-            port: seg.dport,
-        };
-        let (key, src_is_lo) = FlowKey::new(src, dst, seg.vlan);
-        let hash = self.hasher.hash_one(key);
+        let (key, src_is_lo, hash) = self.key((seg.src, seg.sport), (seg.dst, seg.dport), seg.vlan);
         let idx = match self.lookup(&key, hash) {
             Some(i) => {
                 let conn = self.slab[i].as_ref().expect("table points at a live slot");
@@ -295,16 +305,7 @@ impl Engine {
     }
 
     fn on_icmp(&mut self, q: &IcmpQuote, now: u64, obs: &mut impl Observer) {
-        let src = Endpoint {
-            addr: q.src,
-            port: q.sport,
-        };
-        let dst = Endpoint {
-            addr: q.dst,
-            port: q.dport,
-        };
-        let (key, _) = FlowKey::new(src, dst, q.vlan);
-        let hash = self.hasher.hash_one(key);
+        let (key, _, hash) = self.key((q.src, q.sport), (q.dst, q.dport), q.vlan);
         let Some(i) = self.lookup(&key, hash) else {
             return;
         };
