@@ -63,6 +63,8 @@ pub(crate) struct Conn {
     fin_seen: [bool; 2],
     rst_seen: [bool; 2],
     first_close: Option<(Side, Close)>,
+    /// Time of the last FIN or RST: what a control-only capture (SYN/FIN/RST) still has.
+    last_close_ns: Option<u64>,
     icmp: Option<(u8, u8)>,
     // Exchanges: a message is a run of new payload in one direction.
     last_msg: Option<Side>,
@@ -115,6 +117,7 @@ impl Conn {
             fin_seen: [false; 2],
             rst_seen: [false; 2],
             first_close: None,
+            last_close_ns: None,
             icmp: None,
             last_msg: None,
             request_start_ns: None,
@@ -247,6 +250,9 @@ impl Conn {
             }
         }
 
+        if rst || fin {
+            self.last_close_ns = Some(now);
+        }
         if rst {
             self.rst_seen[s] = true;
             self.dirs[s].rsts += 1;
@@ -557,6 +563,9 @@ impl Conn {
             syn_retry_ns: self
                 .first_syn_ns
                 .map(|f| self.last_syn_ns.saturating_sub(f)),
+            closed_after_ns: self
+                .last_close_ns
+                .map(|c| c.saturating_sub(self.first_syn_ns.unwrap_or(self.ts_first))),
             c2s: dir_record(&self.dirs[0]),
             s2c: dir_record(&self.dirs[1]),
             exchanges: self.exchanges,

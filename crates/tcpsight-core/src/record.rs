@@ -111,6 +111,8 @@ pub struct ConnRecord {
     pub server_rtt_ns: Option<u64>,
     pub client_rtt_ns: Option<u64>,
     pub syn_retry_ns: Option<u64>,
+    /// From the first SYN (or first packet) to the last FIN or RST.
+    pub closed_after_ns: Option<u64>,
     pub c2s: DirRecord,
     pub s2c: DirRecord,
     pub exchanges: u32,
@@ -182,6 +184,7 @@ impl ConnRecord {
         f("server_rtt_us", opt(self.server_rtt_ns, Value::Micros));
         f("client_rtt_us", opt(self.client_rtt_ns, Value::Micros));
         f("syn_retry_us", opt(self.syn_retry_ns, Value::Micros));
+        f("closed_after_us", opt(self.closed_after_ns, Value::Micros));
         for (prefix, d) in [("c2s_", &self.c2s), ("s2c_", &self.s2c)] {
             dir_fields(prefix, d, &mut f);
         }
@@ -214,6 +217,7 @@ impl ConnRecord {
             server_rtt_ns: Some(0),
             client_rtt_ns: Some(0),
             syn_retry_ns: Some(0),
+            closed_after_ns: Some(0),
             c2s: DirRecord::default(),
             s2c: DirRecord::default(),
             exchanges: 0,

@@ -9,6 +9,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tcpsight_core::{Config, ConnRecord, Engine, ExchangeEvent, Observer};
 use tcpsight_io::{CaptureReader, FileFormat, MergedReader, ReadError};
 
+use std::collections::HashMap;
+
+use tcpsight_core::Endpoint;
+
+use crate::output::dist::{self, BucketBy, Buckets, ConnSummary};
+use crate::output::filter::{ConnFilter, TimeSpec, parse_time};
 use crate::output::flows::{FlowFormat, FlowWriter};
 use crate::output::summary::{self, InputInfo, Outcomes};
 use crate::output::table::{self, DestinationTable, GroupBy, SortBy};
@@ -48,6 +54,73 @@ pub struct AnalyzeArgs {
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
+
+    /// Report only connections to this server port
+    #[arg(long, help_heading = "Connection filters")]
+    port: Option<u16>,
+    /// Report only connections whose client sent at least BYTES (unique bytes)
+    #[arg(long, value_name = "BYTES", help_heading = "Connection filters")]
+    client_bytes_min: Option<u64>,
+    /// Report only connections whose client sent at most BYTES
+    #[arg(long, value_name = "BYTES", help_heading = "Connection filters")]
+    client_bytes_max: Option<u64>,
+    /// Report only connections whose server sent at least BYTES
+    #[arg(long, value_name = "BYTES", help_heading = "Connection filters")]
+    server_bytes_min: Option<u64>,
+    /// Report only connections whose server sent at most BYTES
+    #[arg(long, value_name = "BYTES", help_heading = "Connection filters")]
+    server_bytes_max: Option<u64>,
+    /// Report only connections starting at or after TIME (HH:MM:SS on the capture's first
+    /// day, YYYY-MM-DD HH:MM:SS, or epoch seconds; UTC, capture time)
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Connection filters")]
+    since: Option<TimeSpec>,
+    /// Report only connections starting before TIME
+    #[arg(long, value_name = "TIME", value_parser = parse_time, help_heading = "Connection filters")]
+    until: Option<TimeSpec>,
+
+    /// Distribution of connections by duration, client bytes, server bytes or throughput
+    #[arg(long, value_enum, help_heading = "Distributions")]
+    buckets: Option<BucketBy>,
+    /// Bucket width: ms for duration, bytes for bytes, KB/s for throughput
+    #[arg(long, value_name = "SIZE", help_heading = "Distributions")]
+    bucket_size: Option<f64>,
+    /// Number of buckets before the overflow bucket
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "N",
+        help_heading = "Distributions"
+    )]
+    bucket_count: usize,
+    /// List the connections of bucket N (as numbered in the table) with tcpdump filters
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "buckets",
+        help_heading = "Distributions"
+    )]
+    details: Option<usize>,
+    /// List connections that needed at least N SYNs, with tcpdump filters
+    #[arg(long, value_name = "N", help_heading = "Distributions")]
+    min_syns: Option<u32>,
+}
+
+impl AnalyzeArgs {
+    fn filter(&self) -> ConnFilter {
+        ConnFilter {
+            port: self.port,
+            client_bytes_min: self.client_bytes_min,
+            client_bytes_max: self.client_bytes_max,
+            server_bytes_min: self.server_bytes_min,
+            server_bytes_max: self.server_bytes_max,
+            since: self.since,
+            until: self.until,
+        }
+    }
+
+    fn wants_summaries(&self) -> bool {
+        self.buckets.is_some() || self.min_syns.is_some()
+    }
 }
 
 struct Sinks<W: Write> {
@@ -55,14 +128,52 @@ struct Sinks<W: Write> {
     flow_error: Option<io::Error>,
     table: DestinationTable,
     outcomes: Outcomes,
+    filter: ConnFilter,
+    capture_start_ns: u64,
+    /// With a filter, exchanges wait here until their connection is known to pass.
+    pending: HashMap<(Endpoint, Endpoint, u32), Vec<ExchangeEvent>>,
+    seen: u64,
+    /// Per-connection summaries for distributions and listings (only when asked).
+    summaries: Option<Vec<ConnSummary>>,
 }
 
 impl<W: Write> Observer for Sinks<W> {
     fn on_exchange(&mut self, e: &ExchangeEvent) {
-        self.table.on_exchange(e);
+        if self.filter.is_active() {
+            self.pending
+                .entry((e.client, e.server, e.vlan))
+                .or_default()
+                .push(*e);
+        } else {
+            self.table.on_exchange(e);
+        }
     }
 
     fn on_connection(&mut self, r: &ConnRecord) {
+        self.seen += 1;
+        if self.filter.is_active() {
+            let key = (
+                Endpoint {
+                    addr: r.client,
+                    port: r.client_port,
+                },
+                Endpoint {
+                    addr: r.server,
+                    port: r.server_port,
+                },
+                r.vlan,
+            );
+            let pending = self.pending.remove(&key).unwrap_or_default();
+            if !self.filter.matches(r, self.capture_start_ns) {
+                return;
+            }
+            for e in &pending {
+                self.table.on_exchange(e);
+            }
+        }
+        if let Some(s) = self.summaries.as_mut() {
+            s.push(ConnSummary::of(r));
+        }
         self.outcomes.add(r);
         self.table.on_connection(r);
         if let Some(w) = self.flows.as_mut()
@@ -137,12 +248,23 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         },
     };
     let flows_to_stdout = args.flows.as_deref() == Some("-");
+    // Times of day in --since/--until fall on the UTC date of the first frame.
+    let capture_start_ns = readers
+        .iter()
+        .filter_map(|r| r.current().map(|f| f.ts_ns))
+        .min()
+        .unwrap_or(0);
     let mut sinks = Sinks {
         flows: flow_out
             .map(|w| FlowWriter::new(BufWriter::with_capacity(1 << 16, w), args.format, ts_digits)),
         flow_error: None,
         table: DestinationTable::new(args.group_by),
         outcomes: Outcomes::default(),
+        filter: args.filter(),
+        capture_start_ns,
+        pending: HashMap::new(),
+        seen: 0,
+        summaries: args.wants_summaries().then(Vec::new),
     };
     let cfg = Config {
         handshake_timeout_ns: seconds(args.handshake_timeout),
@@ -211,9 +333,39 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     } else {
         Box::new(io::stdout())
     };
+    let summaries = sinks.summaries.take().unwrap_or_default();
+    let buckets = args
+        .buckets
+        .map(|by| Buckets::new(by, args.bucket_size, args.bucket_count));
+    let detail = match (buckets, args.details) {
+        (Some(b), Some(n)) => Some((n, dist::in_bucket(&b, &summaries, n))),
+        _ => None,
+    };
+    let retried: Option<Vec<&ConnSummary>> = args
+        .min_syns
+        .map(|n| summaries.iter().filter(|c| c.syn_count >= n).collect());
+    let filtered = sinks.filter.is_active().then_some(sinks.seen);
     let text = if args.json {
         let mut doc = summary::to_json(&input, &st, &sinks.outcomes);
+        if let Some(seen) = filtered {
+            doc["connections_before_filter"] = seen.into();
+        }
         doc["destinations"] = table::to_json(&rows, args.limit);
+        if let Some(b) = &buckets {
+            doc["distribution"] = dist::to_json(b, &summaries);
+        }
+        if args.wants_summaries() {
+            doc["syn_attempts"] = dist::syn_attempts(&summaries)
+                .iter()
+                .map(|(n, c)| serde_json::json!({"syns": n, "connections": c}))
+                .collect();
+        }
+        if let Some((n, list)) = &detail {
+            doc["details"] = serde_json::json!({"bucket": n, "connections": dist::list_json(list)});
+        }
+        if let Some(list) = &retried {
+            doc["min_syns"] = dist::list_json(list);
+        }
         doc["errors"] =
             serde_json::Value::from(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
         format!(
@@ -222,9 +374,36 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         )
     } else {
         let mut t = summary::render(&input, &st, &sinks.outcomes);
+        if let Some(seen) = filtered {
+            t.push_str(&format!(
+                "  (filtered: {} of {} connections reported)\n",
+                crate::format::thousands(sinks.outcomes.connections),
+                crate::format::thousands(seen)
+            ));
+        }
         if !rows.is_empty() {
             t.push_str("\nDestinations\n");
             t.push_str(&table::render(&rows, args.limit));
+        }
+        if let Some(b) = &buckets {
+            t.push('\n');
+            t.push_str(&dist::render(b, &summaries));
+        }
+        if args.wants_summaries() {
+            t.push('\n');
+            t.push_str(&dist::render_syn_attempts(&summaries));
+        }
+        if let Some((n, list)) = &detail {
+            t.push('\n');
+            t.push_str(&dist::render_list(&format!("Bucket {n}"), list, ts_digits));
+        }
+        if let (Some(list), Some(n)) = (&retried, args.min_syns) {
+            t.push('\n');
+            t.push_str(&dist::render_list(
+                &format!("Connections with {n} or more SYNs"),
+                list,
+                ts_digits,
+            ));
         }
         t
     };
