@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Analyze capture files (pcap, pcapng; gzip or zstd compressed; - for stdin)
-    Analyze(analyze::AnalyzeArgs),
+    Analyze(Box<analyze::AnalyzeArgs>),
     /// Print the connection record schema (every field of --flows output)
     Fields,
 }
@@ -31,7 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Analyze(args) => analyze::run(args),
+        Command::Analyze(args) => analyze::run(*args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
                 println!("{name}");
