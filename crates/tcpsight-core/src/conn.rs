@@ -430,6 +430,14 @@ impl Conn {
         HandshakeChange::None
     }
 
+    /// Last SYN to the SYN/ACK: the server's side of the capture point.
+    pub fn server_rtt_ns(&self) -> Option<u64> {
+        match (self.first_syn_ns, self.last_synack_ns) {
+            (Some(_), Some(sa)) if sa >= self.last_syn_ns => Some(sa - self.last_syn_ns),
+            _ => None,
+        }
+    }
+
     pub fn icmp(&self) -> Option<(u8, u8)> {
         self.icmp
     }
@@ -552,10 +560,7 @@ impl Conn {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
             },
-            server_rtt_ns: match (self.first_syn_ns, self.last_synack_ns) {
-                (Some(_), Some(sa)) if sa >= self.last_syn_ns => Some(sa - self.last_syn_ns),
-                _ => None,
-            },
+            server_rtt_ns: self.server_rtt_ns(),
             client_rtt_ns: match (self.last_synack_ns, self.established_ns) {
                 (Some(sa), Some(e)) => Some(e.saturating_sub(sa)),
                 _ => None,

@@ -57,8 +57,12 @@ pub struct HandshakeEvent {
     pub server: Endpoint,
     pub vlan: u32,
     pub outcome: Outcome,
+    /// Capture time of the first SYN.
+    pub first_syn_ns: Option<u64>,
     /// First SYN to the decision.
     pub elapsed_ns: Option<u64>,
+    /// Last SYN to the SYN/ACK (the server's side of the capture point).
+    pub server_rtt_ns: Option<u64>,
     pub syn_count: u32,
     pub synack_count: u32,
     pub icmp: Option<(u8, u8)>,
@@ -408,7 +412,9 @@ fn emit_handshake(conn: &Conn, outcome: Outcome, now: u64, obs: &mut impl Observ
         server: conn.server(),
         vlan: conn.key.vlan,
         outcome,
+        first_syn_ns: conn.first_syn_ns,
         elapsed_ns: conn.handshake_ns(now),
+        server_rtt_ns: conn.server_rtt_ns(),
         syn_count: conn.syn_count,
         synack_count: conn.synack_count,
         icmp: conn.icmp(),

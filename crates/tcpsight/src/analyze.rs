@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tcpsight_core::{Config, ConnRecord, Engine, ExchangeEvent, Observer};
-use tcpsight_io::{CaptureReader, FileFormat, MergedReader, ReadError};
+use tcpsight_io::{FileFormat, MergedReader};
 
 use std::collections::HashMap;
 
@@ -190,33 +190,7 @@ fn seconds(s: f64) -> u64 {
 }
 
 pub fn run(args: AnalyzeArgs) -> ExitCode {
-    let mut errors: Vec<ReadError> = Vec::new();
-    let mut readers = Vec::new();
-    for f in &args.files {
-        match CaptureReader::open(f) {
-            Ok(r)
-                if !r.link_types().is_empty()
-                    && r.link_types().iter().all(|l| !l.is_supported()) =>
-            {
-                let names: Vec<String> = r.link_types().iter().map(|l| l.name()).collect();
-                let e = ReadError::new(
-                    f,
-                    None,
-                    format!(
-                        "link type {} not supported (supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP)",
-                        names.join(", ")
-                    ),
-                );
-                eprintln!("tcpsight: {e}");
-                errors.push(e);
-            }
-            Ok(r) => readers.push(r),
-            Err(e) => {
-                eprintln!("tcpsight: {e}");
-                errors.push(e);
-            }
-        }
-    }
+    let (readers, mut errors) = crate::inputs::open_all(&args.files);
     if readers.is_empty() {
         return ExitCode::from(2);
     }

@@ -2,7 +2,10 @@
 
 mod analyze;
 mod format;
+mod inputs;
 mod output;
+mod watch;
+mod watchfilter;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,8 @@ struct Cli {
 enum Command {
     /// Analyze capture files (pcap, pcapng; gzip or zstd compressed; - for stdin)
     Analyze(Box<analyze::AnalyzeArgs>),
+    /// Handshake monitor (tcpeek's job): one line per finished handshake, totals per filter
+    Watch(Box<watch::WatchArgs>),
     /// Print the connection record schema (every field of --flows output)
     Fields,
 }
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze::run(*args),
+        Command::Watch(args) => watch::run(*args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
                 println!("{name}");

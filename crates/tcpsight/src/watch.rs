@@ -1,0 +1,320 @@
+//! `tcpsight watch`: every TCP handshake as it finishes or fails, tcpeek's layout, with
+//! totals per named filter. `-r FILE` replays captures through the same engine in
+//! capture time (live capture from an interface is not built yet).
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+use tcpsight_core::{Config, ConnRecord, Endpoint, Engine, HandshakeEvent, Observer, Outcome};
+use tcpsight_io::MergedReader;
+
+use crate::format::{thousands, utc};
+use crate::watchfilter::{Filter, FilterSet, Net};
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// Capture files to replay (pcap/pcapng, gzip/zstd, - for stdin), in capture time
+    #[arg(short = 'r', long = "read", value_name = "FILE", required = true)]
+    files: Vec<String>,
+    /// Filters in tcpeek's language: name:RX|TX@addr[/prefix]:port[:port...][,...]
+    /// (an unnamed filter excludes); default RX and TX, or ALL without --local
+    #[arg(value_name = "FILTER")]
+    filters: Vec<String>,
+    /// This host's addresses (CIDR; repeatable): RX is traffic to them, TX from them
+    #[arg(long, value_name = "NET")]
+    local: Vec<String>,
+    /// Seconds (capture time) after the first SYN before a handshake has timed out
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// No per-handshake lines, only the summary
+    #[arg(short, long)]
+    quiet: bool,
+    /// JSON lines (one per handshake, then one summary object) instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    success: u64,
+    dup_syn: u64,
+    dup_synack: u64,
+    timeout: u64,
+    reject: u64,
+    unreach: u64,
+    pending: u64,
+}
+
+struct Watcher<W: Write> {
+    out: W,
+    filters: FilterSet,
+    totals: Vec<Totals>,
+    quiet: bool,
+    json: bool,
+    digits: u8,
+    header_done: bool,
+    error: Option<io::Error>,
+}
+
+fn endpoint(e: Endpoint) -> String {
+    if e.addr.is_v4() {
+        format!("{}:{}", e.addr, e.port)
+    } else {
+        format!("[{}]:{}", e.addr, e.port)
+    }
+}
+
+fn result_text(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Established => "     success     ",
+        Outcome::Timeout => "failure (timeout)",
+        Outcome::Rejected => "failure (reject) ",
+        Outcome::Unreachable => "failure (unreach)",
+        _ => "failure (unknown)",
+    }
+}
+
+impl<W: Write> Watcher<W> {
+    fn line(&mut self, e: &HandshakeEvent) -> io::Result<()> {
+        let dup_syn = e.syn_count.saturating_sub(1);
+        let dup_sa = e.synack_count.saturating_sub(1);
+        if self.json {
+            let v = json!({
+                "ts": e.first_syn_ns.unwrap_or(e.ts_ns) as f64 / 1e9,
+                "client": endpoint(e.client),
+                "server": endpoint(e.server),
+                "result": match e.outcome { Outcome::Established => "success", o => o.name() },
+                "handshake_us": e.elapsed_ns.map(|n| n as f64 / 1000.0),
+                "server_rtt_us": e.server_rtt_ns.map(|n| n as f64 / 1000.0),
+                "dup_syn": dup_syn,
+                "dup_synack": dup_sa,
+                "icmp": e.icmp.map(|(t, c)| json!({"type": t, "code": c})),
+            });
+            return writeln!(self.out, "{v}");
+        }
+        if !self.header_done {
+            self.header_done = true;
+            writeln!(
+                self.out,
+                " TIME(s) |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms)",
+                "SRC IP:PORT", "DST IP:PORT"
+            )?;
+            writeln!(self.out, "{}", "-".repeat(143))?;
+        }
+        let elapsed = e.elapsed_ns.unwrap_or(0);
+        let rtt = e
+            .server_rtt_ns
+            .map_or("-".to_string(), |r| format!("{:.3}", r as f64 / 1e6));
+        let ts = utc(e.first_syn_ns.unwrap_or(e.ts_ns), 3);
+        writeln!(
+            self.out,
+            "{:4}.{:03} | {} | {:>27}   {:<27} | {} | {:7}  {:7} | {:>8}",
+            elapsed / 1_000_000_000,
+            (elapsed / 1_000_000) % 1000,
+            ts,
+            endpoint(e.client),
+            endpoint(e.server),
+            result_text(e.outcome),
+            dup_syn,
+            dup_sa,
+            rtt
+        )
+    }
+}
+
+impl<W: Write> Observer for Watcher<W> {
+    fn on_handshake(&mut self, e: &HandshakeEvent) {
+        let hits = self.filters.matching(e.client, e.server);
+        if hits.is_empty() {
+            return;
+        }
+        for &i in &hits {
+            let t = &mut self.totals[i];
+            match e.outcome {
+                Outcome::Established => {
+                    t.success += 1;
+                    t.dup_syn += (e.syn_count > 1) as u64;
+                    t.dup_synack += (e.synack_count > 1) as u64;
+                }
+                Outcome::Timeout => t.timeout += 1,
+                Outcome::Rejected => t.reject += 1,
+                Outcome::Unreachable => t.unreach += 1,
+                _ => {}
+            }
+        }
+        if !self.quiet && self.error.is_none() {
+            if let Err(err) = self.line(e) {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    fn on_connection(&mut self, r: &ConnRecord) {
+        if r.outcome == Outcome::Pending {
+            let c = Endpoint {
+                addr: r.client,
+                port: r.client_port,
+            };
+            let s = Endpoint {
+                addr: r.server,
+                port: r.server_port,
+            };
+            for i in self.filters.matching(c, s) {
+                self.totals[i].pending += 1;
+            }
+        }
+    }
+}
+
+pub fn run(args: WatchArgs) -> ExitCode {
+    let mut filters = Vec::new();
+    for f in &args.filters {
+        match Filter::parse(f) {
+            Ok(f) => filters.push(f),
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut local = Vec::new();
+    for n in &args.local {
+        match Net::parse(n) {
+            Ok(n) => local.push(n),
+            Err(e) => {
+                eprintln!("tcpsight: --local {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let set = match FilterSet::new(filters, local) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (readers, mut errors) = crate::inputs::open_all(&args.files);
+    if readers.is_empty() {
+        return ExitCode::from(2);
+    }
+    let digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
+    let n = set.named.len();
+    let mut w = Watcher {
+        out: BufWriter::new(io::stdout().lock()),
+        filters: set,
+        totals: vec![Totals::default(); n],
+        quiet: args.quiet,
+        json: args.json,
+        digits,
+        header_done: false,
+        error: None,
+    };
+    let mut engine = Engine::new(Config {
+        handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
+        ..Config::default()
+    });
+    let mut merged = MergedReader::new(readers);
+    while let Some(f) = merged.next_frame() {
+        engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut w);
+    }
+    engine.finish(&mut w);
+    for e in &merged.errors {
+        eprintln!("tcpsight: {e} (everything before it was analysed)");
+    }
+    errors.extend(merged.errors.iter().cloned());
+    let st = engine.stats();
+    let summary = summary(&w, &st);
+    let ok = w.error.is_none()
+        && w.out
+            .write_all(summary.as_bytes())
+            .and_then(|_| w.out.flush())
+            .is_ok();
+    if !ok {
+        return ExitCode::from(2);
+    }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+fn summary<W: Write>(w: &Watcher<W>, st: &tcpsight_core::CaptureStats) -> String {
+    let (from, to) = (st.first_ns.unwrap_or(0), st.last_ns.unwrap_or(0));
+    if w.json {
+        let filters: Vec<_> = w
+            .filters
+            .named
+            .iter()
+            .zip(&w.totals)
+            .map(|(f, t)| {
+                json!({
+                    "filter": f.name,
+                    "success": {"total": t.success, "dupsyn": t.dup_syn, "dupsynack": t.dup_synack},
+                    "failure": {"total": t.timeout + t.reject + t.unreach, "timeout": t.timeout, "reject": t.reject, "unreach": t.unreach},
+                    "pending": t.pending,
+                })
+            })
+            .collect();
+        let v = json!({
+            "summary": {
+                "from": from as f64 / 1e9,
+                "to": to as f64 / 1e9,
+                "filters": filters,
+                "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": null},
+            }
+        });
+        return format!("{v}\n");
+    }
+    let mut s = String::new();
+    s.push_str("========== TCPSIGHT WATCH SUMMARY ==========\n");
+    s.push_str(&format!("     from : {} UTC\n", utc(from, w.digits)));
+    s.push_str(&format!("       to : {} UTC\n", utc(to, w.digits)));
+    s.push_str(&format!(
+        "     time : {:.3} sec (capture time)\n",
+        to.saturating_sub(from) as f64 / 1e9
+    ));
+    for (f, t) in w.filters.named.iter().zip(&w.totals) {
+        s.push_str("============================================\n");
+        s.push_str(&format!(" {}\n", f.name));
+        s.push_str(&format!("   Success: {} session\n", thousands(t.success)));
+        s.push_str(&format!(
+            "     SYN Segment Duplicate : {:>6}\n",
+            thousands(t.dup_syn)
+        ));
+        s.push_str(&format!(
+            "     S/A Segment Duplicate : {:>6}\n",
+            thousands(t.dup_synack)
+        ));
+        s.push_str(&format!(
+            "   Failure: {} session\n",
+            thousands(t.timeout + t.reject + t.unreach)
+        ));
+        s.push_str(&format!(
+            "     Connection Timed Out  : {:>6}\n",
+            thousands(t.timeout)
+        ));
+        s.push_str(&format!(
+            "     Connection Rejected   : {:>6}\n",
+            thousands(t.reject)
+        ));
+        s.push_str(&format!(
+            "     ICMP Unreachable      : {:>6}\n",
+            thousands(t.unreach)
+        ));
+        s.push_str(&format!(
+            "   Pending (trace ended) : {:>6}\n",
+            thousands(t.pending)
+        ));
+    }
+    s.push_str("============================================\n");
+    s.push_str(&format!(
+        " capture: {} frames, {} TCP packets; kernel drops: none (file)\n",
+        thousands(st.frames),
+        thousands(st.tcp_packets)
+    ));
+    s
+}
