@@ -144,10 +144,11 @@ impl<W: Write> Observer for Watcher<W> {
                 _ => {}
             }
         }
-        if !self.quiet && self.error.is_none() {
-            if let Err(err) = self.line(e) {
-                self.error = Some(err);
-            }
+        if !self.quiet
+            && self.error.is_none()
+            && let Err(err) = self.line(e)
+        {
+            self.error = Some(err);
         }
     }
 
