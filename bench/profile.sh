@@ -3,12 +3,15 @@
 #
 #     bash bench/profile.sh
 #
-# 1. callgrind (instructions executed, exact and insensitive to machine noise) on
-#    `tcpsight analyze ser4.pcap --flows /dev/null` (960 k packets, headers only): top
-#    functions by self cost, and inclusive cost of the main stages.
+# For each of the two CLI configurations of the benchmark, `tcpsight analyze FILE` (default:
+# summary and per-destination table) and `tcpsight analyze FILE --flows /dev/null`:
+# 1. callgrind (instructions executed, exact and insensitive to machine noise) on ser4.pcap
+#    (960 k packets, headers only): top functions by self cost, and inclusive cost of the
+#    main stages.
 # 2. perf record -e cpu-clock (time samples; a software event, since this VM has no
 #    hardware counters: `perf stat -e instructions` reports "not supported") on the
 #    10 M packet big96.pcap, if perf works: top functions by self time.
+# Knobs: BENCH_DIR, SMALL, BIG, TOP [15], CONFIGS ["default flows"].
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,19 +19,33 @@ OUT=${BENCH_DIR:-target/bench}
 SMALL=${SMALL:-$OUT/ser4.pcap}
 BIG=${BIG:-$OUT/big96.pcap}
 TOP=${TOP:-15}
+CONFIGS=${CONFIGS:-default flows}
 command -v valgrind >/dev/null || { echo "profile: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 [ -s "$SMALL" ] || { echo "profile: $SMALL is missing: run bash bench/run.sh first" >&2; exit 1; }
 TARGET_DIR=$(realpath -m "${BENCH_TARGET_DIR:-$OUT/target}") # where bench/run.sh built
 TCPSIGHT=$TARGET_DIR/release/tcpsight
+PERF_OK=0
+if [ -s "$BIG" ] && command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
+    PERF_OK=1
+fi
 
-CG=$OUT/callgrind.out
-echo "profile: callgrind on $SMALL" >&2
-valgrind --tool=callgrind --callgrind-out-file="$CG" \
-    "$TCPSIGHT" analyze "$SMALL" --flows /dev/null --no-progress >/dev/null 2>"$OUT/callgrind.log"
+for config in $CONFIGS; do
+    case $config in
+    default) extra=() ; title="tcpsight analyze FILE (default)" ;;
+    flows) extra=(--flows /dev/null) ; title="tcpsight analyze FILE --flows /dev/null" ;;
+    *) echo "profile: unknown config $config (default, flows)" >&2; exit 2 ;;
+    esac
+    echo "## $title"
+    echo
 
-python3 - "$CG" "$TOP" <<'PY'
+    CG=$OUT/callgrind.$config.out
+    echo "profile: callgrind on $SMALL ($config)" >&2
+    valgrind --tool=callgrind --callgrind-out-file="$CG" \
+        "$TCPSIGHT" analyze "$SMALL" "${extra[@]}" --no-progress >/dev/null 2>"$OUT/callgrind.$config.log"
+
+    python3 - "$CG" "$TOP" "$(basename "$SMALL")" <<'PY'
 import collections, re, subprocess, sys
-cg, top = sys.argv[1], int(sys.argv[2])
+cg, top, small = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 def parse(inclusive):
     txt = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100",
@@ -51,7 +68,7 @@ def parse(inclusive):
     return total, agg
 
 total, self_cost = parse(False)
-print(f"### callgrind, self cost (instructions), top {top} of {total:,}")
+print(f"### callgrind on {small}, self cost (instructions), top {top} of {total:,}")
 print()
 print("| # | function | share | instructions |")
 print("|---:|---|---:|---:|")
@@ -60,17 +77,20 @@ for i, (fn, ir) in enumerate(self_cost.most_common(top), 1):
 print()
 _, inc = parse(True)
 stages = [
-    ("tcpsight_io::merge::MergedReader::next_frame", "reading frames (pcap-parser, copy)"),
+    ("tcpsight_io::merge::MergedReader::next_frame", "reading frames"),
     ("tcpsight_core::engine::Engine::process", "engine, including the observer callbacks"),
     ("tcpsight_core::decode::decode", "decoding Ethernet/IP/TCP"),
+    ("tcpsight_core::decode::decode_general", "decoding, general path (not untagged Ethernet/IPv4/TCP)"),
     ("tcpsight_core::conn::Conn::on_segment", "per-connection state update"),
     ("tcpsight_core::engine::Engine::finish_slot", "finishing connections (record + observer)"),
+    ("tcpsight_core::conn::Conn::to_record", "building the connection record"),
     ("<tcpsight::analyze::Sinks<W> as tcpsight_core::engine::Observer>::on_connection", "CLI observer per connection"),
+    ("<tcpsight::analyze::Sinks<W> as tcpsight_core::engine::Observer>::on_exchange", "CLI observer per exchange"),
     ("tcpsight::output::flows::FlowWriter<W>::write", "--flows JSON line (to /dev/null here)"),
     ("tcpsight::output::table::DestinationTable::on_connection", "destination table, per connection"),
     ("tcpsight::output::table::DestinationTable::on_exchange", "destination table, per exchange"),
 ]
-print("### callgrind, inclusive cost of the main stages")
+print(f"### callgrind on {small}, inclusive cost of the main stages")
 print()
 print("| function | what | share |")
 print("|---|---|---:|")
@@ -80,18 +100,20 @@ for fn, what in stages:
 print()
 PY
 
-if [ -s "$BIG" ] && command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
-    echo "profile: perf record -e cpu-clock on $BIG" >&2
-    PD=$OUT/perf.data
-    perf record -q -e cpu-clock -F 4999 -o "$PD" \
-        "$TCPSIGHT" analyze "$BIG" --flows /dev/null --no-progress >/dev/null 2>"$OUT/perf.log"
-    echo "### perf cpu-clock samples, self time, top $TOP"
-    echo
-    echo "| # | function | share of samples |"
-    echo "|---:|---|---:|"
-    perf report -i "$PD" --stdio --no-children --sort symbol 2>/dev/null |
-        grep -E '^ +[0-9.]+%' | head -n "$TOP" |
-        sed -E 's/^ +([0-9.]+%) +\[(.)\] +(.*[^ ]) +- +- *$/\1\t[\2] \3/' |
-        awk -F'\t' '{n++; printf "| %d | `%s` | %s |\n", n, $2, $1}'
-    echo
-fi
+    if [ "$PERF_OK" = 1 ]; then
+        echo "profile: perf record -e cpu-clock on $BIG ($config)" >&2
+        PD=$OUT/perf.$config.data
+        perf record -q -e cpu-clock -F 4999 -o "$PD" \
+            "$TCPSIGHT" analyze "$BIG" "${extra[@]}" --no-progress >/dev/null 2>"$OUT/perf.$config.log"
+        echo "### perf cpu-clock samples on $(basename "$BIG"), self time, top $TOP"
+        echo
+        echo "| # | function | share of samples |"
+        echo "|---:|---|---:|"
+        # (no head: closing the pipe early would kill perf report and, with pipefail, this script)
+        perf report -i "$PD" --stdio --no-children --sort symbol 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | awk -v top="$TOP" 'NR <= top' |
+            sed -E 's/^ +([0-9.]+%) +\[(.)\] +(.*[^ ]) +- +- *$/\1\t[\2] \3/' |
+            awk -F'\t' '{n++; printf "| %d | `%s` | %s |\n", n, $2, $1}'
+        echo
+    fi
+done

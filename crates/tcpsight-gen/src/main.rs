@@ -11,6 +11,11 @@
 //! * The same rule applies to the addresses an ICMP/ICMPv6 error quotes and to ARP's
 //!   sender and target addresses. Nothing else changes: checksums are left stale
 //!   (nothing verifies them) and MAC addresses are kept.
+//! * `--rewrite-only ADDR` (repeatable) limits the rewriting to the addresses listed, e.g.
+//!   the clients 10.77.0.1 and fd77::1: every copy then talks to the same servers, so the
+//!   number of destinations stays that of the source while connections stay distinct (their
+//!   client address differs). An IPv6 address cut short by the snaplen (an ICMPv6 quote)
+//!   matches if its bytes present match.
 //!
 //! Modes:
 //! * `serial`: copy k is shifted by k * (trace span + 1 s), so copies follow one another
@@ -24,6 +29,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 use tcpsight_core::LinkType;
@@ -46,6 +52,26 @@ struct Args {
     mode: Mode,
     snaplen: u32,
     output: String,
+    only: Only,
+}
+
+/// Addresses `--rewrite-only` restricts the rewriting to (both empty: rewrite all).
+#[derive(Clone, Debug, Default)]
+struct Only {
+    v4: Vec<[u8; 4]>,
+    v6: Vec<[u8; 16]>,
+}
+
+impl Only {
+    fn all(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+}
+
+/// One copy's rewriting: the offset `k` and the addresses it applies to.
+struct Rewrite<'a> {
+    k: u16,
+    only: &'a Only,
 }
 
 const USAGE: &str = "\
@@ -58,6 +84,8 @@ one distinct range per copy) and writes a classic microsecond pcap (- for stdout
   --mode M        serial: copy k shifted by k * (span + 1 s), concurrency unchanged;
                   parallel: copy k shifted by k ms, concurrency N-fold (default serial)
   --snaplen S     cut every frame to S bytes, keeping its original length (default: no cut)
+  --rewrite-only A  rewrite only address A (repeatable; e.g. the clients, so that every copy
+                  talks to the same servers); default: every 10.77/16 and fd77::/16 address
   --source FILE   capture to replicate (default testdata/captures/generated/netns-25s-client.pcap.gz)
   -o, --output F  output file (required)
 ";
@@ -69,6 +97,7 @@ fn parse_args() -> Result<Args, String> {
         mode: Mode::Serial,
         snaplen: MAX_SNAPLEN,
         output: String::new(),
+        only: Only::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -118,6 +147,23 @@ fn parse_args() -> Result<Args, String> {
                 };
             }
             "--source" => args.source = value()?,
+            "--rewrite-only" => {
+                let v = value()?;
+                match v.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(a)) if a.octets()[..2] == [10, 77] => {
+                        args.only.v4.push(a.octets())
+                    }
+                    Ok(IpAddr::V6(a)) if a.octets()[..2] == [0xfd, 0x77] => {
+                        args.only.v6.push(a.octets())
+                    }
+                    Ok(_) => {
+                        return Err(format!(
+                            "--rewrite-only: {v} is outside 10.77.0.0/16 and fd77::/16"
+                        ));
+                    }
+                    Err(_) => return Err(format!("--rewrite-only: not an IP address: {v}")),
+                }
+            }
             "-o" | "--output" => args.output = value()?,
             other => return Err(format!("unknown argument: {other}")),
         }
@@ -131,14 +177,21 @@ fn parse_args() -> Result<Args, String> {
 // ---------------------------------------------------------------------------------------
 // Address rewriting
 
-/// Rewrites the IPv4 address at `data[at..at + 4]` if it lies in 10.77.0.0/16.
+/// Rewrites the IPv4 address at `data[at..at + 4]` if it lies in 10.77.0.0/16 (and is
+/// one of `--rewrite-only`'s, if given).
 #[inline]
-fn rewrite_v4(data: &mut [u8], at: usize, k: u16) {
+fn rewrite_v4(data: &mut [u8], at: usize, rw: &Rewrite<'_>) {
+    if !rw.only.all() {
+        match data.get(at..at + 4) {
+            Some(a) if rw.only.v4.iter().any(|o| o[..] == *a) => {}
+            _ => return,
+        }
+    }
     if let Some(a) = data.get_mut(at..at + 2)
         && a[0] == 10
         && a[1] == 77
     {
-        let v = u16::from_be_bytes([a[0], a[1]]).wrapping_add(k);
+        let v = u16::from_be_bytes([a[0], a[1]]).wrapping_add(rw.k);
         a.copy_from_slice(&v.to_be_bytes());
     }
 }
@@ -146,12 +199,20 @@ fn rewrite_v4(data: &mut [u8], at: usize, k: u16) {
 /// Rewrites the IPv6 address at `data[at..at + 16]` if it lies in fd77::/16 (only its
 /// first 6 bytes are needed, so a quote cut by the snaplen is still rewritten).
 #[inline]
-fn rewrite_v6(data: &mut [u8], at: usize, k: u16) {
+fn rewrite_v6(data: &mut [u8], at: usize, rw: &Rewrite<'_>) {
+    if !rw.only.all() {
+        let Some(a) = data.get(at.min(data.len())..(at + 16).min(data.len())) else {
+            return;
+        };
+        if !rw.only.v6.iter().any(|o| o[..a.len()] == *a) {
+            return;
+        }
+    }
     if let Some(a) = data.get_mut(at..at + 6)
         && a[0] == 0xfd
         && a[1] == 0x77
     {
-        let v = u16::from_be_bytes([a[4], a[5]]).wrapping_add(k);
+        let v = u16::from_be_bytes([a[4], a[5]]).wrapping_add(rw.k);
         a[4..6].copy_from_slice(&v.to_be_bytes());
     }
 }
@@ -192,12 +253,12 @@ fn network_start(data: &[u8], link: LinkType) -> Option<(usize, u16)> {
 
 /// Rewrites the addresses of the IP packet at `data[off..]`, and those an ICMP error
 /// quotes (`depth` stops the recursion after one quote).
-fn rewrite_ip(data: &mut [u8], off: usize, k: u16, depth: u8) {
+fn rewrite_ip(data: &mut [u8], off: usize, rw: &Rewrite<'_>, depth: u8) {
     let Some(&first) = data.get(off) else { return };
     match first >> 4 {
         4 => {
-            rewrite_v4(data, off + 12, k);
-            rewrite_v4(data, off + 16, k);
+            rewrite_v4(data, off + 12, rw);
+            rewrite_v4(data, off + 16, rw);
             let ihl = usize::from(first & 0x0f) * 4;
             let proto = data.get(off + 9).copied();
             // ICMP, first fragment only.
@@ -209,13 +270,13 @@ fn rewrite_ip(data: &mut [u8], off: usize, k: u16, depth: u8) {
                 if let Some(&t) = data.get(icmp)
                     && matches!(t, 3 | 4 | 5 | 11 | 12)
                 {
-                    rewrite_ip(data, icmp + 8, k, depth + 1);
+                    rewrite_ip(data, icmp + 8, rw, depth + 1);
                 }
             }
         }
         6 => {
-            rewrite_v6(data, off + 8, k);
-            rewrite_v6(data, off + 24, k);
+            rewrite_v6(data, off + 8, rw);
+            rewrite_v6(data, off + 24, rw);
             if depth > 0 {
                 return;
             }
@@ -243,28 +304,28 @@ fn rewrite_ip(data: &mut [u8], off: usize, k: u16, depth: u8) {
                 && let Some(&t) = data.get(at)
                 && (1..=4).contains(&t)
             {
-                rewrite_ip(data, at + 8, k, depth + 1);
+                rewrite_ip(data, at + 8, rw, depth + 1);
             }
         }
         _ => {}
     }
 }
 
-/// Rewrites every 10.77/16 and fd77::/16 address of one frame for copy `k`.
-fn rewrite_frame(data: &mut [u8], link: LinkType, k: u16) {
-    if k == 0 {
+/// Rewrites every 10.77/16 and fd77::/16 address of one frame for copy `rw.k`.
+fn rewrite_frame(data: &mut [u8], link: LinkType, rw: &Rewrite<'_>) {
+    if rw.k == 0 {
         return;
     }
     let Some((off, proto)) = network_start(data, link) else {
         return;
     };
     match proto {
-        0x0800 | 0x86dd => rewrite_ip(data, off, k, 0),
+        0x0800 | 0x86dd => rewrite_ip(data, off, rw, 0),
         // ARP for IPv4 over Ethernet: sender and target protocol addresses.
         0x0806 if be16(data, off + 2) == Some(0x0800) && data.get(off + 5) == Some(&4) => {
             let hlen = usize::from(data.get(off + 4).copied().unwrap_or(6));
-            rewrite_v4(data, off + 8 + hlen, k);
-            rewrite_v4(data, off + 8 + 2 * hlen + 4, k);
+            rewrite_v4(data, off + 8 + hlen, rw);
+            rewrite_v4(data, off + 8 + 2 * hlen + 4, rw);
         }
         _ => {}
     }
@@ -276,6 +337,7 @@ fn rewrite_frame(data: &mut [u8], link: LinkType, k: u16) {
 struct PcapWriter<W: Write> {
     out: W,
     snaplen: u32,
+    only: Only,
     scratch: Vec<u8>,
     frames: u64,
     captured_bytes: u64,
@@ -283,7 +345,7 @@ struct PcapWriter<W: Write> {
 }
 
 impl<W: Write> PcapWriter<W> {
-    fn new(mut out: W, snaplen: u32, link: LinkType) -> io::Result<Self> {
+    fn new(mut out: W, snaplen: u32, link: LinkType, only: Only) -> io::Result<Self> {
         let mut h = [0u8; 24];
         h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // microsecond pcap
         h[4..6].copy_from_slice(&2u16.to_le_bytes());
@@ -295,6 +357,7 @@ impl<W: Write> PcapWriter<W> {
         Ok(PcapWriter {
             out,
             snaplen,
+            only,
             scratch: Vec::with_capacity(MAX_SNAPLEN as usize),
             frames: 0,
             captured_bytes: 0,
@@ -307,7 +370,11 @@ impl<W: Write> PcapWriter<W> {
         let incl = f.data.len().min(self.snaplen as usize);
         self.scratch.clear();
         self.scratch.extend_from_slice(&f.data[..incl]);
-        rewrite_frame(&mut self.scratch, f.link, k);
+        let rw = Rewrite {
+            k,
+            only: &self.only,
+        };
+        rewrite_frame(&mut self.scratch, f.link, &rw);
         let ts_us = (f.ts_ns + shift_ns) / 1000;
         let orig = f.orig_len.max(incl as u32);
         let mut rec = [0u8; 16];
@@ -364,8 +431,13 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         Box::new(File::create(&args.output).map_err(|e| format!("{}: {e}", args.output))?)
     };
-    let mut w = PcapWriter::new(BufWriter::with_capacity(1 << 20, out), args.snaplen, link)
-        .map_err(|e| format!("{}: {e}", args.output))?;
+    let mut w = PcapWriter::new(
+        BufWriter::with_capacity(1 << 20, out),
+        args.snaplen,
+        link,
+        args.only.clone(),
+    )
+    .map_err(|e| format!("{}: {e}", args.output))?;
     let werr = |e: io::Error| format!("{}: {e}", args.output);
 
     match args.mode {
@@ -442,6 +514,10 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    fn rw(k: u16, only: &Only) -> Rewrite<'_> {
+        Rewrite { k, only }
+    }
+
     fn eth_ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x08, 0x00]);
@@ -459,7 +535,7 @@ mod tests {
         let mut icmp = vec![3, 1, 0, 0, 0, 0, 0, 0];
         icmp.extend_from_slice(&quoted[14..]);
         let mut f = eth_ipv4([10, 77, 0, 2], [8, 8, 8, 8], 1, &icmp);
-        rewrite_frame(&mut f, LinkType::ETHERNET, 3);
+        rewrite_frame(&mut f, LinkType::ETHERNET, &rw(3, &Only::default()));
         assert_eq!(&f[26..30], &[10, 80, 0, 2]);
         assert_eq!(&f[30..34], &[8, 8, 8, 8]);
         assert_eq!(&f[42 + 12..42 + 16], &[10, 80, 0, 1]);
@@ -479,7 +555,7 @@ mod tests {
         ip.extend_from_slice(&a);
         ip.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
         f.extend_from_slice(&ip);
-        rewrite_frame(&mut f, LinkType::ETHERNET, 300);
+        rewrite_frame(&mut f, LinkType::ETHERNET, &rw(300, &Only::default()));
         let src = &f[18 + 8..18 + 24];
         assert_eq!(&src[..6], &[0xfd, 0x77, 0, 9, 0x01, 0x2c]);
         assert_eq!(src[15], 5);
@@ -491,7 +567,24 @@ mod tests {
         let full = eth_ipv4([10, 77, 0, 1], [10, 77, 0, 2], 6, &[0; 20]);
         for n in 0..full.len() {
             let mut f = full[..n].to_vec();
-            rewrite_frame(&mut f, LinkType::ETHERNET, 1);
+            rewrite_frame(&mut f, LinkType::ETHERNET, &rw(1, &Only::default()));
         }
+    }
+
+    #[test]
+    fn rewrite_only_the_listed_addresses() {
+        let only = Only {
+            v4: vec![[10, 77, 0, 1]],
+            v6: vec![],
+        };
+        let quoted = eth_ipv4([10, 77, 0, 1], [10, 77, 9, 5], 6, &[0; 8]);
+        let mut icmp = vec![3, 1, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted[14..]);
+        let mut f = eth_ipv4([10, 77, 0, 2], [10, 77, 0, 1], 1, &icmp);
+        rewrite_frame(&mut f, LinkType::ETHERNET, &rw(3, &only));
+        assert_eq!(&f[26..30], &[10, 77, 0, 2]);
+        assert_eq!(&f[30..34], &[10, 80, 0, 1]);
+        assert_eq!(&f[42 + 12..42 + 16], &[10, 80, 0, 1]);
+        assert_eq!(&f[42 + 16..42 + 20], &[10, 77, 9, 5]);
     }
 }
