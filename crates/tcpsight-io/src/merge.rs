@@ -28,11 +28,17 @@ impl MergedReader {
     }
 
     /// The next frame of the merged trace, or `None` when every file is done.
+    #[inline]
     pub fn next_frame(&mut self) -> Option<FrameRef<'_>> {
         if let Some(i) = self.last.take()
             && let Err(e) = self.readers[i].advance()
         {
             self.errors.push(e);
+        }
+        // One file (the usual case): no merging to do.
+        if self.readers.len() == 1 {
+            self.last = Some(0);
+            return self.readers[0].current();
         }
         let mut best: Option<(u64, usize)> = None;
         for (i, r) in self.readers.iter().enumerate() {
