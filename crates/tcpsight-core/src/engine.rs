@@ -322,22 +322,27 @@ impl Engine {
 
     /// Removes a connection and reports its record.
     fn finish_slot(&mut self, i: usize, trace_ended: bool, obs: &mut impl Observer) {
-        let Some(mut conn) = self.slab[i].take() else {
+        // Work on the connection where it lies: moving 880 bytes out of the slab for
+        // every finished connection showed in the profile.
+        let now = self.now;
+        let Some(conn) = self.slab[i].as_mut() else {
             return;
         };
-        if let Ok(entry) = self.table.find_entry(conn.hash, |&j| j as usize == i) {
-            entry.remove();
-        }
-        self.free.push(i as u32);
+        let hash = conn.hash;
         if !trace_ended
             && conn.outcome.is_none()
             && conn.first_syn_ns.is_some()
             && let HandshakeChange::Decided(o) = conn.check_timeout(u64::MAX, 0)
         {
             // Replaced or expired before the timeout fired: it never got an answer.
-            emit_handshake(&conn, o, self.now, obs);
+            emit_handshake(conn, o, now, obs);
         }
         obs.on_connection(&conn.to_record(trace_ended));
+        self.slab[i] = None;
+        if let Ok(entry) = self.table.find_entry(hash, |&j| j as usize == i) {
+            entry.remove();
+        }
+        self.free.push(i as u32);
     }
 
     /// Decides timed-out handshakes and forgets expired connections.

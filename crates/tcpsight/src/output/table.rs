@@ -99,7 +99,10 @@ pub struct Row {
 
 pub struct DestinationTable {
     group: GroupBy,
-    hosts: HashMap<HostKey, HostStats, foldhash::fast::RandomState>,
+    hosts: Vec<(HostKey, HostStats)>,
+    index: HashMap<HostKey, usize, foldhash::fast::RandomState>,
+    /// The last destination looked up: consecutive events mostly share it.
+    last: Option<(HostKey, usize)>,
 }
 
 fn pct(n: u64, d: u64) -> Option<f64> {
@@ -110,8 +113,26 @@ impl DestinationTable {
     pub fn new(group: GroupBy) -> Self {
         DestinationTable {
             group,
-            hosts: HashMap::default(),
+            hosts: Vec::new(),
+            index: HashMap::default(),
+            last: None,
         }
+    }
+
+    fn host(&mut self, k: HostKey) -> &mut HostStats {
+        let i = match self.last {
+            Some((lk, i)) if lk == k => i,
+            _ => {
+                let n = self.hosts.len();
+                let i = *self.index.entry(k).or_insert(n);
+                if i == n {
+                    self.hosts.push((k, HostStats::default()));
+                }
+                self.last = Some((k, i));
+                i
+            }
+        };
+        &mut self.hosts[i].1
     }
 
     fn key(&self, addr: Addr, port: u16) -> HostKey {
@@ -123,16 +144,12 @@ impl DestinationTable {
 
     pub fn on_exchange(&mut self, e: &ExchangeEvent) {
         let k = self.key(e.server.addr, e.server.port);
-        self.hosts
-            .entry(k)
-            .or_default()
-            .response_ns
-            .add(e.response_ns);
+        self.host(k).response_ns.add(e.response_ns);
     }
 
     pub fn on_connection(&mut self, r: &ConnRecord) {
         let k = self.key(r.server, r.server_port);
-        let h = self.hosts.entry(k).or_default();
+        let h = self.host(k);
         h.conns += 1;
         if r.syn_count > 0 {
             h.syn += 1;
