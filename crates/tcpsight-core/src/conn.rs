@@ -8,6 +8,7 @@ use crate::history::{History, Mark};
 use crate::record::{Close, ConnRecord, DirRecord, Outcome};
 use crate::seq::Seq;
 use crate::stats::ResponseTimes;
+use crate::time::MaybeNs;
 
 /// Out-of-order threshold before the handshake gives an RTT (tshark uses 3 ms too).
 const DEFAULT_OOO_THRESHOLD_NS: u64 = 3_000_000;
@@ -53,10 +54,10 @@ pub(crate) struct Conn {
     /// The ACK number of the server's first SYN/ACK: names the client ISN it answered.
     synack_ack: Option<Seq>,
     synack_from: Side,
-    pub first_syn_ns: Option<u64>,
+    pub first_syn: MaybeNs,
     last_syn_ns: u64,
-    last_synack_ns: Option<u64>,
-    established_ns: Option<u64>,
+    last_synack: MaybeNs,
+    established: MaybeNs,
     pub syn_count: u32,
     pub synack_count: u32,
     pub dirs: [DirState; 2],
@@ -64,11 +65,11 @@ pub(crate) struct Conn {
     rst_seen: [bool; 2],
     first_close: Option<(Side, Close)>,
     /// Time of the last FIN or RST: what a control-only capture (SYN/FIN/RST) still has.
-    last_close_ns: Option<u64>,
+    last_close: MaybeNs,
     icmp: Option<(u8, u8)>,
     // Exchanges: a message is a run of new payload in one direction.
     last_msg: Option<Side>,
-    request_start_ns: Option<u64>,
+    request_start: MaybeNs,
     exchanges: u32,
     responses: ResponseTimes,
     history: History,
@@ -107,20 +108,20 @@ impl Conn {
             server_isn: None,
             synack_ack: None,
             synack_from: Side::Server,
-            first_syn_ns: None,
+            first_syn: MaybeNs::NONE,
             last_syn_ns: now,
-            last_synack_ns: None,
-            established_ns: None,
+            last_synack: MaybeNs::NONE,
+            established: MaybeNs::NONE,
             syn_count: 0,
             synack_count: 0,
             dirs: [DirState::default(), DirState::default()],
             fin_seen: [false; 2],
             rst_seen: [false; 2],
             first_close: None,
-            last_close_ns: None,
+            last_close: MaybeNs::NONE,
             icmp: None,
             last_msg: None,
-            request_start_ns: None,
+            request_start: MaybeNs::NONE,
             exchanges: 0,
             responses: ResponseTimes::default(),
             history,
@@ -175,8 +176,10 @@ impl Conn {
     /// tshark's out-of-order window: its initial RTT, measured from the latest SYN (not
     /// the first, unlike `connect_us`), or 3 ms before the handshake completes.
     fn ooo_threshold(&self) -> u64 {
-        match self.established_ns {
-            Some(e) if self.first_syn_ns.is_some() && e > self.last_syn_ns => e - self.last_syn_ns,
+        match self.established.get() {
+            Some(e) if self.first_syn.get().is_some() && e > self.last_syn_ns => {
+                e - self.last_syn_ns
+            }
             _ => DEFAULT_OOO_THRESHOLD_NS,
         }
     }
@@ -240,7 +243,7 @@ impl Conn {
                 && seg.ack.ge(isn + 1)
             {
                 self.phase = Phase::Established;
-                self.established_ns = Some(now);
+                self.established = MaybeNs::some(now);
                 // A handshake that failed once (RST, ICMP, timeout) and then completed on
                 // a retried SYN is established: the record says what finally happened.
                 if self.outcome.is_none() {
@@ -251,7 +254,7 @@ impl Conn {
         }
 
         if rst || fin {
-            self.last_close_ns = Some(now);
+            self.last_close = MaybeNs::some(now);
         }
         if rst {
             self.rst_seen[s] = true;
@@ -315,7 +318,7 @@ impl Conn {
                     }
                     if self.client_isn.is_none() {
                         self.client_isn = Some(seg.seq);
-                        self.first_syn_ns = Some(now);
+                        self.first_syn = MaybeNs::some(now);
                         if self.phase == Phase::Midstream && self.synack_ack == Some(seg.seq + 1) {
                             // The SYN/ACK came first in the capture; the handshake is on.
                             self.phase = Phase::SynAckSeen;
@@ -346,9 +349,9 @@ impl Conn {
             self.synack_from = side;
         }
         if self.phase == Phase::SynAckSeen
-            || (self.phase == Phase::Midstream && self.last_synack_ns.is_none())
+            || (self.phase == Phase::Midstream && self.last_synack.get().is_none())
         {
-            self.last_synack_ns = Some(now);
+            self.last_synack = MaybeNs::some(now);
         }
         HandshakeChange::None
     }
@@ -363,11 +366,11 @@ impl Conn {
         self.dirs[side.index()].messages += 1;
         match side {
             Side::Client => {
-                self.request_start_ns = Some(now);
+                self.request_start = MaybeNs::some(now);
                 None
             }
             Side::Server => {
-                let start = self.request_start_ns.take()?;
+                let start = self.request_start.take()?;
                 let rt = now.saturating_sub(start);
                 self.exchanges += 1;
                 self.responses.add(rt);
@@ -421,7 +424,7 @@ impl Conn {
     /// Decides a timed-out handshake at capture time `now`.
     pub fn check_timeout(&mut self, now: u64, timeout_ns: u64) -> HandshakeChange {
         if self.outcome.is_none()
-            && let Some(first) = self.first_syn_ns
+            && let Some(first) = self.first_syn.get()
             && now.saturating_sub(first) >= timeout_ns
         {
             self.outcome = Some(Outcome::Timeout);
@@ -432,7 +435,7 @@ impl Conn {
 
     /// Last SYN to the SYN/ACK: the server's side of the capture point.
     pub fn server_rtt_ns(&self) -> Option<u64> {
-        match (self.first_syn_ns, self.last_synack_ns) {
+        match (self.first_syn.get(), self.last_synack.get()) {
             (Some(_), Some(sa)) if sa >= self.last_syn_ns => Some(sa - self.last_syn_ns),
             _ => None,
         }
@@ -444,7 +447,7 @@ impl Conn {
 
     /// Time from the first SYN to the packet that decided the outcome.
     pub fn handshake_ns(&self, decided_at: u64) -> Option<u64> {
-        self.first_syn_ns.map(|f| decided_at.saturating_sub(f))
+        self.first_syn.get().map(|f| decided_at.saturating_sub(f))
     }
 
     /// Zeek's conn_state, from each endpoint's state as Zeek's TCP analyzer tracks it.
@@ -468,7 +471,7 @@ impl Conn {
             };
             h.contains(&c)
         };
-        let handshake_done = self.established_ns.is_some();
+        let handshake_done = self.established.get().is_some();
         let state = |side: Side| {
             let i = side.index();
             if self.rst_seen[i] {
@@ -556,21 +559,23 @@ impl Conn {
             close_first: self.first_close.map(|(_, c)| c),
             syn_count: self.syn_count,
             synack_count: self.synack_count,
-            connect_ns: match (self.first_syn_ns, self.established_ns) {
+            connect_ns: match (self.first_syn.get(), self.established.get()) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
             },
             server_rtt_ns: self.server_rtt_ns(),
-            client_rtt_ns: match (self.last_synack_ns, self.established_ns) {
+            client_rtt_ns: match (self.last_synack.get(), self.established.get()) {
                 (Some(sa), Some(e)) => Some(e.saturating_sub(sa)),
                 _ => None,
             },
             syn_retry_ns: self
-                .first_syn_ns
+                .first_syn
+                .get()
                 .map(|f| self.last_syn_ns.saturating_sub(f)),
             closed_after_ns: self
-                .last_close_ns
-                .map(|c| c.saturating_sub(self.first_syn_ns.unwrap_or(self.ts_first))),
+                .last_close
+                .get()
+                .map(|c| c.saturating_sub(self.first_syn.get().unwrap_or(self.ts_first))),
             c2s: dir_record(&self.dirs[0]),
             s2c: dir_record(&self.dirs[1]),
             exchanges: self.exchanges,

@@ -331,7 +331,7 @@ impl Engine {
         let hash = conn.hash;
         if !trace_ended
             && conn.outcome.is_none()
-            && conn.first_syn_ns.is_some()
+            && conn.first_syn.is_some()
             && let HandshakeChange::Decided(o) = conn.check_timeout(u64::MAX, 0)
         {
             // Replaced or expired before the timeout fired: it never got an answer.
@@ -417,7 +417,7 @@ fn emit_handshake(conn: &Conn, outcome: Outcome, now: u64, obs: &mut impl Observ
         server: conn.server(),
         vlan: conn.key.vlan,
         outcome,
-        first_syn_ns: conn.first_syn_ns,
+        first_syn_ns: conn.first_syn.get(),
         elapsed_ns: conn.handshake_ns(now),
         server_rtt_ns: conn.server_rtt_ns(),
         syn_count: conn.syn_count,
@@ -442,6 +442,6 @@ mod tests {
             core::mem::size_of::<std::collections::VecDeque<u64>>(),
         );
         // Under 1 KB per connection with the table entry (about 6 bytes) included.
-        assert!(slot <= 900, "connection state grew to {slot} bytes");
+        assert!(slot <= 870, "connection state grew to {slot} bytes");
     }
 }

@@ -19,6 +19,7 @@ mod history;
 pub mod record;
 pub mod seq;
 pub mod stats;
+mod time;
 
 pub use addr::Addr;
 pub use decode::LinkType;
