@@ -281,35 +281,24 @@ fn summary<W: Write>(w: &Watcher<W>, st: &tcpsight_core::CaptureStats) -> String
     for (f, t) in w.filters.named.iter().zip(&w.totals) {
         s.push_str("============================================\n");
         s.push_str(&format!(" {}\n", f.name));
-        s.push_str(&format!("   Success: {} session\n", thousands(t.success)));
-        s.push_str(&format!(
-            "     SYN Segment Duplicate : {:>6}\n",
-            thousands(t.dup_syn)
-        ));
-        s.push_str(&format!(
-            "     S/A Segment Duplicate : {:>6}\n",
-            thousands(t.dup_synack)
-        ));
-        s.push_str(&format!(
-            "   Failure: {} session\n",
-            thousands(t.timeout + t.reject + t.unreach)
-        ));
-        s.push_str(&format!(
-            "     Connection Timed Out  : {:>6}\n",
-            thousands(t.timeout)
-        ));
-        s.push_str(&format!(
-            "     Connection Rejected   : {:>6}\n",
-            thousands(t.reject)
-        ));
-        s.push_str(&format!(
-            "     ICMP Unreachable      : {:>6}\n",
-            thousands(t.unreach)
-        ));
-        s.push_str(&format!(
-            "   Pending (trace ended) : {:>6}\n",
-            thousands(t.pending)
-        ));
+        let failure = t.timeout + t.reject + t.unreach;
+        let lines = [
+            ("   Success: ", t.success, true),
+            ("     SYN Segment Duplicate : ", t.dup_syn, false),
+            ("     S/A Segment Duplicate : ", t.dup_synack, false),
+            ("   Failure: ", failure, true),
+            ("     Connection Timed Out  : ", t.timeout, false),
+            ("     Connection Rejected   : ", t.reject, false),
+            ("     ICMP Unreachable      : ", t.unreach, false),
+            ("   Pending (trace ended) : ", t.pending, false),
+        ];
+        for (label, v, sessions) in lines {
+            if sessions {
+                s.push_str(&format!("{label}{} session\n", thousands(v)));
+            } else {
+                s.push_str(&format!("{label}{:>6}\n", thousands(v)));
+            }
+        }
     }
     s.push_str("============================================\n");
     s.push_str(&format!(
