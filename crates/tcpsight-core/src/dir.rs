@@ -317,8 +317,9 @@ impl DirState {
         }
 
         // tshark moves its next expected sequence number on any packet that starts beyond
-        // it, a pure ACK included, so the data that follows is not "lost" a second time.
-        if seq_len == 0 && !rst && class == SegClass::NewAfterGap {
+        // it, a pure ACK included (so the data that follows is not "lost" a second time),
+        // and a direction's first pure ACK sets it (so a repeat of it is a duplicate ACK).
+        if seq_len == 0 && !rst && (class == SegClass::NewAfterGap || self.next_seq.is_none()) {
             self.next_seq = Some(seq);
             self.next_seq_ns = now;
         }
