@@ -258,7 +258,7 @@ impl Conn {
         }
         if rst {
             self.rst_seen[s] = true;
-            self.dirs[s].rsts += 1;
+            self.dirs[s].rsts = self.dirs[s].rsts.saturating_add(1);
             if self.first_close.is_none() {
                 self.first_close = Some((side, Close::Rst));
             }
@@ -269,7 +269,7 @@ impl Conn {
         }
         if fin {
             self.fin_seen[s] = true;
-            self.dirs[s].fins += 1;
+            self.dirs[s].fins = self.dirs[s].fins.saturating_add(1);
             if self.first_close.is_none() {
                 self.first_close = Some((side, Close::Fin));
             }
@@ -613,8 +613,8 @@ fn dir_record(d: &DirState) -> DirRecord {
         rtt_samples: d.rtt.samples,
         gap_bytes: d.gap_bytes,
         messages: d.messages,
-        fin_pkts: d.fins,
-        rst_pkts: d.rsts,
+        fin_pkts: d.fins as u32,
+        rst_pkts: d.rsts as u32,
     }
 }
 

@@ -184,8 +184,8 @@ pub struct DirState {
     pub zero_windows: u32,
     pub gap_bytes: u64,
     pub messages: u32,
-    pub fins: u32,
-    pub rsts: u32,
+    pub fins: u16,
+    pub rsts: u16,
     pub rtt: RttStats,
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
@@ -208,6 +208,9 @@ pub struct DirState {
 
     // Wireshark-style analysis state.
     next_seq: Option<Seq>,
+    /// `next_seq` before the current packet moved it: tshark's duplicate-ACK test
+    /// compares with the value the packet found.
+    next_seq_found: Option<Seq>,
     next_seq_ns: u64,
     pub last_ack: Option<Seq>,
     /// Time of this direction's latest packet of any kind (tshark's lastacktime).
@@ -276,6 +279,7 @@ impl DirState {
         ooo_threshold_ns: u64,
     ) -> SegClass {
         let seq_len = payload_len + syn as u32 + fin as u32;
+        self.next_seq_found = self.next_seq;
         if syn {
             self.set_base(seq);
         } else if self.unwrap.is_none() {
@@ -478,7 +482,7 @@ impl DirState {
             && ack == self.last_ack
             && window.is_some_and(|w| w != 0)
             && window == self.window
-            && Some(seq) == self.next_seq;
+            && Some(seq) == self.next_seq_found;
         if dup {
             self.dupack_num += 1;
             self.dup_acks += 1;
