@@ -307,3 +307,42 @@ fn every_link_type_in_the_corpus_decodes() {
         assert!(v["connections"].as_u64().unwrap() > 0, "{rel}");
     }
 }
+
+#[test]
+fn table_sorts_limits_and_groups() {
+    let path = data(GENERATED);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut a = vec!["analyze", path.as_str(), "--json"];
+        a.extend_from_slice(args);
+        serde_json::from_slice(&tcpsight(&a).stdout).unwrap()
+    };
+    let v = json(&["--sort", "lat", "--limit", "0"]);
+    let lat: Vec<f64> = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["lat_us_p95"].as_f64())
+        .collect();
+    assert!(lat.len() >= 2);
+    assert!(lat.windows(2).all(|w| w[0] >= w[1]), "descending: {lat:?}");
+    let v = json(&["--sort", "lat", "--reverse", "--limit", "0"]);
+    let rev: Vec<f64> = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["lat_us_p95"].as_f64())
+        .collect();
+    assert!(rev.windows(2).all(|w| w[0] <= w[1]), "ascending: {rev:?}");
+    let v = json(&["--limit", "3"]);
+    assert_eq!(v["destinations"].as_array().unwrap().len(), 3);
+    let v = json(&["--group-by", "host:port", "--limit", "0"]);
+    let hosts: Vec<&str> = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["host"].as_str().unwrap())
+        .collect();
+    assert!(hosts.contains(&"10.77.0.2:80"), "{hosts:?}");
+    assert!(hosts.contains(&"[fd77::2]:80"), "{hosts:?}");
+    assert!(hosts.iter().any(|h| h.ends_with(":443")), "{hosts:?}");
+}
