@@ -179,6 +179,18 @@ impl Engine {
         self.now
     }
 
+    /// Moves capture time forward without a frame (a live source on an idle interface
+    /// passes its clock here), so handshakes time out and idle connections expire.
+    pub fn advance(&mut self, ts_ns: u64, obs: &mut impl Observer) {
+        if ts_ns > self.now {
+            self.now = ts_ns;
+        }
+        if self.now >= self.next_sweep {
+            self.sweep(obs);
+            self.next_sweep = self.now.saturating_add(self.cfg.sweep_interval_ns);
+        }
+    }
+
     /// Feeds one frame. `orig_len` is its length on the wire (>= `data.len()`).
     pub fn process(
         &mut self,

@@ -1,14 +1,17 @@
 //! `tcpsight watch`: every TCP handshake as it finishes or fails, tcpeek's layout, with
-//! totals per named filter. `-r FILE` replays captures through the same engine in
-//! capture time (live capture from an interface is not built yet).
+//! totals per named filter. `-i IFACE` watches an interface live (AF_PACKET ring);
+//! `-r FILE` replays captures through the same engine in capture time.
 
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tcpsight_core::{Config, ConnRecord, Endpoint, Engine, HandshakeEvent, Observer, Outcome};
+
 use tcpsight_io::MergedReader;
+use tcpsight_live::{LiveCapture, LiveOptions};
 
 use crate::format::{thousands, utc};
 use crate::watchfilter::{Filter, FilterSet, Net};
@@ -16,8 +19,26 @@ use crate::watchfilter::{Filter, FilterSet, Net};
 #[derive(Args)]
 pub struct WatchArgs {
     /// Capture files to replay (pcap/pcapng, gzip/zstd, - for stdin), in capture time
-    #[arg(short = 'r', long = "read", value_name = "FILE", required = true)]
+    #[arg(
+        short = 'r',
+        long = "read",
+        value_name = "FILE",
+        required_unless_present = "interface",
+        conflicts_with = "interface"
+    )]
     files: Vec<String>,
+    /// Interface to watch live (needs root or CAP_NET_RAW)
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    interface: Option<String>,
+    /// Stop after this many seconds (live); default: until Ctrl-C or SIGTERM
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Kernel ring size in MB (live)
+    #[arg(short = 'B', long = "buffer", default_value_t = 64, value_name = "MB")]
+    buffer_mb: u32,
+    /// Put the interface in promiscuous mode (live)
+    #[arg(long)]
+    promisc: bool,
     /// Filters in tcpeek's language: name:RX|TX@addr[/prefix]:port[:port...][,...]
     /// (an unnamed filter excludes); default RX and TX, or ALL without --local
     #[arg(value_name = "FILTER")]
@@ -56,6 +77,8 @@ struct Watcher<W: Write> {
     digits: u8,
     header_done: bool,
     error: Option<io::Error>,
+    /// Live: every line is flushed as it is written.
+    flush_each: bool,
 }
 
 fn endpoint(e: Endpoint) -> String {
@@ -146,7 +169,13 @@ impl<W: Write> Observer for Watcher<W> {
         }
         if !self.quiet
             && self.error.is_none()
-            && let Err(err) = self.line(e)
+            && let Err(err) = self.line(e).and_then(|_| {
+                if self.flush_each {
+                    self.out.flush()
+                } else {
+                    Ok(())
+                }
+            })
         {
             self.error = Some(err);
         }
@@ -197,37 +226,52 @@ pub fn run(args: WatchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (readers, mut errors) = crate::inputs::open_all(&args.files);
-    if readers.is_empty() {
-        return ExitCode::from(2);
-    }
-    let digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
     let n = set.named.len();
+    let live = args.interface.is_some();
     let mut w = Watcher {
         out: BufWriter::new(io::stdout().lock()),
         filters: set,
         totals: vec![Totals::default(); n],
         quiet: args.quiet,
         json: args.json,
-        digits,
+        digits: 6,
         header_done: false,
         error: None,
+        flush_each: live,
     };
     let mut engine = Engine::new(Config {
         handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
         ..Config::default()
     });
-    let mut merged = MergedReader::new(readers);
-    while let Some(f) = merged.next_frame() {
-        engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut w);
+    let mut errors = Vec::new();
+    let mut kernel = None;
+    if let Some(iface) = &args.interface {
+        match watch_live(iface, &args, &mut engine, &mut w) {
+            Ok(stats) => kernel = Some(stats),
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        let (readers, open_errors) = crate::inputs::open_all(&args.files);
+        errors = open_errors;
+        if readers.is_empty() {
+            return ExitCode::from(2);
+        }
+        w.digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
+        let mut merged = MergedReader::new(readers);
+        while let Some(f) = merged.next_frame() {
+            engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut w);
+        }
+        engine.finish(&mut w);
+        for e in &merged.errors {
+            eprintln!("tcpsight: {e} (everything before it was analysed)");
+        }
+        errors.extend(merged.errors.iter().cloned());
     }
-    engine.finish(&mut w);
-    for e in &merged.errors {
-        eprintln!("tcpsight: {e} (everything before it was analysed)");
-    }
-    errors.extend(merged.errors.iter().cloned());
     let st = engine.stats();
-    let summary = summary(&w, &st);
+    let summary = summary(&w, &st, kernel);
     let ok = w.error.is_none()
         && w.out
             .write_all(summary.as_bytes())
@@ -243,7 +287,63 @@ pub fn run(args: WatchArgs) -> ExitCode {
     }
 }
 
-fn summary<W: Write>(w: &Watcher<W>, st: &tcpsight_core::CaptureStats) -> String {
+/// Set by SIGINT/SIGTERM: the live loop stops, reports and exits 0.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Watches `iface` until the duration ends or a signal arrives; returns the kernel's
+/// (delivered, dropped) counters.
+fn watch_live<W: Write>(
+    iface: &str,
+    args: &WatchArgs,
+    engine: &mut Engine,
+    w: &mut Watcher<W>,
+) -> Result<(u64, u64), String> {
+    let opts = LiveOptions {
+        buffer_mb: args.buffer_mb,
+        promisc: args.promisc,
+        ..LiveOptions::default()
+    };
+    let mut cap = LiveCapture::open(iface, opts)?;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    eprintln!(
+        "tcpsight: watching {iface} live (AF_PACKET ring, {} MB); Ctrl-C to stop",
+        args.buffer_mb
+    );
+    let link = cap.link;
+    let start = std::time::Instant::now();
+    let limit = args
+        .duration
+        .map(|d| std::time::Duration::from_secs_f64(d.max(0.0)));
+    while !STOP.load(Ordering::Relaxed) && limit.is_none_or(|l| start.elapsed() < l) {
+        match cap.next(100)? {
+            Some(f) => engine.process(f.ts_ns, link, f.data, f.orig_len, w),
+            // Idle: the clock still moves, so handshakes time out on a quiet interface.
+            None => engine.advance(now_ns(), w),
+        }
+    }
+    engine.finish(w);
+    Ok(cap.stats())
+}
+
+fn summary<W: Write>(
+    w: &Watcher<W>,
+    st: &tcpsight_core::CaptureStats,
+    kernel: Option<(u64, u64)>,
+) -> String {
     let (from, to) = (st.first_ns.unwrap_or(0), st.last_ns.unwrap_or(0));
     if w.json {
         let filters: Vec<_> = w
@@ -265,7 +365,7 @@ fn summary<W: Write>(w: &Watcher<W>, st: &tcpsight_core::CaptureStats) -> String
                 "from": from as f64 / 1e9,
                 "to": to as f64 / 1e9,
                 "filters": filters,
-                "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": null},
+                "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": kernel.map(|k| k.1)},
             }
         });
         return format!("{v}\n");
@@ -301,8 +401,13 @@ fn summary<W: Write>(w: &Watcher<W>, st: &tcpsight_core::CaptureStats) -> String
         }
     }
     s.push_str("============================================\n");
+    let drops = match kernel {
+        None => "none (file)".to_string(),
+        Some((_, 0)) => "0".to_string(),
+        Some((_, d)) => format!("{} (figures may be incomplete)", thousands(d)),
+    };
     s.push_str(&format!(
-        " capture: {} frames, {} TCP packets; kernel drops: none (file)\n",
+        " capture: {} frames, {} TCP packets; kernel drops: {drops}\n",
         thousands(st.frames),
         thousands(st.tcp_packets)
     ));

@@ -1,0 +1,134 @@
+//! Live capture on the loopback interface (root or CAP_NET_RAW; skipped otherwise).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Starts `tcpsight watch -i lo --json` with `extra` arguments and waits until it listens.
+fn start_watch(extra: &[&str]) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["watch", "-i", "lo", "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stderr line says it is watching; read it byte by byte.
+    let mut err = child.stderr.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while err.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line).to_string();
+    assert!(line.contains("watching lo live"), "{line}");
+    child
+}
+
+/// A real kernel connection on loopback: handshake, one exchange, close.
+fn connect_and_talk() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut a, _) = l.accept().unwrap();
+    c.write_all(b"GET").unwrap();
+    let mut buf = [0u8; 3];
+    a.read_exact(&mut buf).unwrap();
+    a.write_all(b"200").unwrap();
+    c.read_exact(&mut buf).unwrap();
+    port
+}
+
+/// A port nobody listens on: bind one, note it, close it.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn live_watch_on_loopback_sees_success_and_refusal() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let child = start_watch(&["-t", "2"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let ok_port = connect_and_talk();
+    let refused = closed_port();
+    assert!(TcpStream::connect(("127.0.0.1", refused)).is_err());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v = lines(&out.stdout);
+    let server = |p: u16| format!("127.0.0.1:{p}");
+    let ok = v
+        .iter()
+        .find(|l| l["server"] == server(ok_port))
+        .expect("the successful handshake");
+    assert_eq!(ok["result"], "success");
+    // Loopback: a handshake takes microseconds, well under 50 ms.
+    assert!(ok["handshake_us"].as_f64().unwrap() < 50_000.0);
+    let rej = v
+        .iter()
+        .find(|l| l["server"] == server(refused))
+        .expect("the refused handshake");
+    assert_eq!(rej["result"], "rejected");
+    let summary = &v.last().unwrap()["summary"];
+    assert_eq!(summary["capture"]["kernel_drops"], 0);
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_a_summary() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let child = start_watch(&[]);
+    std::thread::sleep(Duration::from_millis(200));
+    let port = connect_and_talk();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    let v = lines(&out.stdout);
+    assert!(
+        v.iter()
+            .any(|l| l["server"] == format!("127.0.0.1:{port}") && l["result"] == "success")
+    );
+    assert!(
+        v.last().unwrap()["summary"]["filters"][0]["success"]["total"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn missing_interface_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["watch", "-i", "no-such-if0", "-t", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-if0: no such interface"), "{err}");
+}
