@@ -66,7 +66,8 @@ struct Tpacket3Hdr {
 
 /// TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): where the sockaddr_ll follows.
 const SLL_OFFSET: usize = 48;
-/// Offset of sll_pkttype inside struct sockaddr_ll.
+/// Offsets of sll_ifindex and sll_pkttype inside struct sockaddr_ll.
+const SLL_IFINDEX: usize = 4;
 const SLL_PKTTYPE: usize = 10;
 
 /// Options of a live capture.
@@ -106,6 +107,8 @@ pub struct LiveCapture {
     offset: usize,
     pub link: LinkType,
     pub interface: String,
+    /// The loopback interface's index: its packets show twice (leaving and arriving).
+    loopback: i32,
     packets: u64,
     drops: u64,
 }
@@ -124,21 +127,30 @@ fn os_error(what: &str) -> String {
 }
 
 impl LiveCapture {
-    /// Opens `interface` (e.g. `lo`, `eth0`).
+    /// Opens `interface` (e.g. `lo`, `eth0`), or every interface with `any`.
     pub fn open(interface: &str, opts: LiveOptions) -> Result<LiveCapture, String> {
         let name =
             CString::new(interface).map_err(|_| format!("{interface:?}: bad interface name"))?;
+        let any = interface == "any";
         // SAFETY: plain libc calls with valid arguments; every result is checked.
         unsafe {
-            let ifindex = libc::if_nametoindex(name.as_ptr());
-            if ifindex == 0 {
+            let ifindex = if any {
+                0
+            } else {
+                libc::if_nametoindex(name.as_ptr())
+            };
+            if ifindex == 0 && !any {
                 return Err(format!("{interface}: no such interface"));
             }
-            let fd = libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW,
-                (ETH_P_ALL.to_be()) as libc::c_int,
-            );
+            let lo = CString::new("lo").expect("no NUL");
+            let loopback = libc::if_nametoindex(lo.as_ptr()) as i32;
+            // `any` mixes link types: take frames from the network header on (SOCK_DGRAM).
+            let kind = if any {
+                libc::SOCK_DGRAM
+            } else {
+                libc::SOCK_RAW
+            };
+            let fd = libc::socket(libc::AF_PACKET, kind, (ETH_P_ALL.to_be()) as libc::c_int);
             if fd < 0 {
                 return Err(os_error("cannot open a packet socket"));
             }
@@ -229,9 +241,15 @@ impl LiveCapture {
                 block: 0,
                 left: 0,
                 offset: 0,
-                // SOCK_RAW frames carry the link header: Ethernet on Ethernet and on lo.
-                link: LinkType::ETHERNET,
+                // SOCK_RAW frames carry the link header: Ethernet on Ethernet and on lo;
+                // SOCK_DGRAM frames start at the IP header.
+                link: if any {
+                    LinkType::RAW
+                } else {
+                    LinkType::ETHERNET
+                },
                 interface: interface.to_string(),
+                loopback,
                 packets: 0,
                 drops: 0,
             })
@@ -295,6 +313,9 @@ impl LiveCapture {
                 let h = base.add(self.offset) as *const Tpacket3Hdr;
                 let next = (*h).tp_next_offset as usize;
                 let pkttype = *(h as *const u8).add(SLL_OFFSET + SLL_PKTTYPE);
+                let ifindex = ptr::read_unaligned(
+                    (h as *const u8).add(SLL_OFFSET + SLL_IFINDEX) as *const i32
+                );
                 let mac = (*h).tp_mac as usize;
                 let snap = (*h).tp_snaplen as usize;
                 let len = (*h).tp_len;
@@ -303,7 +324,7 @@ impl LiveCapture {
                 let at = self.offset;
                 self.offset = if next == 0 { at.max(1) } else { at + next };
                 // On lo every packet shows twice, leaving and arriving: keep one.
-                if pkttype == PACKET_OUTGOING && self.interface == "lo" {
+                if pkttype == PACKET_OUTGOING && ifindex == self.loopback {
                     continue;
                 }
                 if at + mac + snap > self.block_size {

@@ -10,10 +10,11 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Starts `tcpsight watch -i lo --json` with `extra` arguments and waits until it listens.
-fn start_watch(extra: &[&str]) -> std::process::Child {
+/// Starts `tcpsight watch -i IFACE --json` with `extra` arguments and waits until it
+/// listens.
+fn start_watch(iface: &str, extra: &[&str]) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
-        .args(["watch", "-i", "lo", "--json"])
+        .args(["watch", "-i", iface, "--json"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -27,7 +28,7 @@ fn start_watch(extra: &[&str]) -> std::process::Child {
         line.push(b[0]);
     }
     let line = String::from_utf8_lossy(&line).to_string();
-    assert!(line.contains("watching lo live"), "{line}");
+    assert!(line.contains(&format!("watching {iface} live")), "{line}");
     child
 }
 
@@ -64,7 +65,7 @@ fn live_watch_on_loopback_sees_success_and_refusal() {
         eprintln!("skipped: live capture needs root (CI runs as root)");
         return;
     }
-    let child = start_watch(&["-t", "2"]);
+    let child = start_watch("lo", &["-t", "2"]);
     std::thread::sleep(Duration::from_millis(200));
     let ok_port = connect_and_talk();
     let refused = closed_port();
@@ -95,7 +96,7 @@ fn sigterm_stops_cleanly_with_a_summary() {
         eprintln!("skipped: live capture needs root (CI runs as root)");
         return;
     }
-    let child = start_watch(&[]);
+    let child = start_watch("lo", &[]);
     std::thread::sleep(Duration::from_millis(200));
     let port = connect_and_talk();
     std::thread::sleep(Duration::from_millis(300));
@@ -120,6 +121,30 @@ fn sigterm_stops_cleanly_with_a_summary() {
             .unwrap()
             >= 1
     );
+}
+
+/// `-i any`: every interface, frames from the IP header on (cooked), loopback's second
+/// copy of each packet skipped, so a connection is seen exactly once.
+#[test]
+fn live_watch_on_any_interface() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let child = start_watch("any", &["-t", "2"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let port = connect_and_talk();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v = lines(&out.stdout);
+    let mine: Vec<_> = v
+        .iter()
+        .filter(|l| l["server"] == format!("127.0.0.1:{port}"))
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0]["result"], "success");
+    assert_eq!(mine[0]["dup_syn"], 0);
+    assert_eq!(mine[0]["dup_synack"], 0);
 }
 
 #[test]
