@@ -4,6 +4,7 @@ mod analyze;
 mod format;
 mod inputs;
 mod output;
+mod statsock;
 mod watch;
 mod watchfilter;
 
@@ -29,6 +30,8 @@ enum Command {
     Analyze(Box<analyze::AnalyzeArgs>),
     /// Handshake monitor (tcpeek's job): one line per finished handshake, totals per filter
     Watch(Box<watch::WatchArgs>),
+    /// Totals of a running live watch, from its stats socket
+    Stat(statsock::StatArgs),
     /// Print the connection record schema (every field of --flows output)
     Fields,
 }
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(*args),
         Command::Watch(args) => watch::run(*args),
+        Command::Stat(args) => statsock::stat(args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
                 println!("{name}");

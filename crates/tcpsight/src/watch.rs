@@ -14,6 +14,7 @@ use tcpsight_io::MergedReader;
 use tcpsight_live::{LiveCapture, LiveOptions};
 
 use crate::format::{thousands, utc};
+use crate::statsock::{self, SharedStats, Totals};
 use crate::watchfilter::{Filter, FilterSet, Net};
 
 #[derive(Args)]
@@ -39,6 +40,9 @@ pub struct WatchArgs {
     /// Put the interface in promiscuous mode (live)
     #[arg(long)]
     promisc: bool,
+    /// Stats socket of a live watch, for `tcpsight stat` (newline-delimited JSON)
+    #[arg(short = 'U', long = "socket", default_value = statsock::DEFAULT_SOCKET, value_name = "PATH")]
+    socket: std::path::PathBuf,
     /// Filters in tcpeek's language: name:RX|TX@addr[/prefix]:port[:port...][,...]
     /// (an unnamed filter excludes); default RX and TX, or ALL without --local
     #[arg(value_name = "FILTER")]
@@ -57,17 +61,6 @@ pub struct WatchArgs {
     json: bool,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Totals {
-    success: u64,
-    dup_syn: u64,
-    dup_synack: u64,
-    timeout: u64,
-    reject: u64,
-    unreach: u64,
-    pending: u64,
-}
-
 struct Watcher<W: Write> {
     out: W,
     filters: FilterSet,
@@ -79,6 +72,8 @@ struct Watcher<W: Write> {
     error: Option<io::Error>,
     /// Live: every line is flushed as it is written.
     flush_each: bool,
+    /// Live: what the stats socket serves.
+    shared: Option<SharedStats>,
 }
 
 fn endpoint(e: Endpoint) -> String {
@@ -167,6 +162,11 @@ impl<W: Write> Observer for Watcher<W> {
                 _ => {}
             }
         }
+        if let Some(sh) = &self.shared
+            && let Ok(mut g) = sh.lock()
+        {
+            g.totals.clone_from(&self.totals);
+        }
         if !self.quiet
             && self.error.is_none()
             && let Err(err) = self.line(e).and_then(|_| {
@@ -238,6 +238,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         header_done: false,
         error: None,
         flush_each: live,
+        shared: None,
     };
     let mut engine = Engine::new(Config {
         handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
@@ -314,25 +315,50 @@ fn watch_live<W: Write>(
         ..LiveOptions::default()
     };
     let mut cap = LiveCapture::open(iface, opts)?;
+    let shared: SharedStats = Default::default();
+    if let Ok(mut g) = shared.lock() {
+        g.names = w.filters.named.iter().map(|f| f.name.clone()).collect();
+        g.totals.clone_from(&w.totals);
+    }
+    let _socket = statsock::serve(&args.socket, shared.clone())?;
+    w.shared = Some(shared.clone());
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     eprintln!(
-        "tcpsight: watching {iface} live (AF_PACKET ring, {} MB); Ctrl-C to stop",
-        args.buffer_mb
+        "tcpsight: watching {iface} live (AF_PACKET ring, {} MB; stats socket {}); Ctrl-C to stop",
+        args.buffer_mb,
+        args.socket.display()
     );
     let link = cap.link;
     let start = std::time::Instant::now();
     let limit = args
         .duration
         .map(|d| std::time::Duration::from_secs_f64(d.max(0.0)));
+    let mut n: u64 = 0;
     while !STOP.load(Ordering::Relaxed) && limit.is_none_or(|l| start.elapsed() < l) {
-        match cap.next(100)? {
-            Some(f) => engine.process(f.ts_ns, link, f.data, f.orig_len, w),
+        let idle = match cap.next(100)? {
+            Some(f) => {
+                engine.process(f.ts_ns, link, f.data, f.orig_len, w);
+                n += 1;
+                false
+            }
             // Idle: the clock still moves, so handshakes time out on a quiet interface.
-            None => engine.advance(now_ns(), w),
+            None => {
+                engine.advance(now_ns(), w);
+                true
+            }
+        };
+        if (idle || n.is_multiple_of(4096))
+            && let Ok(mut g) = shared.lock()
+        {
+            let st = engine.stats();
+            let (_, drops) = cap.stats();
+            g.frames = st.frames;
+            g.tcp_packets = st.tcp_packets;
+            g.kernel_drops = drops;
         }
     }
     engine.finish(w);
@@ -351,14 +377,7 @@ fn summary<W: Write>(
             .named
             .iter()
             .zip(&w.totals)
-            .map(|(f, t)| {
-                json!({
-                    "filter": f.name,
-                    "success": {"total": t.success, "dupsyn": t.dup_syn, "dupsynack": t.dup_synack},
-                    "failure": {"total": t.timeout + t.reject + t.unreach, "timeout": t.timeout, "reject": t.reject, "unreach": t.unreach},
-                    "pending": t.pending,
-                })
-            })
+            .map(|(f, t)| t.to_json(&f.name))
             .collect();
         let v = json!({
             "summary": {

@@ -13,9 +13,20 @@ fn is_root() -> bool {
 /// Starts `tcpsight watch -i IFACE --json` with `extra` arguments and waits until it
 /// listens.
 fn start_watch(iface: &str, extra: &[&str]) -> std::process::Child {
+    // Tests run in parallel: each watch gets a socket of its own unless given one.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let own = std::env::temp_dir().join(format!(
+        "tcpsight-test-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    if !extra.contains(&"-U") {
+        args.extend(["-U".to_string(), own.to_str().unwrap().to_string()]);
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
         .args(["watch", "-i", iface, "--json"])
-        .args(extra)
+        .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -156,4 +167,85 @@ fn missing_interface_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-if0: no such interface"), "{err}");
+}
+
+/// One request line on the socket, one reply line back.
+fn ask(stream: &mut std::os::unix::net::UnixStream, req: &str) -> serde_json::Value {
+    use std::io::BufRead;
+    stream.write_all(format!("{req}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+#[test]
+fn stats_socket_totals_deltas_errors_and_stale_file() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("watch.sock");
+    // A stale socket file (its listener is gone) is replaced.
+    drop(UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let sock_arg = sock.to_str().unwrap().to_string();
+    let child = start_watch("lo", &["-t", "3", "-q", "-U", &sock_arg]);
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    // A second watch on the same socket is refused: someone listens.
+    let second = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["watch", "-i", "lo", "-t", "1", "-U", &sock_arg])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another process is listening"));
+
+    let mut a = UnixStream::connect(&sock).unwrap();
+    let mut b = UnixStream::connect(&sock).unwrap();
+    let d0 = ask(&mut a, r#"{"cmd":"delta"}"#);
+    assert_eq!(d0["delta"], true);
+    connect_and_talk();
+    std::thread::sleep(Duration::from_millis(300));
+    // A bad request gets an error reply and the connection keeps working.
+    let err = ask(&mut b, "HELLO");
+    assert!(err["error"].as_str().unwrap().contains("unknown request"));
+    let total = ask(&mut b, r#"{"cmd":"get"}"#);
+    let ok = |v: &serde_json::Value| v["filters"][0]["success"]["total"].as_u64().unwrap();
+    assert!(ok(&total) >= 1);
+    let d1 = ask(&mut a, "REFRESH");
+    assert!(ok(&d1) >= 1, "the connection made since the last delta");
+    let d2 = ask(&mut b, r#"{"cmd":"delta"}"#);
+    assert_eq!(
+        ok(&d2),
+        0,
+        "nothing new since the previous delta (another client's)"
+    );
+    // `tcpsight stat` reads the same.
+    let stat = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["stat", "-U", &sock_arg, "--json"])
+        .output()
+        .unwrap();
+    assert!(stat.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&stat.stdout).unwrap();
+    assert_eq!(ok(&v), ok(&total));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!sock.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn stat_without_a_watch_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["stat", "-U", "/nonexistent/tcpsight.sock"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `tcpsight watch -i` running?"));
 }

@@ -1,0 +1,260 @@
+//! The stats socket of a live `watch`, and `tcpsight stat`, its client.
+//!
+//! Protocol: newline-delimited JSON over a UNIX stream socket. Each request line is
+//! `{"cmd":"get"}` (cumulative totals) or `{"cmd":"delta"}` (the change since the
+//! previous delta request from any client, tcpeek's REFRESH); tcpeek's plain `GET` and
+//! `REFRESH` lines are accepted too. Each reply is one line:
+//! `{"filters":[{"filter":..,"success":{..},"failure":{..},"pending":..}],"capture":{..}}`,
+//! or `{"error":"..."}` for a request it does not understand (the connection stays open).
+//! Several clients may be connected at once.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+pub const DEFAULT_SOCKET: &str = "/run/tcpsight/tcpsight.sock";
+
+/// Handshake totals of one filter.
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
+pub struct Totals {
+    pub success: u64,
+    pub dup_syn: u64,
+    pub dup_synack: u64,
+    pub timeout: u64,
+    pub reject: u64,
+    pub unreach: u64,
+    pub pending: u64,
+}
+
+impl Totals {
+    fn minus(&self, o: &Totals) -> Totals {
+        Totals {
+            success: self.success.saturating_sub(o.success),
+            dup_syn: self.dup_syn.saturating_sub(o.dup_syn),
+            dup_synack: self.dup_synack.saturating_sub(o.dup_synack),
+            timeout: self.timeout.saturating_sub(o.timeout),
+            reject: self.reject.saturating_sub(o.reject),
+            unreach: self.unreach.saturating_sub(o.unreach),
+            pending: self.pending.saturating_sub(o.pending),
+        }
+    }
+
+    pub fn to_json(self, name: &str) -> Value {
+        json!({
+            "filter": name,
+            "success": {"total": self.success, "dupsyn": self.dup_syn, "dupsynack": self.dup_synack},
+            "failure": {"total": self.timeout + self.reject + self.unreach, "timeout": self.timeout, "reject": self.reject, "unreach": self.unreach},
+            "pending": self.pending,
+        })
+    }
+}
+
+/// What the socket serves, updated by the watcher.
+#[derive(Default)]
+pub struct Shared {
+    pub names: Vec<String>,
+    pub totals: Vec<Totals>,
+    pub frames: u64,
+    pub tcp_packets: u64,
+    pub kernel_drops: u64,
+    last_delta: Option<(Vec<Totals>, u64, u64, u64)>,
+}
+
+impl Shared {
+    fn reply(&mut self, delta: bool) -> Value {
+        let (totals, frames, tcp, drops) = if delta {
+            let prev = self
+                .last_delta
+                .take()
+                .unwrap_or_else(|| (vec![Totals::default(); self.totals.len()], 0, 0, 0));
+            let t: Vec<Totals> = self
+                .totals
+                .iter()
+                .zip(prev.0.iter().chain(std::iter::repeat(&Totals::default())))
+                .map(|(a, b)| a.minus(b))
+                .collect();
+            let out = (
+                t,
+                self.frames - prev.1.min(self.frames),
+                self.tcp_packets - prev.2.min(self.tcp_packets),
+                self.kernel_drops - prev.3.min(self.kernel_drops),
+            );
+            self.last_delta = Some((
+                self.totals.clone(),
+                self.frames,
+                self.tcp_packets,
+                self.kernel_drops,
+            ));
+            out
+        } else {
+            (
+                self.totals.clone(),
+                self.frames,
+                self.tcp_packets,
+                self.kernel_drops,
+            )
+        };
+        let filters: Vec<Value> = self
+            .names
+            .iter()
+            .zip(&totals)
+            .map(|(n, t)| t.to_json(n))
+            .collect();
+        json!({"filters": filters, "capture": {"frames": frames, "tcp_packets": tcp, "kernel_drops": drops}, "delta": delta})
+    }
+}
+
+pub type SharedStats = Arc<Mutex<Shared>>;
+
+/// Removes the socket file when the watch ends.
+pub struct SocketGuard(PathBuf);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds the socket (mode 0660; a stale socket file is replaced only if nobody listens
+/// on it) and serves it from a background thread.
+pub fn serve(path: &Path, shared: SharedStats) -> Result<SocketGuard, String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "{}: another process is listening on this socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("{}: cannot replace the stale socket: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let shared = shared.clone();
+            std::thread::spawn(move || client(conn, shared));
+        }
+    });
+    Ok(SocketGuard(path.to_path_buf()))
+}
+
+fn client(conn: UnixStream, shared: SharedStats) {
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let reader = BufReader::new(conn);
+    for line in reader.lines() {
+        let Ok(line) = line else { return };
+        let req = line.trim();
+        if req.is_empty() {
+            continue;
+        }
+        let delta = match req {
+            "GET" => Some(false),
+            "REFRESH" => Some(true),
+            _ => match serde_json::from_str::<Value>(req)
+                .ok()
+                .and_then(|v| v["cmd"].as_str().map(str::to_string))
+            {
+                Some(c) if c == "get" => Some(false),
+                Some(c) if c == "delta" => Some(true),
+                _ => None,
+            },
+        };
+        let reply = match delta {
+            Some(d) => match shared.lock() {
+                Ok(mut g) => g.reply(d),
+                Err(_) => json!({"error": "internal error"}),
+            },
+            None => {
+                json!({"error": format!("unknown request {req:?}: send {{\"cmd\":\"get\"}} or {{\"cmd\":\"delta\"}}")})
+            }
+        };
+        if writeln!(out, "{reply}").is_err() {
+            return;
+        }
+    }
+}
+
+/// `tcpsight stat`: asks a running watch for its totals.
+#[derive(clap::Args)]
+pub struct StatArgs {
+    /// The watch's socket
+    #[arg(short = 'U', long = "socket", default_value = DEFAULT_SOCKET, value_name = "PATH")]
+    socket: PathBuf,
+    /// The change since the previous --delta request instead of cumulative totals
+    #[arg(long)]
+    delta: bool,
+    /// Print the reply as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn stat(args: StatArgs) -> std::process::ExitCode {
+    let fail = |m: String| {
+        eprintln!("tcpsight: {m}");
+        std::process::ExitCode::from(2)
+    };
+    let mut s = match UnixStream::connect(&args.socket) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(format!(
+                "{}: {e} (is `tcpsight watch -i` running?)",
+                args.socket.display()
+            ));
+        }
+    };
+    let req = if args.delta {
+        "{\"cmd\":\"delta\"}\n"
+    } else {
+        "{\"cmd\":\"get\"}\n"
+    };
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        return fail(format!("{}: {e}", args.socket.display()));
+    }
+    let mut line = String::new();
+    if BufReader::new(&s).read_line(&mut line).is_err() || line.is_empty() {
+        return fail(format!("{}: no reply", args.socket.display()));
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        return fail(format!("{}: malformed reply", args.socket.display()));
+    };
+    if args.json {
+        println!("{v}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    println!(
+        "====== TCPSIGHT {} ======",
+        if args.delta { "DELTA" } else { "TOTALS" }
+    );
+    for f in v["filters"].as_array().into_iter().flatten() {
+        println!(" {}", f["filter"].as_str().unwrap_or("?"));
+        println!(
+            "   success {:>10}   dup SYN {:>8}   dup S/A {:>8}",
+            f["success"]["total"], f["success"]["dupsyn"], f["success"]["dupsynack"]
+        );
+        println!(
+            "   failure {:>10}   timeout {:>8}   reject {:>9}   unreach {:>8}",
+            f["failure"]["total"],
+            f["failure"]["timeout"],
+            f["failure"]["reject"],
+            f["failure"]["unreach"]
+        );
+    }
+    let c = &v["capture"];
+    println!(
+        " capture: {} frames, {} TCP packets, kernel drops {}",
+        c["frames"], c["tcp_packets"], c["kernel_drops"]
+    );
+    std::process::ExitCode::SUCCESS
+}
