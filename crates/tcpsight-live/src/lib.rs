@@ -372,3 +372,59 @@ impl Drop for LiveCapture {
         }
     }
 }
+
+/// The IP addresses of `interface` (of every interface for `any`): what "this host" is
+/// for RX/TX filters in a live capture.
+pub fn interface_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free once.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return Err(os_error("cannot list interface addresses"));
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
+            if interface != "any" && name != interface {
+                continue;
+            }
+            match (*ifa.ifa_addr).sa_family as libc::c_int {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    out.push(std::net::IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    out.push(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+        libc::freeifaddrs(head);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_has_its_addresses() {
+        let a = super::interface_addresses("lo").unwrap();
+        assert!(a.contains(&"127.0.0.1".parse().unwrap()), "{a:?}");
+        assert!(
+            super::interface_addresses("no-such-if0")
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

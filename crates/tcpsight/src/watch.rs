@@ -47,7 +47,8 @@ pub struct WatchArgs {
     /// (an unnamed filter excludes); default RX and TX, or ALL without --local
     #[arg(value_name = "FILTER")]
     filters: Vec<String>,
-    /// This host's addresses (CIDR; repeatable): RX is traffic to them, TX from them
+    /// This host's addresses (CIDR; repeatable): RX is traffic to them, TX from them;
+    /// live, the interface's own addresses by default
     #[arg(long, value_name = "NET")]
     local: Vec<String>,
     /// Seconds (capture time) after the first SYN before a handshake has timed out
@@ -215,6 +216,18 @@ pub fn run(args: WatchArgs) -> ExitCode {
             Ok(n) => local.push(n),
             Err(e) => {
                 eprintln!("tcpsight: --local {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Live, "this host" is the interface's own addresses unless --local says otherwise.
+    if local.is_empty()
+        && let Some(iface) = &args.interface
+    {
+        match tcpsight_live::interface_addresses(iface) {
+            Ok(addrs) => local.extend(addrs.iter().filter_map(|a| Net::parse(&a.to_string()).ok())),
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
                 return ExitCode::from(2);
             }
         }

@@ -99,6 +99,15 @@ fn live_watch_on_loopback_sees_success_and_refusal() {
     assert_eq!(rej["result"], "rejected");
     let summary = &v.last().unwrap()["summary"];
     assert_eq!(summary["capture"]["kernel_drops"], 0);
+    // Live, the interface's addresses are "this host": default filters RX and TX, and a
+    // loopback connection is both (its client and its server are local).
+    let f = summary["filters"].as_array().unwrap();
+    assert_eq!(f[0]["filter"], "RX");
+    assert_eq!(f[1]["filter"], "TX");
+    for x in f {
+        assert!(x["success"]["total"].as_u64().unwrap() >= 1, "{x}");
+        assert!(x["failure"]["reject"].as_u64().unwrap() >= 1, "{x}");
+    }
 }
 
 #[test]
