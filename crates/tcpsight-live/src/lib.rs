@@ -428,3 +428,27 @@ mod tests {
         );
     }
 }
+
+/// Switches to `user` (its uid, gid, no supplementary groups) once the capture socket is
+/// open: the ring keeps working without the privileges that opened it.
+pub fn drop_privileges(user: &str) -> Result<(), String> {
+    let name = std::ffi::CString::new(user).map_err(|_| format!("{user:?}: bad user name"))?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; checked.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(format!("--user {user}: no such user"));
+        }
+        let (uid, gid) = ((*pw).pw_uid, (*pw).pw_gid);
+        if libc::setgroups(0, ptr::null()) != 0 {
+            return Err(os_error(&format!("--user {user}: setgroups")));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(os_error(&format!("--user {user}: setgid")));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(os_error(&format!("--user {user}: setuid")));
+        }
+    }
+    Ok(())
+}

@@ -40,6 +40,9 @@ pub struct WatchArgs {
     /// Put the interface in promiscuous mode (live)
     #[arg(long)]
     promisc: bool,
+    /// Drop privileges to this user once the capture and the stats socket are open (live)
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
     /// Stats socket of a live watch, for `tcpsight stat` (newline-delimited JSON)
     #[arg(short = 'U', long = "socket", default_value = statsock::DEFAULT_SOCKET, value_name = "PATH")]
     socket: std::path::PathBuf,
@@ -334,6 +337,9 @@ fn watch_live<W: Write>(
         g.totals.clone_from(&w.totals);
     }
     let _socket = statsock::serve(&args.socket, shared.clone())?;
+    if let Some(user) = &args.user {
+        tcpsight_live::drop_privileges(user)?;
+    }
     w.shared = Some(shared.clone());
     // SAFETY: the handler only stores to an atomic.
     unsafe {

@@ -258,3 +258,31 @@ fn stat_without_a_watch_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `tcpsight watch -i` running?"));
 }
+
+#[test]
+fn user_drops_privileges_and_capture_goes_on() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let child = start_watch("lo", &["-t", "2", "--user", "nobody"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let port = connect_and_talk();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v = lines(&out.stdout);
+    assert!(
+        v.iter()
+            .any(|l| l["server"] == format!("127.0.0.1:{port}") && l["result"] == "success")
+    );
+}
