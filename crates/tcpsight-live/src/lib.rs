@@ -415,20 +415,6 @@ pub fn interface_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, Str
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn loopback_has_its_addresses() {
-        let a = super::interface_addresses("lo").unwrap();
-        assert!(a.contains(&"127.0.0.1".parse().unwrap()), "{a:?}");
-        assert!(
-            super::interface_addresses("no-such-if0")
-                .unwrap()
-                .is_empty()
-        );
-    }
-}
-
 /// Switches to `user` (its uid, gid, no supplementary groups) once the capture socket is
 /// open: the ring keeps working without the privileges that opened it.
 pub fn drop_privileges(user: &str) -> Result<(), String> {
@@ -451,4 +437,18 @@ pub fn drop_privileges(user: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_has_its_addresses() {
+        let a = super::interface_addresses("lo").unwrap();
+        assert!(a.contains(&"127.0.0.1".parse().unwrap()), "{a:?}");
+        assert!(
+            super::interface_addresses("no-such-if0")
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
