@@ -202,40 +202,33 @@ impl<W: Write> Observer for Watcher<W> {
     }
 }
 
-pub fn run(args: WatchArgs) -> ExitCode {
-    let mut filters = Vec::new();
-    for f in &args.filters {
-        match Filter::parse(f) {
-            Ok(f) => filters.push(f),
-            Err(e) => {
-                eprintln!("tcpsight: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let mut local = Vec::new();
-    for n in &args.local {
-        match Net::parse(n) {
-            Ok(n) => local.push(n),
-            Err(e) => {
-                eprintln!("tcpsight: --local {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    // Live, "this host" is the interface's own addresses unless --local says otherwise.
+/// The filters of a watch: parsed arguments, and "this host" from --local or, live, from
+/// the interface's own addresses.
+fn filter_set(args: &WatchArgs) -> Result<FilterSet, String> {
+    let filters = args
+        .filters
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut local = args
+        .local
+        .iter()
+        .map(|n| Net::parse(n).map_err(|e| format!("--local {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     if local.is_empty()
         && let Some(iface) = &args.interface
     {
-        match tcpsight_live::interface_addresses(iface) {
-            Ok(addrs) => local.extend(addrs.iter().filter_map(|a| Net::parse(&a.to_string()).ok())),
-            Err(e) => {
-                eprintln!("tcpsight: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        local.extend(
+            tcpsight_live::interface_addresses(iface)?
+                .into_iter()
+                .map(Net::host),
+        );
     }
-    let set = match FilterSet::new(filters, local) {
+    FilterSet::new(filters, local)
+}
+
+pub fn run(args: WatchArgs) -> ExitCode {
+    let set = match filter_set(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tcpsight: {e}");

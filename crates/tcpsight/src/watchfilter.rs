@@ -45,6 +45,14 @@ impl Net {
         Ok(Net { addr, prefix })
     }
 
+    /// One address (a /32 or /128).
+    pub fn host(addr: IpAddr) -> Net {
+        Net {
+            addr,
+            prefix: if addr.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
     pub fn contains(&self, a: Addr) -> bool {
         let ip = a.ip();
         let (x, y, bits) = match (self.addr, ip) {

@@ -74,6 +74,16 @@ fn capture_for(name: &str) -> PathBuf {
     panic!("no capture for oracle file {name}");
 }
 
+/// The 4-tuple of an oracle row.
+fn row_tuple(row: &HashMap<String, String>) -> Tuple {
+    tuple(
+        &row["client_ip"],
+        &row["client_port"],
+        &row["server_ip"],
+        &row["server_port"],
+    )
+}
+
 /// Our records grouped by 4-tuple, in time order within a tuple.
 fn by_tuple(records: &[ConnRecord]) -> HashMap<Tuple, Vec<&ConnRecord>> {
     let mut m: HashMap<Tuple, Vec<&ConnRecord>> = HashMap::new();
@@ -121,12 +131,7 @@ fn compare_tshark(
     let ours = by_tuple(records);
     let mut theirs: HashMap<Tuple, Vec<&HashMap<String, String>>> = HashMap::new();
     for row in rows {
-        let k = tuple(
-            &row["client_ip"],
-            &row["client_port"],
-            &row["server_ip"],
-            &row["server_port"],
-        );
+        let k = row_tuple(row);
         theirs.entry(k).or_default().push(row);
     }
     let mut bump = |field: &str| *mm.entry((name.to_string(), field.to_string())).or_insert(0) += 1;
@@ -193,22 +198,12 @@ fn compare_tcptrace(
     let ours = by_tuple(records);
     let mut rows_per_tuple: HashMap<Tuple, usize> = HashMap::new();
     for row in rows {
-        let k = tuple(
-            &row["client_ip"],
-            &row["client_port"],
-            &row["server_ip"],
-            &row["server_port"],
-        );
+        let k = row_tuple(row);
         *rows_per_tuple.entry(k).or_default() += 1;
     }
     let mut bump = |field: &str| *mm.entry((name.to_string(), field.to_string())).or_insert(0) += 1;
     for row in rows {
-        let k = tuple(
-            &row["client_ip"],
-            &row["client_port"],
-            &row["server_ip"],
-            &row["server_port"],
-        );
+        let k = row_tuple(row);
         // tcptrace splits reused tuples by other rules than tshark; compare the tuples
         // both see as one connection.
         if rows_per_tuple[&k] != 1 {
