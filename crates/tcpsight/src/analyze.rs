@@ -54,6 +54,10 @@ pub struct AnalyzeArgs {
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
+    /// Packet filter in tcpdump syntax (e.g. "tcp port 80 and net 10.0.0.0/8"), applied
+    /// to every frame before analysis; needs libpcap at run time
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    packet_filter: Option<String>,
 
     /// Report only connections to this server port
     #[arg(long, help_heading = "Connection filters")]
@@ -209,6 +213,14 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         })
         .collect();
     let total_size: u64 = readers.iter().filter_map(|r| r.size()).sum();
+    let mut packet_filter =
+        match crate::inputs::packet_filter(args.packet_filter.as_deref(), &readers) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        };
 
     let flow_out: Option<Box<dyn Write>> = match args.flows.as_deref() {
         None => None,
@@ -262,8 +274,13 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     let mut merged = MergedReader::new(readers);
     let mut n: u64 = 0;
     while let Some(f) = merged.next_frame() {
-        engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut sinks);
         n += 1;
+        if let Some(pf) = &mut packet_filter
+            && !pf.accepts(f.link.0, f.data, f.orig_len)
+        {
+            continue;
+        }
+        engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut sinks);
         if n & 0xffff == 0
             && let Some(pb) = &progress
         {
@@ -294,6 +311,9 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         files: args.files.clone(),
         formats,
         ts_digits,
+        packet_filter: packet_filter
+            .as_ref()
+            .map(|f| (f.expr().to_string(), f.rejected)),
     };
     let st = engine.stats();
     let span_s = match (st.first_ns, st.last_ns) {

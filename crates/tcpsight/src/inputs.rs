@@ -34,3 +34,23 @@ pub fn open_all(files: &[String]) -> (Vec<CaptureReader>, Vec<ReadError>) {
     }
     (readers, errors)
 }
+
+/// A tcpdump-syntax packet filter for frames read from files (user space, libpcap's
+/// interpreter), compiled for the inputs' link types up front so errors come first.
+pub fn packet_filter(
+    expr: Option<&str>,
+    readers: &[CaptureReader],
+) -> Result<Option<tcpsight_bpf::LinkFilter>, String> {
+    let Some(expr) = expr.map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    let mut links: Vec<u32> = readers
+        .iter()
+        .flat_map(|r| r.link_types())
+        .filter(|l| l.is_supported())
+        .map(|l| l.0)
+        .collect();
+    links.sort_unstable();
+    links.dedup();
+    tcpsight_bpf::LinkFilter::new(expr, &links).map(Some)
+}

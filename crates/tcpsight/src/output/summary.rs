@@ -41,6 +41,8 @@ pub struct InputInfo {
     pub files: Vec<String>,
     pub formats: Vec<String>,
     pub ts_digits: u8,
+    /// The tcpdump-syntax packet filter, and how many frames it did not match.
+    pub packet_filter: Option<(String, u64)>,
 }
 
 pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
@@ -66,6 +68,12 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
             (b - a) as f64 / 1e9
         )),
         _ => s.push_str("          no packets\n"),
+    }
+    if let Some((expr, rejected)) = &input.packet_filter {
+        s.push_str(&format!(
+            "Filter    \"{expr}\": {} frames did not match (not counted below)\n",
+            thousands(*rejected)
+        ));
     }
     s.push_str(&format!(
         "Packets   {} frames, {} TCP, {} ICMP errors ({} matched a connection), {} other\n",
@@ -128,6 +136,7 @@ pub fn to_json(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> Json {
     json!({
         "files": input.files,
         "formats": input.formats,
+        "packet_filter": input.packet_filter.as_ref().map(|(e, r)| json!({"expr": e, "frames_not_matched": r})),
         "link_types": st.link_types.keys().map(|l| l.name()).collect::<Vec<_>>(),
         "frames": st.frames,
         "tcp_packets": st.tcp_packets,
