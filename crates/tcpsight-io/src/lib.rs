@@ -10,7 +10,9 @@ mod legacy;
 mod merge;
 mod open;
 mod reader;
+mod write;
 
 pub use error::ReadError;
 pub use merge::MergedReader;
 pub use reader::{CaptureReader, FileFormat, FrameRef};
+pub use write::{CaptureWriter, WriteFormat};

@@ -10,12 +10,18 @@ use std::ffi::CString;
 use std::io;
 use std::ptr;
 
+use tcpsight_bpf::Program;
 use tcpsight_core::LinkType;
 
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_VERSION: libc::c_int = 10;
+const PACKET_FANOUT: libc::c_int = 18;
+/// Fanout by the kernel's symmetric flow hash: both directions of a connection reach the
+/// same socket. DEFRAG: fragments are reassembled first, so they hash like their flow.
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -71,20 +77,41 @@ const SLL_IFINDEX: usize = 4;
 const SLL_PKTTYPE: usize = 10;
 
 /// Options of a live capture.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LiveOptions {
+    /// Bytes kept of each frame (from the link header on).
     pub snaplen: u32,
     pub buffer_mb: u32,
     pub promisc: bool,
+    /// A compiled filter, attached in the kernel before the socket sees any packet; it
+    /// must be compiled for [`link_type`] with this snaplen (its accept return value).
+    pub filter: Option<Program>,
+    /// Join this PACKET_FANOUT group (several sockets share the traffic by flow).
+    pub fanout_group: Option<u16>,
 }
+
+/// Largest snap length: what "whole frames" means.
+pub const MAX_SNAPLEN: u32 = 262_144;
 
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            snaplen: 262_144,
+            snaplen: MAX_SNAPLEN,
             buffer_mb: 64,
             promisc: false,
+            filter: None,
+            fanout_group: None,
         }
+    }
+}
+
+/// The link type of frames captured on `interface`: Ethernet headers on an interface
+/// (lo included), raw IP on `any` (a SOCK_DGRAM socket; interfaces mix link types).
+pub fn link_type(interface: &str) -> LinkType {
+    if interface == "any" {
+        LinkType::RAW
+    } else {
+        LinkType::ETHERNET
     }
 }
 
@@ -150,7 +177,10 @@ impl LiveCapture {
             } else {
                 libc::SOCK_RAW
             };
-            let fd = libc::socket(libc::AF_PACKET, kind, (ETH_P_ALL.to_be()) as libc::c_int);
+            // Protocol 0: the socket receives nothing until bind() names ETH_P_ALL, so no
+            // packet of another interface, or one the filter rejects, slips in while the
+            // ring and the filter are set up.
+            let fd = libc::socket(libc::AF_PACKET, kind, 0);
             if fd < 0 {
                 return Err(os_error("cannot open a packet socket"));
             }
@@ -204,6 +234,29 @@ impl LiveCapture {
             if map == libc::MAP_FAILED {
                 return Err(close_err(os_error("cannot map the capture ring")));
             }
+            // The filter: the expression's program, or one keeping `snaplen` bytes.
+            let program = match (&opts.filter, opts.snaplen) {
+                (Some(p), _) => Some(p.clone()),
+                (None, s) if s < MAX_SNAPLEN => Some(Program::accept_all(s.max(1))),
+                (None, _) => None,
+            };
+            if let Some(p) = &program {
+                let fprog = libc::sock_fprog {
+                    len: p.insns.len() as u16,
+                    filter: p.insns.as_ptr() as *mut libc::sock_filter,
+                };
+                if libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    &fprog as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                ) != 0
+                {
+                    libc::munmap(map, map_len);
+                    return Err(close_err(os_error("cannot attach the packet filter")));
+                }
+            }
             let mut sll: libc::sockaddr_ll = std::mem::zeroed();
             sll.sll_family = libc::AF_PACKET as u16;
             sll.sll_protocol = ETH_P_ALL.to_be();
@@ -216,6 +269,21 @@ impl LiveCapture {
             {
                 libc::munmap(map, map_len);
                 return Err(close_err(os_error(&format!("cannot bind to {interface}"))));
+            }
+            if let Some(group) = opts.fanout_group {
+                let arg: u32 =
+                    group as u32 | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+                if libc::setsockopt(
+                    fd,
+                    SOL_PACKET,
+                    PACKET_FANOUT,
+                    &arg as *const _ as *const libc::c_void,
+                    4,
+                ) != 0
+                {
+                    libc::munmap(map, map_len);
+                    return Err(close_err(os_error("cannot join the PACKET_FANOUT group")));
+                }
             }
             if opts.promisc {
                 let mreq = libc::packet_mreq {
@@ -243,11 +311,7 @@ impl LiveCapture {
                 offset: 0,
                 // SOCK_RAW frames carry the link header: Ethernet on Ethernet and on lo;
                 // SOCK_DGRAM frames start at the IP header.
-                link: if any {
-                    LinkType::RAW
-                } else {
-                    LinkType::ETHERNET
-                },
+                link: link_type(interface),
                 interface: interface.to_string(),
                 loopback,
                 packets: 0,

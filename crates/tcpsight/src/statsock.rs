@@ -31,6 +31,16 @@ pub struct Totals {
 }
 
 impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.success += o.success;
+        self.dup_syn += o.dup_syn;
+        self.dup_synack += o.dup_synack;
+        self.timeout += o.timeout;
+        self.reject += o.reject;
+        self.unreach += o.unreach;
+        self.pending += o.pending;
+    }
+
     fn minus(&self, o: &Totals) -> Totals {
         Totals {
             success: self.success.saturating_sub(o.success),

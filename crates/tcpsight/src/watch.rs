@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tcpsight_core::{Config, ConnRecord, Endpoint, Engine, HandshakeEvent, Observer, Outcome};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+use tcpsight_core::{
+    Config, ConnRecord, Endpoint, Engine, HandshakeEvent, LinkType, Observer, Outcome,
+};
 
 use tcpsight_io::MergedReader;
 use tcpsight_live::{LiveCapture, LiveOptions};
@@ -47,9 +51,21 @@ pub struct WatchArgs {
     #[arg(short = 'U', long = "socket", default_value = statsock::DEFAULT_SOCKET, value_name = "PATH")]
     socket: std::path::PathBuf,
     /// Filters in tcpeek's language: name:RX|TX@addr[/prefix]:port[:port...][,...]
-    /// (an unnamed filter excludes); default RX and TX, or ALL without --local
+    /// (an unnamed filter excludes); default RX and TX, or ALL without --local.
+    /// Words without '@' form a tcpdump-syntax packet filter instead, as with -f
     #[arg(value_name = "FILTER")]
     filters: Vec<String>,
+    /// Packet filter in tcpdump syntax (needs libpcap at run time); live, it runs in the
+    /// kernel, so unwanted packets never reach tcpsight
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    packet_filter: Option<String>,
+    /// Bytes kept of each frame (live); 96 is plenty for TCP/IP headers
+    #[arg(short = 's', long, default_value_t = tcpsight_live::MAX_SNAPLEN, value_name = "BYTES")]
+    snaplen: u32,
+    /// Capture threads (live): PACKET_FANOUT spreads connections over them by a
+    /// symmetric flow hash, so both directions of a connection meet in one thread
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
     /// This host's addresses (CIDR; repeatable): RX is traffic to them, TX from them;
     /// live, the interface's own addresses by default
     #[arg(long, value_name = "NET")]
@@ -99,6 +115,19 @@ fn result_text(o: Outcome) -> &'static str {
 }
 
 impl<W: Write> Watcher<W> {
+    fn header(&self, out: &mut impl Write) -> io::Result<()> {
+        Self::header_to(out)
+    }
+
+    fn header_to(out: &mut impl Write) -> io::Result<()> {
+        writeln!(
+            out,
+            " TIME(s) |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms)",
+            "SRC IP:PORT", "DST IP:PORT"
+        )?;
+        writeln!(out, "{}", "-".repeat(143))
+    }
+
     fn line(&mut self, e: &HandshakeEvent) -> io::Result<()> {
         let dup_syn = e.syn_count.saturating_sub(1);
         let dup_sa = e.synack_count.saturating_sub(1);
@@ -118,12 +147,7 @@ impl<W: Write> Watcher<W> {
         }
         if !self.header_done {
             self.header_done = true;
-            writeln!(
-                self.out,
-                " TIME(s) |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms)",
-                "SRC IP:PORT", "DST IP:PORT"
-            )?;
-            writeln!(self.out, "{}", "-".repeat(143))?;
+            Self::header_to(&mut self.out)?;
         }
         let elapsed = e.elapsed_ns.unwrap_or(0);
         let rtt = e
@@ -146,6 +170,20 @@ impl<W: Write> Watcher<W> {
     }
 }
 
+fn count(t: &mut Totals, e: &HandshakeEvent) {
+    match e.outcome {
+        Outcome::Established => {
+            t.success += 1;
+            t.dup_syn += (e.syn_count > 1) as u64;
+            t.dup_synack += (e.synack_count > 1) as u64;
+        }
+        Outcome::Timeout => t.timeout += 1,
+        Outcome::Rejected => t.reject += 1,
+        Outcome::Unreachable => t.unreach += 1,
+        _ => {}
+    }
+}
+
 impl<W: Write> Observer for Watcher<W> {
     fn on_handshake(&mut self, e: &HandshakeEvent) {
         let hits = self.filters.matching(e.client, e.server);
@@ -153,23 +191,15 @@ impl<W: Write> Observer for Watcher<W> {
             return;
         }
         for &i in &hits {
-            let t = &mut self.totals[i];
-            match e.outcome {
-                Outcome::Established => {
-                    t.success += 1;
-                    t.dup_syn += (e.syn_count > 1) as u64;
-                    t.dup_synack += (e.synack_count > 1) as u64;
-                }
-                Outcome::Timeout => t.timeout += 1,
-                Outcome::Rejected => t.reject += 1,
-                Outcome::Unreachable => t.unreach += 1,
-                _ => {}
-            }
+            count(&mut self.totals[i], e);
         }
+        // The socket's totals are shared by every capture thread: each adds its own.
         if let Some(sh) = &self.shared
             && let Ok(mut g) = sh.lock()
         {
-            g.totals.clone_from(&self.totals);
+            for &i in &hits {
+                count(&mut g.totals[i], e);
+            }
         }
         if !self.quiet
             && self.error.is_none()
@@ -197,6 +227,11 @@ impl<W: Write> Observer for Watcher<W> {
             };
             for i in self.filters.matching(c, s) {
                 self.totals[i].pending += 1;
+                if let Some(sh) = &self.shared
+                    && let Ok(mut g) = sh.lock()
+                {
+                    g.totals[i].pending += 1;
+                }
             }
         }
     }
@@ -208,6 +243,7 @@ fn filter_set(args: &WatchArgs) -> Result<FilterSet, String> {
     let filters = args
         .filters
         .iter()
+        .filter(|f| f.contains('@'))
         .map(|f| Filter::parse(f))
         .collect::<Result<Vec<_>, _>>()?;
     let mut local = args
@@ -227,7 +263,34 @@ fn filter_set(args: &WatchArgs) -> Result<FilterSet, String> {
     FilterSet::new(filters, local)
 }
 
+/// The tcpdump-syntax expression: -f, or the trailing words that are not tcpeek filters
+/// (these always hold an '@'), as tcpdump takes its expression.
+fn packet_filter_expr(args: &WatchArgs) -> Result<Option<String>, String> {
+    let words: Vec<&str> = args
+        .filters
+        .iter()
+        .filter(|f| !f.contains('@'))
+        .map(String::as_str)
+        .collect();
+    match (&args.packet_filter, words.is_empty()) {
+        (Some(_), false) => Err(format!(
+            "a packet filter given twice: -f and the words {:?}",
+            words.join(" ")
+        )),
+        (Some(e), true) => Ok(Some(e.clone())),
+        (None, false) => Ok(Some(words.join(" "))),
+        (None, true) => Ok(None),
+    }
+}
+
 pub fn run(args: WatchArgs) -> ExitCode {
+    let expr = match packet_filter_expr(&args) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let set = match filter_set(&args) {
         Ok(s) => s,
         Err(e) => {
@@ -238,7 +301,8 @@ pub fn run(args: WatchArgs) -> ExitCode {
     let n = set.named.len();
     let live = args.interface.is_some();
     let mut w = Watcher {
-        out: BufWriter::new(io::stdout().lock()),
+        // Not a held lock: live capture threads write their lines to stdout too.
+        out: BufWriter::new(io::stdout()),
         filters: set,
         totals: vec![Totals::default(); n],
         quiet: args.quiet,
@@ -249,29 +313,42 @@ pub fn run(args: WatchArgs) -> ExitCode {
         flush_each: live,
         shared: None,
     };
-    let mut engine = Engine::new(Config {
-        handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
-        ..Config::default()
-    });
     let mut errors = Vec::new();
     let mut kernel = None;
+    let st;
     if let Some(iface) = &args.interface {
-        match watch_live(iface, &args, &mut engine, &mut w) {
-            Ok(stats) => kernel = Some(stats),
+        match watch_live(iface, &args, expr.as_deref(), &engine_config(&args), &mut w) {
+            Ok((stats, k)) => {
+                st = stats;
+                kernel = Some(k);
+            }
             Err(e) => {
                 eprintln!("tcpsight: {e}");
                 return ExitCode::from(2);
             }
         }
     } else {
+        let mut engine = Engine::new(engine_config(&args));
         let (readers, open_errors) = crate::inputs::open_all(&args.files);
         errors = open_errors;
         if readers.is_empty() {
             return ExitCode::from(2);
         }
+        let mut packet_filter = match crate::inputs::packet_filter(expr.as_deref(), &readers) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        };
         w.digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
         let mut merged = MergedReader::new(readers);
         while let Some(f) = merged.next_frame() {
+            if let Some(pf) = &mut packet_filter
+                && !pf.accepts(f.link.0, f.data, f.orig_len)
+            {
+                continue;
+            }
             engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut w);
         }
         engine.finish(&mut w);
@@ -279,8 +356,8 @@ pub fn run(args: WatchArgs) -> ExitCode {
             eprintln!("tcpsight: {e} (everything before it was analysed)");
         }
         errors.extend(merged.errors.iter().cloned());
+        st = engine.stats();
     }
-    let st = engine.stats();
     let summary = summary(&w, &st, kernel);
     let ok = w.error.is_none()
         && w.out
@@ -297,6 +374,13 @@ pub fn run(args: WatchArgs) -> ExitCode {
     }
 }
 
+fn engine_config(args: &WatchArgs) -> Config {
+    Config {
+        handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
+        ..Config::default()
+    }
+}
+
 /// Set by SIGINT/SIGTERM: the live loop stops, reports and exits 0.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -310,77 +394,293 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Watches `iface` until the duration ends or a signal arrives; returns the kernel's
-/// (delivered, dropped) counters.
+/// Output shared by capture threads: each thread's lines are buffered and written whole
+/// on flush (the watcher flushes after every line live), so lines never interleave.
+struct LineOut {
+    buf: Vec<u8>,
+    out: Arc<Mutex<io::Stdout>>,
+}
+
+impl Write for LineOut {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.write_all(&self.buf)?;
+        out.flush()?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// A copy of an ICMP error for the other capture threads. The kernel's fanout hash puts
+/// an ICMP error (router -> client) where its own addresses hash, not where the
+/// connection it quotes is tracked, so every thread gets a copy; only the one tracking
+/// the connection matches it.
+struct IcmpCopy {
+    ts_ns: u64,
+    data: Vec<u8>,
+    orig_len: u32,
+}
+
+/// Is this frame ICMP or ICMPv6 (Ethernet, one VLAN tag at most, or raw IP)?
+fn is_icmp(link: LinkType, f: &[u8]) -> bool {
+    let ip = if link == LinkType::RAW {
+        f
+    } else {
+        match f.get(12..14) {
+            Some([0x81, 0x00]) => f.get(18..).unwrap_or(&[]),
+            Some(_) => f.get(14..).unwrap_or(&[]),
+            None => return false,
+        }
+    };
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => ip.get(9) == Some(&1),
+        Some(6) => ip.get(6) == Some(&58),
+        _ => false,
+    }
+}
+
+/// One capture thread: its socket of the fanout group, its engine, its watcher.
+struct Worker {
+    cap: LiveCapture,
+    engine: Engine,
+    w: Watcher<LineOut>,
+    peers: Vec<mpsc::Sender<IcmpCopy>>,
+    inbox: Option<mpsc::Receiver<IcmpCopy>>,
+    /// ICMP copies received from other threads (not frames of this thread's socket).
+    copies_in: u64,
+    /// What was last added to the shared capture counters.
+    reported: (u64, u64, u64),
+}
+
+impl Worker {
+    fn run(&mut self, shared: &SharedStats, deadline: Option<Instant>) -> Result<(), String> {
+        let link = self.cap.link;
+        let mut n: u64 = 0;
+        while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+            if let Some(rx) = &self.inbox {
+                while let Ok(c) = rx.try_recv() {
+                    self.engine
+                        .process(c.ts_ns, link, &c.data, c.orig_len, &mut self.w);
+                    self.copies_in += 1;
+                }
+            }
+            let idle = match self.cap.next(100)? {
+                Some(f) => {
+                    if !self.peers.is_empty() && is_icmp(link, f.data) {
+                        for p in &self.peers {
+                            let _ = p.send(IcmpCopy {
+                                ts_ns: f.ts_ns,
+                                data: f.data.to_vec(),
+                                orig_len: f.orig_len,
+                            });
+                        }
+                    }
+                    self.engine
+                        .process(f.ts_ns, link, f.data, f.orig_len, &mut self.w);
+                    n += 1;
+                    false
+                }
+                // Idle: the clock still moves, so handshakes time out on a quiet interface.
+                None => {
+                    self.engine.advance(now_ns(), &mut self.w);
+                    true
+                }
+            };
+            if idle || n.is_multiple_of(4096) {
+                self.report(shared);
+            }
+        }
+        self.engine.finish(&mut self.w);
+        self.report(shared);
+        Ok(())
+    }
+
+    /// Adds what this thread counted since the last report to the socket's counters.
+    fn report(&mut self, shared: &SharedStats) {
+        let st = self.engine.stats();
+        let (_, drops) = self.cap.stats();
+        let now = (st.frames - self.copies_in, st.tcp_packets, drops);
+        if let Ok(mut g) = shared.lock() {
+            g.frames += now.0 - self.reported.0;
+            g.tcp_packets += now.1 - self.reported.1;
+            g.kernel_drops += now.2 - self.reported.2;
+        }
+        self.reported = now;
+    }
+}
+
+/// What the kernel's sockets reported.
+#[derive(Default)]
+struct Kernel {
+    delivered: u64,
+    dropped: u64,
+    /// Frames each capture thread received (with --threads).
+    per_thread: Vec<u64>,
+}
+
+/// Watches `iface` until the duration ends or a signal arrives, with `--threads`
+/// capture threads; returns the merged capture statistics and the kernel's (delivered,
+/// dropped) counters. `w` receives the merged per-filter totals.
 fn watch_live<W: Write>(
     iface: &str,
     args: &WatchArgs,
-    engine: &mut Engine,
+    expr: Option<&str>,
+    cfg: &Config,
     w: &mut Watcher<W>,
-) -> Result<(u64, u64), String> {
+) -> Result<(tcpsight_core::CaptureStats, Kernel), String> {
+    let link = tcpsight_live::link_type(iface);
+    let filter = match expr {
+        Some(e) => Some(tcpsight_bpf::Program::compile(e, link.0, args.snaplen)?),
+        None => None,
+    };
+    let threads = args.threads as usize;
     let opts = LiveOptions {
         buffer_mb: args.buffer_mb,
         promisc: args.promisc,
-        ..LiveOptions::default()
+        snaplen: args.snaplen,
+        filter,
+        // One group per process: the pid's low bits.
+        fanout_group: (threads > 1).then(|| std::process::id() as u16),
     };
-    let mut cap = LiveCapture::open(iface, opts)?;
+    // Every socket is opened before privileges are dropped.
+    let caps = (0..threads)
+        .map(|_| LiveCapture::open(iface, opts.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     let shared: SharedStats = Default::default();
     if let Ok(mut g) = shared.lock() {
         g.names = w.filters.named.iter().map(|f| f.name.clone()).collect();
-        g.totals.clone_from(&w.totals);
+        g.totals = vec![Totals::default(); g.names.len()];
     }
     let _socket = statsock::serve(&args.socket, shared.clone())?;
     if let Some(user) = &args.user {
         tcpsight_live::drop_privileges(user)?;
     }
-    w.shared = Some(shared.clone());
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     eprintln!(
-        "tcpsight: watching {iface} live (AF_PACKET ring, {} MB; stats socket {}); Ctrl-C to stop",
+        "tcpsight: watching {iface} live (AF_PACKET ring, {} MB{}{}; stats socket {}); Ctrl-C to stop",
         args.buffer_mb,
+        if threads > 1 {
+            format!(", {threads} threads")
+        } else {
+            String::new()
+        },
+        expr.map(|e| format!(", filter \"{e}\""))
+            .unwrap_or_default(),
         args.socket.display()
     );
-    let link = cap.link;
-    let start = std::time::Instant::now();
-    let limit = args
+    let out = Arc::new(Mutex::new(io::stdout()));
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::channel()).unzip();
+    let mut workers: Vec<Worker> = caps
+        .into_iter()
+        .zip(receivers)
+        .enumerate()
+        .map(|(i, (cap, rx))| Worker {
+            cap,
+            engine: Engine::new(cfg.clone()),
+            w: Watcher {
+                out: LineOut {
+                    buf: Vec::new(),
+                    out: out.clone(),
+                },
+                filters: w.filters.clone(),
+                totals: vec![Totals::default(); w.totals.len()],
+                quiet: w.quiet,
+                json: w.json,
+                digits: 6,
+                // Several threads print lines: the header goes first, once, from here.
+                header_done: threads > 1,
+                error: None,
+                flush_each: true,
+                shared: Some(shared.clone()),
+            },
+            peers: senders
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| s.clone())
+                .collect(),
+            inbox: (threads > 1).then_some(rx),
+            copies_in: 0,
+            reported: (0, 0, 0),
+        })
+        .collect();
+    drop(senders);
+    if threads > 1 && !w.quiet && !w.json {
+        w.header(&mut *out.lock().unwrap_or_else(|e| e.into_inner()))
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+    let deadline = args
         .duration
-        .map(|d| std::time::Duration::from_secs_f64(d.max(0.0)));
-    let mut n: u64 = 0;
-    while !STOP.load(Ordering::Relaxed) && limit.is_none_or(|l| start.elapsed() < l) {
-        let idle = match cap.next(100)? {
-            Some(f) => {
-                engine.process(f.ts_ns, link, f.data, f.orig_len, w);
-                n += 1;
-                false
-            }
-            // Idle: the clock still moves, so handshakes time out on a quiet interface.
-            None => {
-                engine.advance(now_ns(), w);
-                true
-            }
-        };
-        if (idle || n.is_multiple_of(4096))
-            && let Ok(mut g) = shared.lock()
-        {
-            let st = engine.stats();
-            let (_, drops) = cap.stats();
-            g.frames = st.frames;
-            g.tcp_packets = st.tcp_packets;
-            g.kernel_drops = drops;
+        .map(|d| Instant::now() + std::time::Duration::from_secs_f64(d.max(0.0)));
+    let results: Vec<Result<(), String>> = if threads == 1 {
+        vec![workers[0].run(&shared, deadline)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = workers
+                .iter_mut()
+                .map(|wk| {
+                    let shared = &shared;
+                    s.spawn(move || {
+                        let r = wk.run(shared, deadline);
+                        // One thread failing stops the others: the report stays whole.
+                        if r.is_err() {
+                            STOP.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a capture thread panicked".into()))
+                })
+                .collect()
+        })
+    };
+    // Merge: totals per filter, capture statistics, kernel counters.
+    let mut st = tcpsight_core::CaptureStats::default();
+    let mut kernel = Kernel::default();
+    for wk in &mut workers {
+        for (t, x) in w.totals.iter_mut().zip(&wk.w.totals) {
+            t.add(x);
+        }
+        if w.error.is_none() {
+            w.error = wk.w.error.take();
+        }
+        let s = wk.engine.stats();
+        st.frames += s.frames - wk.copies_in;
+        st.tcp_packets += s.tcp_packets;
+        st.first_ns = st.first_ns.min(s.first_ns).or(st.first_ns.or(s.first_ns));
+        st.last_ns = st.last_ns.max(s.last_ns);
+        let (p, d) = wk.cap.stats();
+        kernel.delivered += p;
+        kernel.dropped += d;
+        if threads > 1 {
+            kernel.per_thread.push(p);
         }
     }
-    engine.finish(w);
-    Ok(cap.stats())
+    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    Ok((st, kernel))
 }
 
 fn summary<W: Write>(
     w: &Watcher<W>,
     st: &tcpsight_core::CaptureStats,
-    kernel: Option<(u64, u64)>,
+    kernel: Option<Kernel>,
 ) -> String {
     let (from, to) = (st.first_ns.unwrap_or(0), st.last_ns.unwrap_or(0));
     if w.json {
@@ -396,7 +696,8 @@ fn summary<W: Write>(
                 "from": from as f64 / 1e9,
                 "to": to as f64 / 1e9,
                 "filters": filters,
-                "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": kernel.map(|k| k.1)},
+                "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": kernel.as_ref().map(|k| k.dropped),
+                    "frames_per_thread": kernel.as_ref().filter(|k| !k.per_thread.is_empty()).map(|k| &k.per_thread)},
             }
         });
         return format!("{v}\n");
@@ -432,15 +733,22 @@ fn summary<W: Write>(
         }
     }
     s.push_str("============================================\n");
-    let drops = match kernel {
+    let drops = match &kernel {
         None => "none (file)".to_string(),
-        Some((_, 0)) => "0".to_string(),
-        Some((_, d)) => format!("{} (figures may be incomplete)", thousands(d)),
+        Some(k) if k.dropped == 0 => "0".to_string(),
+        Some(k) => format!("{} (figures may be incomplete)", thousands(k.dropped)),
     };
     s.push_str(&format!(
         " capture: {} frames, {} TCP packets; kernel drops: {drops}\n",
         thousands(st.frames),
         thousands(st.tcp_packets)
     ));
+    if let Some(k) = kernel.as_ref().filter(|k| !k.per_thread.is_empty()) {
+        let each: Vec<String> = k.per_thread.iter().map(|n| thousands(*n)).collect();
+        s.push_str(&format!(
+            " threads: frames per thread {}\n",
+            each.join(", ")
+        ));
+    }
     s
 }

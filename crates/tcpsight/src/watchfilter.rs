@@ -189,6 +189,7 @@ impl Filter {
 }
 
 /// The filters of a watch: named ones count, unnamed ones exclude.
+#[derive(Clone, Debug)]
 pub struct FilterSet {
     pub named: Vec<Filter>,
     exclude: Vec<Filter>,
