@@ -588,7 +588,7 @@ fn watch_live<W: Write>(
         .enumerate()
         .map(|(i, (cap, rx))| Worker {
             cap,
-            engine: Engine::new(cfg.clone()),
+            engine: Engine::new(*cfg),
             w: Watcher {
                 out: LineOut {
                     buf: Vec::new(),
