@@ -366,7 +366,7 @@ impl Engine {
                 continue;
             };
             if let HandshakeChange::Decided(o) = conn.check_timeout(now, cfg.handshake_timeout_ns) {
-                emit_handshake(conn, o, now, obs);
+                emit_handshake(conn, o, timed_out_at(conn, now, cfg), obs);
             }
             let idle = now.saturating_sub(conn.ts_last);
             let limit = match conn.outcome {
@@ -394,7 +394,7 @@ impl Engine {
             if let HandshakeChange::Decided(o) =
                 conn.check_timeout(now, self.cfg.handshake_timeout_ns)
             {
-                emit_handshake(conn, o, now, obs);
+                emit_handshake(conn, o, timed_out_at(conn, now, self.cfg), obs);
             }
             live.push((conn.ts_first, i));
         }
@@ -420,6 +420,15 @@ fn count_link(counts: &mut Vec<(LinkType, u64)>, link: LinkType) {
         Some(c) => c.1 += 1,
         None => counts.push((link, 1)),
     }
+}
+
+/// When a handshake timed out: at its deadline (first SYN + timeout), not when a sweep
+/// noticed it, so the event does not depend on how often sweeps run (live, they follow
+/// the wall clock; replayed, the packets).
+fn timed_out_at(conn: &Conn, now: u64, cfg: Config) -> u64 {
+    conn.first_syn
+        .get()
+        .map_or(now, |f| f.saturating_add(cfg.handshake_timeout_ns).min(now))
 }
 
 fn emit_handshake(conn: &Conn, outcome: Outcome, now: u64, obs: &mut impl Observer) {

@@ -1,6 +1,7 @@
 //! tcpsight: TCP connection analyzer.
 
 mod analyze;
+mod capture;
 mod format;
 mod inputs;
 mod output;
@@ -32,6 +33,9 @@ enum Command {
     Watch(Box<watch::WatchArgs>),
     /// Totals of a running live watch, from its stats socket
     Stat(statsock::StatArgs),
+    /// Write a capture file from an interface: control packets only (SYN, FIN, RST,
+    /// ICMP errors) by default, or --all
+    Capture(Box<capture::CaptureArgs>),
     /// Print the connection record schema (every field of --flows output)
     Fields,
 }
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(*args),
         Command::Watch(args) => watch::run(*args),
         Command::Stat(args) => statsock::stat(args),
+        Command::Capture(args) => capture::run(*args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
                 println!("{name}");

@@ -14,7 +14,7 @@ use tcpsight_core::{
     Config, ConnRecord, Endpoint, Engine, HandshakeEvent, LinkType, Observer, Outcome,
 };
 
-use tcpsight_io::MergedReader;
+use tcpsight_io::{CaptureWriter, MergedReader, WriteFormat};
 use tcpsight_live::{LiveCapture, LiveOptions};
 
 use crate::format::{thousands, utc};
@@ -62,6 +62,15 @@ pub struct WatchArgs {
     /// Bytes kept of each frame (live); 96 is plenty for TCP/IP headers
     #[arg(short = 's', long, default_value_t = tcpsight_live::MAX_SNAPLEN, value_name = "BYTES")]
     snaplen: u32,
+    /// Also write every frame watched to FILE (pcap), to replay later with -r: the same
+    /// lines and totals come out (live, one capture thread)
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "FILE",
+        requires = "interface"
+    )]
+    write: Option<std::path::PathBuf>,
     /// Capture threads (live): PACKET_FANOUT spreads connections over them by a
     /// symmetric flow hash, so both directions of a connection meet in one thread
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -382,13 +391,23 @@ fn engine_config(args: &WatchArgs) -> Config {
 }
 
 /// Set by SIGINT/SIGTERM: the live loop stops, reports and exits 0.
-static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn now_ns() -> u64 {
+/// From now on SIGINT and SIGTERM set [`STOP`]: live loops notice it within their poll
+/// timeout, finish their work and report.
+pub(crate) fn stop_on_signals() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -458,6 +477,8 @@ struct Worker {
     copies_in: u64,
     /// What was last added to the shared capture counters.
     reported: (u64, u64, u64),
+    /// `-w`: every frame this thread processes, for a later replay.
+    record: Option<CaptureWriter<BufWriter<std::fs::File>>>,
 }
 
 impl Worker {
@@ -483,6 +504,10 @@ impl Worker {
                             });
                         }
                     }
+                    if let Some(rec) = &mut self.record {
+                        rec.write(f.ts_ns, f.data, f.orig_len)
+                            .map_err(|e| format!("writing the capture file: {e}"))?;
+                    }
                     self.engine
                         .process(f.ts_ns, link, f.data, f.orig_len, &mut self.w);
                     n += 1;
@@ -500,6 +525,10 @@ impl Worker {
         }
         self.engine.finish(&mut self.w);
         self.report(shared);
+        if let Some(rec) = self.record.take() {
+            rec.finish()
+                .map_err(|e| format!("writing the capture file: {e}"))?;
+        }
         Ok(())
     }
 
@@ -542,6 +571,9 @@ fn watch_live<W: Write>(
         None => None,
     };
     let threads = args.threads as usize;
+    if threads > 1 && args.write.is_some() {
+        return Err("-w records one capture thread's frames: use it without --threads".into());
+    }
     let opts = LiveOptions {
         buffer_mb: args.buffer_mb,
         promisc: args.promisc,
@@ -560,14 +592,27 @@ fn watch_live<W: Write>(
         g.totals = vec![Totals::default(); g.names.len()];
     }
     let _socket = statsock::serve(&args.socket, shared.clone())?;
+    let mut record = match &args.write {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
+            Some(
+                CaptureWriter::new(
+                    BufWriter::with_capacity(1 << 20, f),
+                    WriteFormat::Pcap,
+                    link,
+                    args.snaplen,
+                    iface,
+                )
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     if let Some(user) = &args.user {
         tcpsight_live::drop_privileges(user)?;
     }
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    stop_on_signals();
     eprintln!(
         "tcpsight: watching {iface} live (AF_PACKET ring, {} MB{}{}; stats socket {}); Ctrl-C to stop",
         args.buffer_mb,
@@ -614,6 +659,7 @@ fn watch_live<W: Write>(
             inbox: (threads > 1).then_some(rx),
             copies_in: 0,
             reported: (0, 0, 0),
+            record: record.take(),
         })
         .collect();
     drop(senders);

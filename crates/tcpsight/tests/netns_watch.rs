@@ -1,0 +1,178 @@
+//! `tcpsight watch` end to end on real kernel TCP in network namespaces made by the test
+//! (root only; skipped with a message otherwise): connections that succeed, are refused
+//! by RST, get ICMP unreachable (a prohibit route) and time out (a blackhole route).
+//! The exact lines and per-filter totals are asserted, and `-r` on the capture of the
+//! same traffic (recorded with -w) must print the same.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{NetPair, abandoned_connect, first_stderr_line, interrupt, request};
+use serde_json::Value;
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn watch_reports_each_outcome_and_replay_agrees() {
+    let Some(net) = NetPair::new(41) else {
+        return;
+    };
+    let server = SocketAddr::new(net.server_ip(), 80);
+    let server6 = SocketAddr::new(net.server_ip6(), 80);
+    net.serve(server, 1000);
+    net.serve(server6, 500);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("watched.pcap");
+    let sock = dir.path().join("w.sock");
+    let local = format!("{}/32", net.client_ip());
+    let local6 = "fd20:41::1/128".to_string();
+    let web = format!("web:TX@{}:80,[fd20:41::2]:80", net.server_ip());
+    let blocked = "blocked:TX@10.202.41.0/24:*,10.203.41.0/24:*".to_string();
+    let filters = [
+        "--local",
+        &local,
+        "--local",
+        &local6,
+        "--timeout",
+        "2",
+        "--json",
+        "out:TX@*:*",
+        &web,
+        &blocked,
+    ];
+    let mut args = vec!["watch", "-i", &net.client_if, "-U", sock.to_str().unwrap()];
+    args.extend(["-w", pcap.to_str().unwrap()]);
+    args.extend(filters);
+    let mut watch = net
+        .tcpsight_cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = first_stderr_line(&mut watch);
+    assert!(started.contains("watching"), "{started}");
+
+    let (prohibited, blackholed) = (net.prohibited_ip(), net.blackholed_ip());
+    let refused = SocketAddr::new(net.server_ip(), 81);
+    NetPair::in_ns(&net.client_ns, move || {
+        request(server, 1000).expect("request");
+        let e = std::net::TcpStream::connect(refused).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        let e = std::net::TcpStream::connect_timeout(
+            &SocketAddr::new(prohibited, 80),
+            Duration::from_secs(3),
+        )
+        .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EHOSTUNREACH), "{e}");
+        // Given up before the first SYN retransmission (1 s): one SYN, no answer.
+        abandoned_connect(SocketAddr::new(blackholed, 80), Duration::from_millis(300))
+            .expect("no answer from a blackhole");
+        // Past the 2 s handshake timeout, then traffic again (so a replay of the capture
+        // reaches the timeout too: its clock is the packets').
+        std::thread::sleep(Duration::from_millis(2600));
+        request(server6, 500).expect("IPv6 request");
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = interrupt(watch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live = json_lines(&out.stdout);
+    let (lines, summary) = live.split_at(live.len() - 1);
+
+    let got: Vec<(String, String, u64, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["server"].as_str().unwrap().to_string(),
+                l["result"].as_str().unwrap().to_string(),
+                l["dup_syn"].as_u64().unwrap(),
+                l["dup_synack"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, u64, u64)> = [
+        ("10.201.41.2:80", "success"),
+        ("10.201.41.2:81", "rejected"),
+        ("10.202.41.9:80", "unreachable"),
+        ("10.203.41.9:80", "timeout"),
+        ("[fd20:41::2]:80", "success"),
+    ]
+    .iter()
+    .map(|(s, r)| (s.to_string(), r.to_string(), 0, 0))
+    .collect();
+    assert_eq!(got, want, "{live:#?}");
+    // The ICMP error is administratively prohibited (type 3, code 13), the timeout is
+    // reported at its deadline, the successes have an RTT.
+    assert_eq!(lines[2]["icmp"]["type"], 3);
+    assert_eq!(lines[2]["icmp"]["code"], 13);
+    assert_eq!(lines[3]["handshake_us"], 2_000_000.0);
+    assert!(lines[0]["server_rtt_us"].as_f64().unwrap() > 0.0);
+    assert!(
+        lines[4]["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("[fd20:41::1]:")
+    );
+
+    // Per filter: out is every connection from this host; web the two successes;
+    // blocked the unreachable one and the timeout.
+    let totals: Vec<(String, [u64; 4])> = summary[0]["summary"]["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["filter"].as_str().unwrap().to_string(),
+                [
+                    f["success"]["total"].as_u64().unwrap(),
+                    f["failure"]["reject"].as_u64().unwrap(),
+                    f["failure"]["unreach"].as_u64().unwrap(),
+                    f["failure"]["timeout"].as_u64().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        vec![
+            ("out".to_string(), [2, 1, 1, 1]),
+            ("web".to_string(), [2, 0, 0, 0]),
+            ("blocked".to_string(), [0, 0, 1, 1]),
+        ],
+        "{summary:?}"
+    );
+    assert_eq!(summary[0]["summary"]["capture"]["kernel_drops"], 0);
+
+    // Replaying what the live run saw gives the same lines and the same totals.
+    let mut rargs = vec!["watch", "-r", pcap.to_str().unwrap()];
+    rargs.extend(filters);
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(&rargs)
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let replayed = json_lines(&replay.stdout);
+    assert_eq!(replayed.len(), live.len());
+    assert_eq!(&replayed[..lines.len()], lines);
+    assert_eq!(
+        replayed.last().unwrap()["summary"]["filters"],
+        summary[0]["summary"]["filters"]
+    );
+}
