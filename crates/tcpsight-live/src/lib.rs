@@ -405,6 +405,12 @@ impl LiveCapture {
         }
     }
 
+    /// The ring's size in bytes (the requested size, rounded to whole 4 MB blocks, at
+    /// least one block).
+    pub fn ring_bytes(&self) -> usize {
+        self.map_len
+    }
+
     /// (frames delivered, frames the kernel dropped) since the capture opened.
     pub fn stats(&mut self) -> (u64, u64) {
         let mut st = TpacketStatsV3::default();

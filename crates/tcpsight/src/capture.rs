@@ -51,7 +51,7 @@ pub struct CaptureArgs {
     /// Bytes kept of each packet
     #[arg(short = 's', long, default_value_t = tcpsight_live::MAX_SNAPLEN, value_name = "BYTES")]
     snaplen: u32,
-    /// Kernel ring size in MB
+    /// Kernel ring size in MB (whole 4 MB blocks, at least one)
     #[arg(short = 'B', long = "buffer", default_value_t = 64, value_name = "MB")]
     buffer_mb: u32,
     /// Put the interface in promiscuous mode

@@ -38,7 +38,7 @@ pub struct WatchArgs {
     /// Stop after this many seconds (live); default: until Ctrl-C or SIGTERM
     #[arg(short = 't', long, value_name = "SECONDS")]
     duration: Option<f64>,
-    /// Kernel ring size in MB (live)
+    /// Kernel ring size in MB (live; whole 4 MB blocks, at least one)
     #[arg(short = 'B', long = "buffer", default_value_t = 64, value_name = "MB")]
     buffer_mb: u32,
     /// Put the interface in promiscuous mode (live)
@@ -473,6 +473,10 @@ struct Worker {
     w: Watcher<LineOut>,
     peers: Vec<mpsc::Sender<IcmpCopy>>,
     inbox: Option<mpsc::Receiver<IcmpCopy>>,
+    /// Copies received and not yet processed: a copy waits until this thread's own ring
+    /// has reached its time (the kernel hands blocks over up to 10 ms late, so the
+    /// quoted SYN may still be on its way here).
+    waiting: Vec<IcmpCopy>,
     /// ICMP copies received from other threads (not frames of this thread's socket).
     copies_in: u64,
     /// What was last added to the shared capture counters.
@@ -487,14 +491,20 @@ impl Worker {
         let mut n: u64 = 0;
         while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
             if let Some(rx) = &self.inbox {
-                while let Ok(c) = rx.try_recv() {
-                    self.engine
-                        .process(c.ts_ns, link, &c.data, c.orig_len, &mut self.w);
-                    self.copies_in += 1;
-                }
+                self.waiting.extend(rx.try_iter());
             }
             let idle = match self.cap.next(100)? {
                 Some(f) => {
+                    if !self.waiting.is_empty() {
+                        Self::process_copies(
+                            &mut self.waiting,
+                            f.ts_ns,
+                            link,
+                            &mut self.engine,
+                            &mut self.w,
+                            &mut self.copies_in,
+                        );
+                    }
                     if !self.peers.is_empty() && is_icmp(link, f.data) {
                         for p in &self.peers {
                             let _ = p.send(IcmpCopy {
@@ -513,8 +523,18 @@ impl Worker {
                     n += 1;
                     false
                 }
-                // Idle: the clock still moves, so handshakes time out on a quiet interface.
+                // Idle: the ring is empty (partly filled blocks are handed over after 10
+                // ms), so every copy's connection has been seen. The clock still moves,
+                // so handshakes time out on a quiet interface.
                 None => {
+                    Self::process_copies(
+                        &mut self.waiting,
+                        u64::MAX,
+                        link,
+                        &mut self.engine,
+                        &mut self.w,
+                        &mut self.copies_in,
+                    );
                     self.engine.advance(now_ns(), &mut self.w);
                     true
                 }
@@ -523,6 +543,17 @@ impl Worker {
                 self.report(shared);
             }
         }
+        if let Some(rx) = &self.inbox {
+            self.waiting.extend(rx.try_iter());
+        }
+        Self::process_copies(
+            &mut self.waiting,
+            u64::MAX,
+            link,
+            &mut self.engine,
+            &mut self.w,
+            &mut self.copies_in,
+        );
         self.engine.finish(&mut self.w);
         self.report(shared);
         if let Some(rec) = self.record.take() {
@@ -530,6 +561,23 @@ impl Worker {
                 .map_err(|e| format!("writing the capture file: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Processes the waiting ICMP copies stamped at or before `until`, oldest first.
+    fn process_copies(
+        waiting: &mut Vec<IcmpCopy>,
+        until: u64,
+        link: LinkType,
+        engine: &mut Engine,
+        w: &mut Watcher<LineOut>,
+        copies_in: &mut u64,
+    ) {
+        waiting.sort_by_key(|c| c.ts_ns);
+        let due = waiting.partition_point(|c| c.ts_ns <= until);
+        for c in waiting.drain(..due) {
+            engine.process(c.ts_ns, link, &c.data, c.orig_len, w);
+            *copies_in += 1;
+        }
     }
 
     /// Adds what this thread counted since the last report to the socket's counters.
@@ -615,7 +663,7 @@ fn watch_live<W: Write>(
     stop_on_signals();
     eprintln!(
         "tcpsight: watching {iface} live (AF_PACKET ring, {} MB{}{}; stats socket {}); Ctrl-C to stop",
-        args.buffer_mb,
+        caps[0].ring_bytes() >> 20,
         if threads > 1 {
             format!(", {threads} threads")
         } else {
@@ -658,6 +706,7 @@ fn watch_live<W: Write>(
                 .collect(),
             inbox: (threads > 1).then_some(rx),
             copies_in: 0,
+            waiting: Vec::new(),
             reported: (0, 0, 0),
             record: record.take(),
         })

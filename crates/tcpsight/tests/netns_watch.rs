@@ -176,3 +176,208 @@ fn watch_reports_each_outcome_and_replay_agrees() {
         summary[0]["summary"]["filters"]
     );
 }
+
+/// With --threads, PACKET_FANOUT spreads connections over capture threads by a
+/// symmetric hash: every handshake is still seen whole, once, ICMP errors (which hash
+/// by their own addresses) still reach the thread tracking their connection, and the
+/// totals are the sum. A kernel filter (tcpdump syntax) keeps port 9 out.
+#[test]
+fn threads_share_the_work_and_miss_nothing() {
+    let Some(net) = NetPair::new(42) else {
+        return;
+    };
+    if !libpcap_present() {
+        return;
+    }
+    let server = SocketAddr::new(net.server_ip(), 80);
+    let other = SocketAddr::new(net.server_ip(), 9);
+    net.serve(server, 100);
+    net.serve(other, 100);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("w.sock");
+    let local = format!("{}/32", net.client_ip());
+    let mut watch = net
+        .tcpsight_cmd(&[
+            "watch",
+            "-i",
+            &net.client_if,
+            "-U",
+            sock.to_str().unwrap(),
+            "--threads",
+            "4",
+            "--local",
+            &local,
+            "--json",
+            "-q",
+            "not",
+            "port",
+            "9",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = first_stderr_line(&mut watch);
+    assert!(started.contains("4 threads"), "{started}");
+    let prohibited = net.prohibited_ip();
+    let refused = SocketAddr::new(net.server_ip(), 81);
+    NetPair::in_ns(&net.client_ns, move || {
+        for _ in 0..40 {
+            request(server, 100).expect("request");
+            request(other, 100).expect("request to port 9");
+        }
+        for _ in 0..3 {
+            std::net::TcpStream::connect(refused).unwrap_err();
+        }
+        for port in [80, 443] {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(prohibited, port),
+                Duration::from_secs(3),
+            )
+            .unwrap_err();
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = interrupt(watch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_lines(&out.stdout);
+    assert_eq!(v.len(), 1, "-q: the summary alone");
+    let s = &v[0]["summary"];
+    let tx = &s["filters"][1];
+    assert_eq!(tx["filter"], "TX");
+    assert_eq!(tx["success"]["total"], 40, "{s}");
+    assert_eq!(tx["failure"]["reject"], 3, "{s}");
+    assert_eq!(tx["failure"]["unreach"], 2, "{s}");
+    assert_eq!(tx["failure"]["timeout"], 0, "{s}");
+    let per_thread: Vec<u64> = s["capture"]["frames_per_thread"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(per_thread.len(), 4);
+    assert_eq!(
+        per_thread.iter().sum::<u64>(),
+        s["capture"]["frames"].as_u64().unwrap()
+    );
+    assert!(
+        per_thread.iter().filter(|n| **n > 0).count() >= 2,
+        "fanout used one thread only: {per_thread:?}"
+    );
+}
+
+/// tcpdump-syntax filters need libpcap at run time; without it these tests say so and
+/// skip (CI installs it and sets TCPSIGHT_REQUIRE_LIBPCAP).
+fn libpcap_present() -> bool {
+    let found = ["libpcap.so.0.8", "libpcap.so.1", "libpcap.so"]
+        .iter()
+        .any(|n| {
+            let name = std::ffi::CString::new(*n).unwrap();
+            // SAFETY: dlopen/dlclose of a shared library by name.
+            unsafe {
+                let h = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY);
+                if !h.is_null() {
+                    libc::dlclose(h);
+                }
+                !h.is_null()
+            }
+        });
+    if !found {
+        assert!(
+            std::env::var_os("TCPSIGHT_REQUIRE_LIBPCAP").is_none(),
+            "libpcap required but missing"
+        );
+        eprintln!("skipped: libpcap0.8 is not installed (tcpdump-syntax filters need it)");
+    }
+    found
+}
+
+/// Kernel drops are surfaced: a 4 MB ring, the watcher stopped (SIGSTOP) while 40 MB
+/// cross the link, then resumed and interrupted. The summary must count drops and say
+/// the figures may be incomplete.
+#[test]
+fn kernel_drops_of_a_tiny_ring_are_reported() {
+    let Some(net) = NetPair::new(43) else {
+        return;
+    };
+    let server = SocketAddr::new(net.server_ip(), 80);
+    net.serve(server, 40 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("w.sock");
+    let watch = {
+        let mut w = net
+            .tcpsight_cmd(&[
+                "watch",
+                "-i",
+                &net.client_if,
+                "-U",
+                sock.to_str().unwrap(),
+                "-B",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = first_stderr_line(&mut w);
+        assert!(
+            started.contains("4 MB"),
+            "the ring's minimum size: {started}"
+        );
+        w
+    };
+    // `ip netns exec` runs tcpsight as its child: stop the whole process group below it.
+    let pid = watch.id() as i32;
+    let signal_tree = |sig: libc::c_int| {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output();
+        let kids: Vec<i32> = out
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in kids.iter().chain(std::iter::once(&pid)) {
+            // SAFETY: signalling processes this test started.
+            unsafe {
+                libc::kill(*p, sig);
+            }
+        }
+    };
+    signal_tree(libc::SIGSTOP);
+    NetPair::in_ns(&net.client_ns, move || {
+        request(server, 40 << 20).expect("bulk transfer")
+    })
+    .join()
+    .unwrap();
+    signal_tree(libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = interrupt(watch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("kernel drops:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with("(figures may be incomplete)"), "{line}");
+    let drops: u64 = line
+        .split("kernel drops: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .map(|s| s.replace(',', "").parse().unwrap())
+        .unwrap();
+    assert!(drops > 0, "{line}");
+}
