@@ -5,6 +5,7 @@ mod format;
 mod inputs;
 mod output;
 mod statsock;
+mod top;
 mod watch;
 mod watchfilter;
 
@@ -30,6 +31,8 @@ enum Command {
     Analyze(Box<analyze::AnalyzeArgs>),
     /// Handshake monitor (tcpeek's job): one line per finished handshake, totals per filter
     Watch(Box<watch::WatchArgs>),
+    /// Live per-destination view (trtop done right): -i IFACE or -r FILE
+    Top(Box<top::TopArgs>),
     /// Totals of a running live watch, from its stats socket
     Stat(statsock::StatArgs),
     /// Print the connection record schema (every field of --flows output)
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(*args),
         Command::Watch(args) => watch::run(*args),
+        Command::Top(args) => top::run(*args),
         Command::Stat(args) => statsock::stat(args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
