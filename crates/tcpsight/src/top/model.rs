@@ -408,7 +408,7 @@ impl Model {
             .collect()
     }
 
-    /// The latest connections of one row, most recent first.
+    /// The latest connections of one row, most recently started first.
     pub fn connections_of(&self, key: Key, window_ns: Option<u64>, limit: usize) -> Vec<Conn> {
         let (from, _) = self.span(window_ns);
         let mut list: Vec<Conn> = self
@@ -417,7 +417,11 @@ impl Model {
             .filter(|c| c.ts_ns >= from && self.keys(c.client, c.server).contains(&key))
             .copied()
             .collect();
-        list.sort_by(|a, b| b.ts_ns.cmp(&a.ts_ns).then(b.client.cmp(&a.client)));
+        list.sort_by(|a, b| {
+            b.ts_first_ns
+                .cmp(&a.ts_first_ns)
+                .then(b.client.cmp(&a.client))
+        });
         list.truncate(limit);
         list
     }

@@ -214,18 +214,26 @@ fn offset(selected: usize, page: usize) -> usize {
     (selected + 1).saturating_sub(page.max(1))
 }
 
-fn widths(header: &[&str], rows: &[Vec<String>]) -> Vec<Constraint> {
-    (0..header.len())
-        .map(|c| {
-            let w = rows
-                .iter()
-                .map(|r| r[c].chars().count())
-                .chain([header[c].chars().count()])
-                .max()
-                .unwrap_or(1);
-            Constraint::Length(w as u16)
-        })
-        .collect()
+/// Column widths that fit in `width`: columns that do not fit are left out from the
+/// right (a narrow terminal shows fewer columns, never squeezed ones).
+fn widths(header: &[&str], rows: &[Vec<String>], width: u16) -> Vec<Constraint> {
+    let mut used = 0usize;
+    let mut out = Vec::new();
+    for c in 0..header.len() {
+        let w = rows
+            .iter()
+            .map(|r| r[c].chars().count())
+            .chain([header[c].chars().count()])
+            .max()
+            .unwrap_or(1);
+        let need = w + if c == 0 { 0 } else { 2 };
+        if c > 0 && used + need > width as usize {
+            break;
+        }
+        used += need;
+        out.push(Constraint::Length(w.min(width as usize) as u16));
+    }
+    out
 }
 
 fn draw_table(f: &mut Frame, s: &Screen, area: Rect) {
@@ -244,9 +252,10 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) {
         return;
     }
     let cells: Vec<Vec<String>> = s.rows.iter().map(|r| table::cells(&r.row).into()).collect();
-    let w = widths(&table::HEADER, &cells);
+    let w = widths(&table::HEADER, &cells, area.width);
+    let n = w.len();
     let sort_col = COLUMN_SORT.iter().position(|c| *c == s.ui.sort);
-    let header = TRow::new(table::HEADER.iter().enumerate().map(|(i, h)| {
+    let header = TRow::new(table::HEADER.iter().take(n).enumerate().map(|(i, h)| {
         let mut st = TITLE;
         if Some(i) == sort_col {
             st = st.add_modifier(Modifier::UNDERLINED).fg(Color::Cyan);
@@ -259,7 +268,7 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) {
         .iter()
         .zip(&cells)
         .map(|(r, c)| {
-            TRow::new(c.iter().enumerate().map(|(i, text)| {
+            TRow::new(c.iter().take(n).enumerate().map(|(i, text)| {
                 let st = if s.thresholds.hot(i, &r.row) {
                     HOT
                 } else {
@@ -357,17 +366,19 @@ fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) {
         );
         return;
     }
-    let w = widths(&DETAIL_HEADER, &cells);
+    let w = widths(&DETAIL_HEADER, &cells, area.width);
+    let n = w.len();
     let header = TRow::new(
         DETAIL_HEADER
             .iter()
+            .take(n)
             .map(|h| Cell::from(Span::styled(*h, TITLE))),
     );
     let body: Vec<TRow> = conns
         .iter()
         .zip(&cells)
         .map(|(c, cells)| {
-            TRow::new(cells.iter().enumerate().map(|(i, text)| {
+            TRow::new(cells.iter().take(n).enumerate().map(|(i, text)| {
                 let bad = match i {
                     3 => !matches!(c.state.name(), "established" | "open" | "midstream"),
                     4 => text == "rst",
