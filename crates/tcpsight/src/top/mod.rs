@@ -687,6 +687,7 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
         if live {
             engine.finish(&mut app.model);
         }
+        let failed = report_read_errors(&src);
         app.refresh();
         let text = if args.json {
             format!(
@@ -696,7 +697,8 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
         } else {
             app.text()
         };
-        return finish_output(args, &app, &text);
+        let code = finish_output(args, &app, &text)?;
+        return Ok(if failed { ExitCode::from(2) } else { code });
     }
 
     let guard = TerminalGuard::enter().map_err(|e| format!("terminal: {e}"))?;
@@ -720,8 +722,23 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
             app.refresh();
         }
     }
+    let failed = report_read_errors(&src);
     let text = app.text();
-    finish_output(args, &app, &text)
+    let code = finish_output(args, &app, &text)?;
+    Ok(if failed { ExitCode::from(2) } else { code })
+}
+
+/// Prints a replay's read errors (the capture before each was analysed); true if any.
+fn report_read_errors(src: &Source) -> bool {
+    match src {
+        Source::Replay(r) => {
+            for e in &r.merged.errors {
+                eprintln!("tcpsight: {e} (everything before it was analysed)");
+            }
+            !r.merged.errors.is_empty()
+        }
+        Source::Live(_) => false,
+    }
 }
 
 fn finish_output(args: &TopArgs, app: &App, text: &str) -> Result<ExitCode, String> {
@@ -785,8 +802,17 @@ where
         } else {
             pump(src, engine, &mut app.model, Duration::from_millis(30), 20)?
         };
-        if matches!(src, Source::Replay(r) if r.done) && app.status.is_empty() {
-            app.status = "end of capture".into();
+        if let Source::Replay(r) = src
+            && r.done
+            && app.status.is_empty()
+        {
+            app.status = match r.merged.errors.first() {
+                Some(e) => format!("end of capture (read error: {e})"),
+                None => "end of capture".into(),
+            };
+            if app.frozen.is_none() {
+                app.refresh();
+            }
             dirty = true;
         }
         let due = last_draw.is_none_or(|t| t.elapsed() >= refresh);
@@ -797,6 +823,10 @@ where
             }
             term.draw(|f| app.draw(f)).map_err(|e| e.to_string())?;
             last_draw = Some(Instant::now());
+            // For the end-to-end test that the panic hook restores the terminal.
+            if std::env::var_os("TCPSIGHT_TOP_TEST_PANIC").is_some() {
+                panic!("TCPSIGHT_TOP_TEST_PANIC is set");
+            }
             dirty = false;
         }
         if !wait.is_zero() || done {
