@@ -236,3 +236,18 @@ fn bad_captures_never_panic() {
         assert!(!err.contains("panicked"), "{}: {err}", p.display());
     }
 }
+
+#[test]
+fn several_files_are_one_trace() {
+    let (a, b) = (
+        "testdata/captures/zeek/wikipedia.pcap",
+        "testdata/captures/ndpi/alexa-app.pcapng",
+    );
+    let top = json(&["top", "-r", a, b, "--once", "--json", "--cumulative"]);
+    let an = json(&["analyze", "--json", "--limit", "0", a, b]);
+    assert_eq!(top["destinations"], an["destinations"]);
+    assert_eq!(
+        top["source"],
+        "wikipedia.pcap, alexa-app.pcapng (replay max)"
+    );
+}

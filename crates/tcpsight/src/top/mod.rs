@@ -64,6 +64,7 @@ pub struct TopArgs {
         short = 'r',
         long = "read",
         value_name = "FILE",
+        num_args = 1..,
         required_unless_present = "interface",
         conflicts_with = "interface"
     )]

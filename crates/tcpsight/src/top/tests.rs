@@ -201,7 +201,9 @@ fn sort_and_reverse() {
     }
     key(&mut a, KeyCode::Char('i'));
     let s = screen(&mut t, &mut a);
-    assert!(s.contains("sort Host desc"), "{s}");
+    assert!(s.contains("sort Host asc"), "{s}");
+    let hosts: Vec<&str> = a.rows.iter().take(3).map(|r| r.row.host.as_str()).collect();
+    assert_eq!(hosts, ["10.77.0.2", "10.77.8.2", "10.77.8.3"]);
 }
 
 #[test]

@@ -153,7 +153,9 @@ fn status_line(s: &Screen, shown: usize) -> Line<'static> {
         .iter()
         .position(|c| *c == ui.sort)
         .map_or("?", |i| table::HEADER[i]);
-    let arrow = if ui.reverse { "asc" } else { "desc" };
+    // Numbers sort descending, hosts ascending by address; `i` reverses either.
+    let ascending = (ui.sort == table::SortBy::Host) != ui.reverse;
+    let arrow = if ascending { "asc" } else { "desc" };
     spans.push(Span::raw(format!(" | sort {col} {arrow}")));
     if !ui.filter.is_empty() {
         spans.push(Span::raw(" | filter "));
