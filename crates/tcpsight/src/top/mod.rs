@@ -212,6 +212,16 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 
+/// Seconds as a Duration, never panicking: negative or NaN is zero, too large a year.
+fn secs(s: f64) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(s)
+        .unwrap_or(Duration::from_secs(365 * 86_400))
+        .min(Duration::from_secs(365 * 86_400))
+}
+
 fn seconds_ns(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
@@ -418,6 +428,19 @@ struct Replay {
     done: bool,
 }
 
+impl Replay {
+    /// While waiting for the next frame, the replay's clock moves on as a live capture's
+    /// does on an idle interface: the window slides through a quiet stretch and
+    /// handshakes time out, at the replay's pace.
+    fn advance_clock(&self, engine: &mut Engine, model: &mut Model) {
+        if let (Speed::Factor(f), Some((t0, w0))) = (self.speed, self.origin) {
+            let now = t0.saturating_add((w0.elapsed().as_secs_f64() * f * 1e9) as u64);
+            engine.advance(now, model);
+            model.tick(now);
+        }
+    }
+}
+
 /// How long until the frame at capture time `ts` is due (None: now).
 fn due_in(speed: Speed, origin: &mut Option<(u64, Instant)>, ts: u64) -> Option<Duration> {
     {
@@ -425,7 +448,7 @@ fn due_in(speed: Speed, origin: &mut Option<(u64, Instant)>, ts: u64) -> Option<
             return None;
         };
         let (t0, w0) = *origin.get_or_insert((ts, Instant::now()));
-        let due = w0 + Duration::from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / f);
+        let due = w0 + secs(ts.saturating_sub(t0) as f64 / 1e9 / f);
         let now = Instant::now();
         (due > now).then(|| due - now)
     }
@@ -479,6 +502,7 @@ fn pump(
                 if let Some((ts, link, data, orig)) = r.pending.take() {
                     if let Some(w) = due_in(r.speed, &mut r.origin, ts) {
                         r.pending = Some((ts, link, data, orig));
+                        r.advance_clock(engine, model);
                         return Ok(w);
                     }
                     model.on_frame(ts);
@@ -492,6 +516,7 @@ fn pump(
                 };
                 if let Some(w) = due_in(r.speed, &mut r.origin, f.ts_ns) {
                     r.pending = Some((f.ts_ns, f.link, f.data.to_vec(), f.orig_len));
+                    r.advance_clock(engine, model);
                     return Ok(w);
                 }
                 model.on_frame(f.ts_ns);
@@ -666,7 +691,7 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
     }
     let limit = args
         .duration
-        .map(|d| Duration::from_secs_f64(d.max(0.0)))
+        .map(secs)
         .or((args.once && live).then_some(Duration::from_secs(5)));
     let started = Instant::now();
 
@@ -777,7 +802,7 @@ fn tui_loop<B: Backend>(
 where
     B::Error: std::fmt::Display,
 {
-    let refresh = Duration::from_secs_f64(args.refresh.clamp(0.05, 3600.0));
+    let refresh = secs(args.refresh).clamp(Duration::from_millis(50), Duration::from_secs(3600));
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     loop {

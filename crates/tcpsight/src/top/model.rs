@@ -288,21 +288,27 @@ impl Model {
         self.tick(now);
     }
 
-    /// The rows' keys of a connection (several with --group-by filter, none if excluded).
-    fn keys(&self, client: Endpoint, server: Endpoint) -> Vec<Key> {
+    /// Calls `f` with each row key of a connection (several with --group-by filter, none
+    /// if excluded); no allocation but for filters.
+    fn each_key(&self, client: Endpoint, server: Endpoint, mut f: impl FnMut(Key)) {
         match self.group {
-            Group::Host => vec![Key::Addr(server.addr)],
-            Group::HostPort => vec![Key::AddrPort(server.addr, server.port)],
-            Group::Client => vec![Key::Addr(client.addr)],
-            Group::Filter => match &self.filters {
-                Some(f) => f
-                    .matching(client, server)
-                    .into_iter()
-                    .map(Key::Filter)
-                    .collect(),
-                None => Vec::new(),
-            },
+            Group::Host => f(Key::Addr(server.addr)),
+            Group::HostPort => f(Key::AddrPort(server.addr, server.port)),
+            Group::Client => f(Key::Addr(client.addr)),
+            Group::Filter => {
+                if let Some(fs) = &self.filters {
+                    for i in fs.matching(client, server) {
+                        f(Key::Filter(i));
+                    }
+                }
+            }
         }
+    }
+
+    fn has_key(&self, client: Endpoint, server: Endpoint, key: Key) -> bool {
+        let mut hit = false;
+        self.each_key(client, server, |k| hit |= k == key);
+        hit
     }
 
     /// The address a row stands for (the server's, or the client's with --group-by client).
@@ -380,22 +386,22 @@ impl Model {
         reverse: bool,
     ) -> Vec<TopRow> {
         let (from, span_s) = self.span(window_ns);
-        let mut hosts: HashMap<Key, HostStats> = HashMap::new();
+        let mut hosts: HashMap<Key, HostStats, foldhash::fast::RandomState> = HashMap::default();
         for c in self.conns.iter().filter(|c| c.ts_ns >= from) {
             if !filter.conn_matches(c, self.endpoint(c.client, c.server)) {
                 continue;
             }
-            for k in self.keys(c.client, c.server) {
-                hosts.entry(k).or_default().add_connection(&c.facts);
-            }
+            self.each_key(c.client, c.server, |k| {
+                hosts.entry(k).or_default().add_connection(&c.facts)
+            });
         }
         for e in self.exchanges.iter().filter(|e| e.ts_ns >= from) {
             if !filter.exchange_matches(e, self.endpoint(e.client, e.server)) {
                 continue;
             }
-            for k in self.keys(e.client, e.server) {
-                hosts.entry(k).or_default().add_response(e.response_ns);
-            }
+            self.each_key(e.client, e.server, |k| {
+                hosts.entry(k).or_default().add_response(e.response_ns)
+            });
         }
         let mut rows: Vec<(Key, Row)> = hosts
             .iter()
@@ -414,7 +420,7 @@ impl Model {
         let mut list: Vec<Conn> = self
             .conns
             .iter()
-            .filter(|c| c.ts_ns >= from && self.keys(c.client, c.server).contains(&key))
+            .filter(|c| c.ts_ns >= from && self.has_key(c.client, c.server, key))
             .copied()
             .collect();
         list.sort_by(|a, b| {

@@ -464,3 +464,53 @@ fn bad_filters_are_errors_not_panics() {
     assert!(f.name_matches("10.77.0.2"));
     assert!(!f.name_matches("fd77::2"));
 }
+
+#[test]
+fn tiny_terminals_never_panic() {
+    let mut a = netns_app();
+    for (w, h) in [(1, 1), (2, 1), (5, 2), (20, 4), (40, 6), (300, 3)] {
+        let mut t = term(w, h);
+        let _ = screen(&mut t, &mut a);
+        key(&mut a, KeyCode::Char('?'));
+        let _ = screen(&mut t, &mut a);
+        key(&mut a, KeyCode::Char('x'));
+        key(&mut a, KeyCode::Enter);
+        let _ = screen(&mut t, &mut a);
+        key(&mut a, KeyCode::PageDown);
+        let _ = screen(&mut t, &mut a);
+        key(&mut a, KeyCode::Esc);
+        key(&mut a, KeyCode::Char('/'));
+        typed(&mut a, "outcome:timeout");
+        let _ = screen(&mut t, &mut a);
+        key(&mut a, KeyCode::Enter);
+        let _ = screen(&mut t, &mut a);
+        key(&mut a, KeyCode::Esc);
+    }
+}
+
+#[test]
+fn speeds_and_durations_parse_without_panics() {
+    use super::{Speed, parse_speed, secs};
+    use std::time::Duration;
+    assert_eq!(parse_speed("max"), Ok(Speed::Max));
+    assert_eq!(parse_speed("2.5"), Ok(Speed::Factor(2.5)));
+    for bad in ["0", "-1", "nan", "inf", "fast", ""] {
+        assert!(parse_speed(bad).is_err(), "{bad}");
+    }
+    assert_eq!(secs(f64::NAN), Duration::ZERO);
+    assert_eq!(secs(-3.0), Duration::ZERO);
+    assert_eq!(secs(1.5), Duration::from_millis(1500));
+    assert_eq!(secs(f64::INFINITY), Duration::from_secs(365 * 86_400));
+    assert_eq!(secs(1e300), Duration::from_secs(365 * 86_400));
+}
+
+#[test]
+fn empty_capture_shows_an_empty_table() {
+    let mut m = host_model();
+    Replay::open("testdata/captures/zeek/pcapng-multi-interface.pcapng").feed(&mut m, None);
+    let mut a = app(m, 60.0);
+    a.refresh();
+    let s = screen(&mut term(100, 6), &mut a);
+    assert!(s.contains("(no connections yet in this view)"), "{s}");
+    assert!(s.contains("| 0 rows"));
+}
