@@ -141,7 +141,7 @@ fn header_line(s: &Screen) -> Line<'static> {
     Line::from(spans)
 }
 
-fn status_line(s: &Screen, shown: usize) -> Line<'static> {
+fn status_line(s: &Screen, shown: usize, hidden: usize) -> Line<'static> {
     let ui = s.ui;
     let mut spans = Vec::new();
     if ui.cumulative {
@@ -168,6 +168,9 @@ fn status_line(s: &Screen, shown: usize) -> Line<'static> {
         )));
     } else {
         spans.push(Span::raw(format!(" | {shown} rows")));
+    }
+    if hidden > 0 {
+        spans.push(Span::raw(format!(" | {hidden} columns off screen")));
     }
     if !s.status.is_empty() {
         spans.push(Span::raw(format!(" | {}", s.status)));
@@ -238,7 +241,8 @@ fn widths(header: &[&str], rows: &[Vec<String>], width: u16) -> Vec<Constraint> 
     out
 }
 
-fn draw_table(f: &mut Frame, s: &Screen, area: Rect) {
+/// Draws the table; returns how many columns did not fit.
+fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> usize {
     let page = area.height.saturating_sub(1) as usize;
     if s.rows.is_empty() {
         let msg = if s.ui.filter.is_empty() {
@@ -251,7 +255,7 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) {
             Paragraph::new(vec![Line::styled(hdr, TITLE), Line::styled(msg, DIM)]),
             area,
         );
-        return;
+        return 0;
     }
     let cells: Vec<Vec<String>> = s.rows.iter().map(|r| table::cells(&r.row).into()).collect();
     let w = widths(&table::HEADER, &cells, area.width);
@@ -290,6 +294,7 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) {
         .column_spacing(2)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(t, area, &mut state);
+    table::HEADER.len() - n
 }
 
 const DETAIL_HEADER: [&str; 12] = [
@@ -355,7 +360,8 @@ fn detail_cells(c: &Conn) -> Vec<String> {
     ]
 }
 
-fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) {
+/// Draws the drill-down list; returns how many columns did not fit.
+fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> usize {
     let page = area.height.saturating_sub(1) as usize;
     let cells: Vec<Vec<String>> = conns.iter().map(detail_cells).collect();
     if cells.is_empty() {
@@ -366,7 +372,7 @@ fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) {
             ]),
             area,
         );
-        return;
+        return 0;
     }
     let w = widths(&DETAIL_HEADER, &cells, area.width);
     let n = w.len();
@@ -404,6 +410,7 @@ fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) {
         .column_spacing(2)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(t, area, &mut state);
+    DETAIL_HEADER.len() - n
 }
 
 fn draw_help(f: &mut Frame, area: Rect) {
@@ -448,11 +455,11 @@ pub fn draw(f: &mut Frame, s: &Screen) {
     ])
     .areas(f.area());
     f.render_widget(Paragraph::new(header_line(s)), head);
-    f.render_widget(Paragraph::new(status_line(s, s.rows.len())), status);
-    match s.detail {
+    let hidden = match s.detail {
         Some((_, conns)) => draw_detail(f, s, conns, body),
         None => draw_table(f, s, body),
-    }
+    };
+    f.render_widget(Paragraph::new(status_line(s, s.rows.len(), hidden)), status);
     f.render_widget(Paragraph::new(footer(s)), foot);
     if s.ui.help {
         draw_help(f, f.area());
