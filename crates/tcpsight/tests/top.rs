@@ -251,3 +251,69 @@ fn several_files_are_one_trace() {
         "wikipedia.pcap, alexa-app.pcapng (replay max)"
     );
 }
+
+#[test]
+fn live_once_json_on_loopback() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: live capture needs root");
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args([
+            "top",
+            "-i",
+            "lo",
+            "--once",
+            "--json",
+            "-t",
+            "3",
+            "--group-by",
+            "host:port",
+            "--only",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let server = std::thread::spawn(move || {
+        for _ in 0..5 {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 64];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(b"pong");
+        }
+    });
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut v = Vec::new();
+        let _ = s.read_to_end(&mut v);
+    }
+    server.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["capture"]["kernel_drops"].is_u64(), "{v}");
+    let host = format!("127.0.0.1:{port}");
+    let row = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == host.as_str())
+        .unwrap_or_else(|| panic!("no row {host}: {v}"));
+    assert_eq!(row["syn"], 5, "{row}");
+    assert_eq!(row["est_pct"], 100.0, "{row}");
+    assert_eq!(row["out"], 5, "{row}");
+    assert_eq!(row["in"], 5, "{row}");
+}
