@@ -198,6 +198,10 @@ fn errors_are_clear() {
         (&["top", "-r", NETNS, "--json"], "--json goes with --once"),
         (&["top", "-r", NETNS, "--once", "--window", "0"], "--window"),
         (
+            &["top", "-r", NETNS, "--once", "--window", "100000"],
+            "--window",
+        ),
+        (
             &["top", "-r", NETNS, "--once", "--speed", "fast"],
             "positive number or max",
         ),

@@ -90,7 +90,7 @@ pub struct TopArgs {
     /// Show only these endpoints: an address or CIDR network (repeatable; trtop's whitelist)
     #[arg(long, value_name = "HOST|NET")]
     only: Vec<String>,
-    /// Sliding window in seconds of capture time
+    /// Sliding window in seconds of capture time (at most a day)
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     window: f64,
     /// Start in cumulative mode (since start or reset) instead of the window (key w)
@@ -650,8 +650,11 @@ pub fn run(args: TopArgs) -> ExitCode {
 }
 
 fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
-    if !(args.window > 0.0 && args.window.is_finite()) {
-        return Err("--window must be a positive number of seconds".into());
+    if !(args.window > 0.0 && args.window <= model::MAX_WINDOW_S as f64) {
+        return Err(format!(
+            "--window must be more than 0 and at most {} seconds",
+            model::MAX_WINDOW_S
+        ));
     }
     if args.json && !args.once {
         return Err(

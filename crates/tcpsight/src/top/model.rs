@@ -191,6 +191,9 @@ pub struct TopRow {
     pub row: Row,
 }
 
+/// The longest sliding window, in seconds (a day).
+pub const MAX_WINDOW_S: u64 = 86_400;
+
 /// Per-second packet and connection counts, for the header's rates.
 #[derive(Clone, Copy, Debug, Default)]
 struct Second {
@@ -223,6 +226,8 @@ pub struct Model {
     pub gap_conns: u64,
     /// Connections dropped from memory by `keep` (since start or reset).
     pub evicted: u64,
+    /// Connections seen (since start or reset).
+    conns_total: u64,
 }
 
 impl Model {
@@ -243,6 +248,7 @@ impl Model {
             kernel_drops: 0,
             gap_conns: 0,
             evicted: 0,
+            conns_total: 0,
         }
     }
 
@@ -265,7 +271,7 @@ impl Model {
                 sec,
                 ..Second::default()
             });
-            while self.seconds.len() > 3600 {
+            while self.seconds.len() > MAX_WINDOW_S as usize {
                 self.seconds.pop_front();
             }
         }
@@ -284,6 +290,7 @@ impl Model {
         self.frames = 0;
         self.gap_conns = 0;
         self.evicted = 0;
+        self.conns_total = 0;
         let now = self.now_ns;
         self.tick(now);
     }
@@ -355,6 +362,7 @@ impl Model {
             self.base += 1;
             self.evicted += 1;
         }
+        self.conns_total += 1;
         if let Some(s) = self.seconds.back_mut() {
             s.conns += 1;
         }
@@ -436,11 +444,15 @@ impl Model {
     pub fn rates(&self, window_ns: Option<u64>) -> (f64, f64) {
         let (from, span) = self.span(window_ns);
         let from_sec = from / 1_000_000_000;
-        let (f, c) = self
-            .seconds
-            .iter()
-            .filter(|s| s.sec >= from_sec)
-            .fold((0, 0), |(f, c), s| (f + s.frames, c + s.conns));
+        // Per-second counts cover the longest window; cumulative rates use the totals.
+        let (f, c) = match window_ns {
+            None => (self.frames, self.conns_total),
+            Some(_) => self
+                .seconds
+                .iter()
+                .filter(|s| s.sec >= from_sec)
+                .fold((0, 0), |(f, c), s| (f + s.frames, c + s.conns)),
+        };
         let span = span.max(1.0);
         (f as f64 / span, c as f64 / span)
     }
