@@ -267,7 +267,7 @@ fn live_once_json_on_loopback() {
     use std::net::{TcpListener, TcpStream};
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
         .args([
             "top",
             "-i",
@@ -285,7 +285,18 @@ fn live_once_json_on_loopback() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // It says when the ring is open; read that line byte by byte.
+    let mut err = child.stderr.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while err.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    assert!(
+        String::from_utf8_lossy(&line).contains("capturing on lo"),
+        "{}",
+        String::from_utf8_lossy(&line)
+    );
     let server = std::thread::spawn(move || {
         for _ in 0..5 {
             let (mut s, _) = l.accept().unwrap();

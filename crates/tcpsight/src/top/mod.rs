@@ -699,6 +699,13 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
     let started = Instant::now();
 
     if args.once {
+        if let (Source::Live(cap), Some(l)) = (&src, limit) {
+            eprintln!(
+                "tcpsight: capturing on {} for {:.1} s",
+                cap.interface,
+                l.as_secs_f64()
+            );
+        }
         loop {
             let done = matches!(&src, Source::Replay(r) if r.done);
             if done || STOP.load(Ordering::Relaxed) || limit.is_some_and(|l| started.elapsed() >= l)
