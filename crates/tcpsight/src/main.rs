@@ -6,6 +6,7 @@ mod format;
 mod inputs;
 mod output;
 mod statsock;
+mod top;
 mod watch;
 mod watchfilter;
 
@@ -31,6 +32,8 @@ enum Command {
     Analyze(Box<analyze::AnalyzeArgs>),
     /// Handshake monitor (tcpeek's job): one line per finished handshake, totals per filter
     Watch(Box<watch::WatchArgs>),
+    /// Live per-destination view (trtop done right): -i IFACE or -r FILE
+    Top(Box<top::TopArgs>),
     /// Totals of a running live watch, from its stats socket
     Stat(statsock::StatArgs),
     /// Write a capture file from an interface: control packets only (SYN, FIN, RST,
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(*args),
         Command::Watch(args) => watch::run(*args),
+        Command::Top(args) => top::run(*args),
         Command::Stat(args) => statsock::stat(args),
         Command::Capture(args) => capture::run(*args),
         Command::Fields => {

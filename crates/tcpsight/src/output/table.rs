@@ -56,8 +56,58 @@ impl std::fmt::Display for HostKey {
 type Values = Quantiles<4096, 1000>;
 type Counts = Quantiles<4096, 1>;
 
+/// What one connection adds to its destination's row: the few figures of a
+/// [`ConnRecord`] the table uses (`tcpsight top` keeps these for its sliding window).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ConnFacts {
+    pub syn: bool,
+    pub synack: bool,
+    pub est: bool,
+    pub rst: bool,
+    pub fin_out: bool,
+    pub fin_in: bool,
+    /// Exchanges of an established or midstream connection (QoS); `None` otherwise, or
+    /// while the connection is still open.
+    pub exchanges: Option<u32>,
+    pub connect_ns: Option<u64>,
+    pub out_msgs: u32,
+    pub in_msgs: u32,
+    pub pkts: u64,
+    pub retx: u32,
+    pub gap: bool,
+}
+
+impl ConnFacts {
+    pub fn of(r: &ConnRecord) -> ConnFacts {
+        let syn = r.syn_count > 0;
+        ConnFacts {
+            syn,
+            synack: syn && r.synack_count > 0,
+            est: syn && r.outcome == Outcome::Established,
+            rst: r.close == Close::Rst,
+            fin_out: matches!(
+                (r.closed_by, r.close_first),
+                (Some(Side::Client), Some(Close::Fin))
+            ),
+            fin_in: matches!(
+                (r.closed_by, r.close_first),
+                (Some(Side::Server), Some(Close::Fin))
+            ),
+            exchanges: (r.outcome == Outcome::Established || r.outcome == Outcome::Midstream)
+                .then_some(r.exchanges),
+            connect_ns: r.connect_ns,
+            out_msgs: r.c2s.messages,
+            in_msgs: r.s2c.messages,
+            pkts: r.c2s.pkts + r.s2c.pkts,
+            retx: r.c2s.retx_pkts + r.s2c.retx_pkts,
+            gap: r.c2s.gap_bytes + r.s2c.gap_bytes > 0,
+        }
+    }
+}
+
+/// One destination's accumulated figures.
 #[derive(Default)]
-struct HostStats {
+pub struct HostStats {
     conns: u64,
     syn: u64,
     synack: u64,
@@ -75,7 +125,61 @@ struct HostStats {
     gap_conns: u64,
 }
 
+impl HostStats {
+    pub fn add_connection(&mut self, f: &ConnFacts) {
+        self.conns += 1;
+        self.syn += f.syn as u64;
+        self.synack += f.synack as u64;
+        self.est += f.est as u64;
+        self.rst += f.rst as u64;
+        self.fin_out += f.fin_out as u64;
+        self.fin_in += f.fin_in as u64;
+        if let Some(x) = f.exchanges {
+            self.exchanges.add(x as u64);
+        }
+        if let Some(c) = f.connect_ns {
+            self.connect_ns.add(c);
+        }
+        self.out_msgs += f.out_msgs as u64;
+        self.in_msgs += f.in_msgs as u64;
+        self.pkts += f.pkts;
+        self.retx += f.retx as u64;
+        self.gap_conns += f.gap as u64;
+    }
+
+    pub fn add_response(&mut self, response_ns: u64) {
+        self.response_ns.add(response_ns);
+    }
+
+    /// The row's figures; `span_s` is the time the rates are over.
+    pub fn row(&self, host: String, span_s: f64) -> Row {
+        let span = if span_s > 0.0 { span_s } else { 1.0 };
+        let h = self;
+        Row {
+            host,
+            conns: h.conns,
+            syn: h.syn,
+            syn_rate: h.syn as f64 / span,
+            synack_pct: pct(h.synack, h.syn),
+            est_pct: pct(h.est, h.syn),
+            rst_pct: pct(h.rst, h.conns).unwrap_or(0.0),
+            fin_out_pct: pct(h.fin_out, h.conns).unwrap_or(0.0),
+            fin_in_pct: pct(h.fin_in, h.conns).unwrap_or(0.0),
+            est_rate: h.est as f64 / span,
+            qos_p95: h.exchanges.percentile(95.0),
+            qos_all_in_one: h.exchanges.count() == 1 && h.conns == 1 && h.exchanges.max() > Some(1),
+            lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
+            out: h.out_msgs,
+            inb: h.in_msgs,
+            rtt_p95: h.response_ns.percentile(95.0),
+            retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
+            err: h.gap_conns,
+        }
+    }
+}
+
 /// One computed row.
+#[derive(Clone, Debug)]
 pub struct Row {
     pub host: String,
     pub conns: u64,
@@ -144,105 +248,58 @@ impl DestinationTable {
 
     pub fn on_exchange(&mut self, e: &ExchangeEvent) {
         let k = self.key(e.server.addr, e.server.port);
-        self.host(k).response_ns.add(e.response_ns);
+        self.host(k).add_response(e.response_ns);
     }
 
     pub fn on_connection(&mut self, r: &ConnRecord) {
         let k = self.key(r.server, r.server_port);
-        let h = self.host(k);
-        h.conns += 1;
-        if r.syn_count > 0 {
-            h.syn += 1;
-            if r.synack_count > 0 {
-                h.synack += 1;
-            }
-            if r.outcome == Outcome::Established {
-                h.est += 1;
-            }
-        }
-        if r.close == Close::Rst {
-            h.rst += 1;
-        }
-        match (r.closed_by, r.close_first) {
-            (Some(Side::Client), Some(Close::Fin)) => h.fin_out += 1,
-            (Some(Side::Server), Some(Close::Fin)) => h.fin_in += 1,
-            _ => {}
-        }
-        if r.outcome == Outcome::Established || r.outcome == Outcome::Midstream {
-            h.exchanges.add(r.exchanges as u64);
-        }
-        if let Some(c) = r.connect_ns {
-            h.connect_ns.add(c);
-        }
-        h.out_msgs += r.c2s.messages as u64;
-        h.in_msgs += r.s2c.messages as u64;
-        h.pkts += r.c2s.pkts + r.s2c.pkts;
-        h.retx += (r.c2s.retx_pkts + r.s2c.retx_pkts) as u64;
-        if r.c2s.gap_bytes + r.s2c.gap_bytes > 0 {
-            h.gap_conns += 1;
-        }
+        self.host(k).add_connection(&ConnFacts::of(r));
     }
 
     /// Rows sorted by `sort` (descending, except by host), `span_s` the capture span.
     pub fn rows(&self, span_s: f64, sort: SortBy, reverse: bool) -> Vec<Row> {
-        let span = if span_s > 0.0 { span_s } else { 1.0 };
         let mut rows: Vec<(HostKey, Row)> = self
             .hosts
             .iter()
-            .map(|(k, h)| {
-                let qos_all_in_one =
-                    h.exchanges.count() == 1 && h.conns == 1 && h.exchanges.max() > Some(1);
-                let row = Row {
-                    host: k.to_string(),
-                    conns: h.conns,
-                    syn: h.syn,
-                    syn_rate: h.syn as f64 / span,
-                    synack_pct: pct(h.synack, h.syn),
-                    est_pct: pct(h.est, h.syn),
-                    rst_pct: pct(h.rst, h.conns).unwrap_or(0.0),
-                    fin_out_pct: pct(h.fin_out, h.conns).unwrap_or(0.0),
-                    fin_in_pct: pct(h.fin_in, h.conns).unwrap_or(0.0),
-                    est_rate: h.est as f64 / span,
-                    qos_p95: h.exchanges.percentile(95.0),
-                    qos_all_in_one,
-                    lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
-                    out: h.out_msgs,
-                    inb: h.in_msgs,
-                    rtt_p95: h.response_ns.percentile(95.0),
-                    retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
-                    err: h.gap_conns,
-                };
-                (*k, row)
-            })
+            .map(|(k, h)| (*k, h.row(k.to_string(), span_s)))
             .collect();
-        let num = |r: &Row| -> f64 {
-            match sort {
-                SortBy::Host => 0.0,
-                SortBy::Syn => r.syn as f64 + r.conns as f64 * 1e-9,
-                SortBy::Synack => r.synack_pct.unwrap_or(-1.0),
-                SortBy::Est => r.est_pct.unwrap_or(-1.0),
-                SortBy::Rst => r.rst_pct,
-                SortBy::FinO => r.fin_out_pct,
-                SortBy::FinI => r.fin_in_pct,
-                SortBy::Qos => r.qos_p95.map_or(-1.0, |v| v as f64),
-                SortBy::Lat => r.lat[1].map_or(-1.0, |v| v as f64),
-                SortBy::Out => r.out as f64,
-                SortBy::In => r.inb as f64,
-                SortBy::Rtt => r.rtt_p95.map_or(-1.0, |v| v as f64),
-                SortBy::Retx => r.retx_pct,
-                SortBy::Err => r.err as f64,
-            }
-        };
-        rows.sort_by(|(ka, a), (kb, b)| {
-            let ord = if sort == SortBy::Host {
-                ka.cmp(kb)
-            } else {
-                num(b).total_cmp(&num(a)).then_with(|| ka.cmp(kb))
-            };
-            if reverse { ord.reverse() } else { ord }
-        });
+        sort_rows(&mut rows, sort, reverse);
         rows.into_iter().map(|(_, r)| r).collect()
     }
+}
+
+/// The value a row is sorted by (descending), for every column but Host.
+pub fn sort_value(r: &Row, sort: SortBy) -> f64 {
+    match sort {
+        SortBy::Host => 0.0,
+        SortBy::Syn => r.syn as f64 + r.conns as f64 * 1e-9,
+        SortBy::Synack => r.synack_pct.unwrap_or(-1.0),
+        SortBy::Est => r.est_pct.unwrap_or(-1.0),
+        SortBy::Rst => r.rst_pct,
+        SortBy::FinO => r.fin_out_pct,
+        SortBy::FinI => r.fin_in_pct,
+        SortBy::Qos => r.qos_p95.map_or(-1.0, |v| v as f64),
+        SortBy::Lat => r.lat[1].map_or(-1.0, |v| v as f64),
+        SortBy::Out => r.out as f64,
+        SortBy::In => r.inb as f64,
+        SortBy::Rtt => r.rtt_p95.map_or(-1.0, |v| v as f64),
+        SortBy::Retx => r.retx_pct,
+        SortBy::Err => r.err as f64,
+    }
+}
+
+/// Sorts keyed rows by `sort`: descending, except by host (the key's order); ties by key.
+pub fn sort_rows<K: Ord>(rows: &mut [(K, Row)], sort: SortBy, reverse: bool) {
+    rows.sort_by(|(ka, a), (kb, b)| {
+        let ord = if sort == SortBy::Host {
+            ka.cmp(kb)
+        } else {
+            sort_value(b, sort)
+                .total_cmp(&sort_value(a, sort))
+                .then_with(|| ka.cmp(kb))
+        };
+        if reverse { ord.reverse() } else { ord }
+    });
 }
 
 fn opt_pct(v: Option<f64>) -> String {
@@ -253,46 +310,76 @@ fn opt_dur(v: Option<u64>) -> String {
     v.map_or("-".into(), human_duration)
 }
 
+/// The table's column titles, in order.
+pub const HEADER: [&str; 18] = [
+    "Host", "Syn", "Syn/s", "SynAck%", "Est%", "Rst%", "Fin_O%", "Fin_I%", "Est/s", "QoS",
+    "Lat p50", "p95", "p99", "Out", "In", "Rtt p95", "Retx%", "Err",
+];
+
+/// The column each [`HEADER`] entry sorts by.
+pub const COLUMN_SORT: [SortBy; 18] = [
+    SortBy::Host,
+    SortBy::Syn,
+    SortBy::Syn,
+    SortBy::Synack,
+    SortBy::Est,
+    SortBy::Rst,
+    SortBy::FinO,
+    SortBy::FinI,
+    SortBy::Est,
+    SortBy::Qos,
+    SortBy::Lat,
+    SortBy::Lat,
+    SortBy::Lat,
+    SortBy::Out,
+    SortBy::In,
+    SortBy::Rtt,
+    SortBy::Retx,
+    SortBy::Err,
+];
+
+/// One row's cells as text, in [`HEADER`] order.
+pub fn cells(r: &Row) -> [String; 18] {
+    let qos = match r.qos_p95 {
+        Some(q) if r.qos_all_in_one => format!("{q}*"),
+        Some(q) => q.to_string(),
+        None => "-".into(),
+    };
+    [
+        r.host.clone(),
+        thousands(r.syn),
+        format!("{:.2}", r.syn_rate),
+        opt_pct(r.synack_pct),
+        opt_pct(r.est_pct),
+        format!("{:.1}", r.rst_pct),
+        format!("{:.1}", r.fin_out_pct),
+        format!("{:.1}", r.fin_in_pct),
+        format!("{:.2}", r.est_rate),
+        qos,
+        opt_dur(r.lat[0]),
+        opt_dur(r.lat[1]),
+        opt_dur(r.lat[2]),
+        thousands(r.out),
+        thousands(r.inb),
+        opt_dur(r.rtt_p95),
+        format!("{:.2}", r.retx_pct),
+        thousands(r.err),
+    ]
+}
+
 /// Renders rows as an aligned text table.
 pub fn render(rows: &[Row], limit: usize) -> String {
-    let header = [
-        "Host", "Syn", "Syn/s", "SynAck%", "Est%", "Rst%", "Fin_O%", "Fin_I%", "Est/s", "QoS",
-        "Lat p50", "p95", "p99", "Out", "In", "Rtt p95", "Retx%", "Err",
-    ];
     let shown = if limit == 0 {
         rows.len()
     } else {
         rows.len().min(limit)
     };
-    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    let mut cells_: Vec<Vec<String>> = vec![HEADER.iter().map(|s| s.to_string()).collect()];
     for r in &rows[..shown] {
-        let qos = match r.qos_p95 {
-            Some(q) if r.qos_all_in_one => format!("{q}*"),
-            Some(q) => q.to_string(),
-            None => "-".into(),
-        };
-        cells.push(vec![
-            r.host.clone(),
-            thousands(r.syn),
-            format!("{:.2}", r.syn_rate),
-            opt_pct(r.synack_pct),
-            opt_pct(r.est_pct),
-            format!("{:.1}", r.rst_pct),
-            format!("{:.1}", r.fin_out_pct),
-            format!("{:.1}", r.fin_in_pct),
-            format!("{:.2}", r.est_rate),
-            qos,
-            opt_dur(r.lat[0]),
-            opt_dur(r.lat[1]),
-            opt_dur(r.lat[2]),
-            thousands(r.out),
-            thousands(r.inb),
-            opt_dur(r.rtt_p95),
-            format!("{:.2}", r.retx_pct),
-            thousands(r.err),
-        ]);
+        cells_.push(cells(r).into());
     }
-    let ncol = header.len();
+    let cells = cells_;
+    let ncol = HEADER.len();
     let widths: Vec<usize> = (0..ncol)
         .map(|c| {
             cells

@@ -1,0 +1,467 @@
+//! Drawing the screen with ratatui: header line, status line, the table (or one
+//! endpoint's connections), key hints or the filter prompt, and the help box.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TRow, Table, TableState};
+
+use super::keys::{HELP, Ui};
+use super::model::{Conn, Model, TopRow};
+use crate::format::{human_duration, thousands, utc};
+use crate::output::table::{self, COLUMN_SORT, Row};
+
+/// Highlight thresholds (trtop's highlighted entries). trtop highlighted Lat on the
+/// *mean* while showing the 95th percentile; here every threshold applies to the value
+/// shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    /// SynAck% below this.
+    pub synack_pct: f64,
+    /// Est% below this.
+    pub est_pct: f64,
+    /// Rst% above this.
+    pub rst_pct: f64,
+    /// QoS p95 below this (0: never).
+    pub qos: u64,
+    /// Lat p95 above this many ms.
+    pub lat_ms: f64,
+    /// Rtt p95 above this many ms.
+    pub rtt_ms: f64,
+    /// Retx% above this.
+    pub retx_pct: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            synack_pct: 90.0,
+            est_pct: 90.0,
+            rst_pct: 10.0,
+            qos: 0,
+            lat_ms: 20.0,
+            rtt_ms: 100.0,
+            retx_pct: 2.0,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Whether cell `col` (in `table::HEADER` order) of `r` is over its threshold.
+    pub fn hot(&self, col: usize, r: &Row) -> bool {
+        let ms = |v: Option<u64>, lim: f64| v.is_some_and(|ns| ns as f64 / 1e6 > lim);
+        match col {
+            3 => r.synack_pct.is_some_and(|p| p < self.synack_pct),
+            4 => r.est_pct.is_some_and(|p| p < self.est_pct),
+            5 => r.rst_pct > self.rst_pct,
+            9 => self.qos > 0 && r.qos_p95.is_some_and(|q| q < self.qos),
+            11 => ms(r.lat[1], self.lat_ms),
+            15 => ms(r.rtt_p95, self.rtt_ms),
+            16 => r.retx_pct > self.retx_pct,
+            17 => r.err > 0,
+            _ => false,
+        }
+    }
+}
+
+/// Everything one frame shows.
+pub struct Screen<'a> {
+    pub model: &'a Model,
+    pub rows: &'a [TopRow],
+    /// The drill-down: the endpoint's label and its recent connections.
+    pub detail: Option<(&'a str, &'a [Conn])>,
+    pub ui: &'a Ui,
+    /// "FILE (replay 1x)", "IFACE (live)".
+    pub source: &'a str,
+    /// "end of capture" and the like.
+    pub status: &'a str,
+    pub window_ns: u64,
+    pub thresholds: &'a Thresholds,
+    /// Live: kernel drops are known (a file has none to report).
+    pub live: bool,
+}
+
+const HOT: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+const ALERT: Style = Style::new()
+    .fg(Color::White)
+    .bg(Color::Red)
+    .add_modifier(Modifier::BOLD);
+const TITLE: Style = Style::new().add_modifier(Modifier::BOLD);
+const DIM: Style = Style::new().fg(Color::DarkGray);
+
+/// Rows that fit in the table area below its header line.
+pub fn page_rows(height: u16) -> usize {
+    height.saturating_sub(4) as usize
+}
+
+fn seconds(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s >= 3600.0 {
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
+    } else if s >= 60.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+fn header_line(s: &Screen) -> Line<'static> {
+    let m = s.model;
+    let window = (!s.ui.cumulative).then_some(s.window_ns);
+    let (pps, cps) = m.rates(window);
+    let mut spans = vec![
+        Span::styled("tcpsight top ", TITLE),
+        Span::raw(format!("{} ", s.source)),
+        Span::raw(format!("| {pps:.0} pkt/s {cps:.1} conn/s ")),
+        Span::raw(format!(
+            "| elapsed {} ",
+            seconds((m.elapsed_s() * 1e9) as u64)
+        )),
+        Span::raw("| "),
+    ];
+    let trust = |label: &str, n: u64| {
+        if n > 0 {
+            Span::styled(format!("{} {}", label.to_uppercase(), thousands(n)), ALERT)
+        } else {
+            Span::raw(format!("{label} 0"))
+        }
+    };
+    if s.live {
+        spans.push(trust("drops", m.kernel_drops));
+    } else {
+        spans.push(Span::raw("drops -"));
+    }
+    spans.push(Span::raw(" "));
+    spans.push(trust("gaps", m.gap_conns));
+    Line::from(spans)
+}
+
+fn status_line(s: &Screen, shown: usize, hidden: usize) -> Line<'static> {
+    let ui = s.ui;
+    let mut spans = Vec::new();
+    if ui.cumulative {
+        spans.push(Span::raw("cumulative"));
+    } else {
+        spans.push(Span::raw(format!("window {}", seconds(s.window_ns))));
+    }
+    let col = COLUMN_SORT
+        .iter()
+        .position(|c| *c == ui.sort)
+        .map_or("?", |i| table::HEADER[i]);
+    // Numbers sort descending, hosts ascending by address; `i` reverses either.
+    let ascending = (ui.sort == table::SortBy::Host) != ui.reverse;
+    let arrow = if ascending { "asc" } else { "desc" };
+    spans.push(Span::raw(format!(" | sort {col} {arrow}")));
+    if !ui.filter.is_empty() {
+        spans.push(Span::raw(" | filter "));
+        spans.push(Span::styled(ui.filter.text.clone(), TITLE));
+    }
+    if let Some((label, conns)) = s.detail {
+        spans.push(Span::raw(format!(
+            " | {label}: {} recent connections",
+            conns.len()
+        )));
+    } else {
+        spans.push(Span::raw(format!(" | {shown} rows")));
+    }
+    if hidden > 0 {
+        spans.push(Span::raw(format!(" | {hidden} columns off screen")));
+    }
+    if !s.status.is_empty() {
+        spans.push(Span::raw(format!(" | {}", s.status)));
+    }
+    if s.model.evicted > 0 {
+        spans.push(Span::styled(
+            format!(" | oldest {} forgotten", thousands(s.model.evicted)),
+            HOT,
+        ));
+    }
+    if ui.paused {
+        spans.push(Span::raw(" "));
+        spans.push(Span::styled(" PAUSED ", ALERT));
+    }
+    Line::from(spans)
+}
+
+fn footer(s: &Screen) -> Line<'static> {
+    if let Some(t) = &s.ui.input {
+        return Line::from(vec![
+            Span::styled("filter> ", TITLE),
+            Span::raw(format!("{t}_")),
+            Span::styled(
+                "  (Enter apply, Esc cancel; host: port: net: outcome:)",
+                DIM,
+            ),
+        ]);
+    }
+    if let Some(e) = &s.ui.error {
+        return Line::from(Span::styled(e.clone(), HOT));
+    }
+    if s.detail.is_some() {
+        return Line::from(Span::styled(
+            "Esc back  Up/Down scroll  Space pause  r reset  ? help  q quit",
+            DIM,
+        ));
+    }
+    Line::from(Span::styled(
+        "q quit  ? help  / filter  Enter details  < > sort  i reverse  Space pause  w window  r reset",
+        DIM,
+    ))
+}
+
+/// The first row shown so that `selected` is visible in `page` rows.
+fn offset(selected: usize, page: usize) -> usize {
+    (selected + 1).saturating_sub(page.max(1))
+}
+
+/// Column widths that fit in `width`: columns that do not fit are left out from the
+/// right (a narrow terminal shows fewer columns, never squeezed ones).
+fn widths(header: &[&str], rows: &[Vec<String>], width: u16) -> Vec<Constraint> {
+    let mut used = 0usize;
+    let mut out = Vec::new();
+    for c in 0..header.len() {
+        let w = rows
+            .iter()
+            .map(|r| r[c].chars().count())
+            .chain([header[c].chars().count()])
+            .max()
+            .unwrap_or(1);
+        let need = w + if c == 0 { 0 } else { 2 };
+        if c > 0 && used + need > width as usize {
+            break;
+        }
+        used += need;
+        out.push(Constraint::Length(w.min(width as usize) as u16));
+    }
+    out
+}
+
+/// Draws the table; returns how many columns did not fit.
+fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> usize {
+    let page = area.height.saturating_sub(1) as usize;
+    if s.rows.is_empty() {
+        let msg = if s.ui.filter.is_empty() {
+            "(no connections yet in this view)"
+        } else {
+            "(no endpoint matches the filter)"
+        };
+        let hdr = table::HEADER.join("  ");
+        f.render_widget(
+            Paragraph::new(vec![Line::styled(hdr, TITLE), Line::styled(msg, DIM)]),
+            area,
+        );
+        return 0;
+    }
+    let cells: Vec<Vec<String>> = s.rows.iter().map(|r| table::cells(&r.row).into()).collect();
+    let w = widths(&table::HEADER, &cells, area.width);
+    let n = w.len();
+    let sort_col = COLUMN_SORT.iter().position(|c| *c == s.ui.sort);
+    let header = TRow::new(table::HEADER.iter().take(n).enumerate().map(|(i, h)| {
+        let mut st = TITLE;
+        if Some(i) == sort_col {
+            st = st.add_modifier(Modifier::UNDERLINED).fg(Color::Cyan);
+        }
+        let line = Line::from(Span::styled(*h, st));
+        Cell::from(if i == 0 { line } else { line.right_aligned() })
+    }));
+    let body: Vec<TRow> = s
+        .rows
+        .iter()
+        .zip(&cells)
+        .map(|(r, c)| {
+            TRow::new(c.iter().take(n).enumerate().map(|(i, text)| {
+                let st = if s.thresholds.hot(i, &r.row) {
+                    HOT
+                } else {
+                    Style::default()
+                };
+                let line = Line::from(Span::styled(text.clone(), st));
+                Cell::from(if i == 0 { line } else { line.right_aligned() })
+            }))
+        })
+        .collect();
+    let sel = s.ui.selected.min(s.rows.len() - 1);
+    let mut state = TableState::new()
+        .with_offset(offset(sel, page))
+        .with_selected(Some(sel));
+    let t = Table::new(body, w)
+        .header(header)
+        .column_spacing(2)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    f.render_stateful_widget(t, area, &mut state);
+    table::HEADER.len() - n
+}
+
+const DETAIL_HEADER: [&str; 12] = [
+    "Time (UTC)",
+    "Client",
+    "Server",
+    "Outcome",
+    "Close",
+    "Connect",
+    "Exch",
+    "Retx",
+    "Out",
+    "In",
+    "Gap",
+    "Duration",
+];
+
+fn endpoint(e: tcpsight_core::Endpoint) -> String {
+    if e.addr.is_v4() {
+        format!("{}:{}", e.addr, e.port)
+    } else {
+        format!("[{}]:{}", e.addr, e.port)
+    }
+}
+
+fn detail_cells(c: &Conn) -> Vec<String> {
+    let t = utc(c.ts_first_ns, 3);
+    let open = matches!(c.state, super::model::State::Open(_));
+    let dash = || "-".to_string();
+    vec![
+        t.get(11..).unwrap_or(&t).to_string(),
+        endpoint(c.client),
+        endpoint(c.server),
+        c.state.name().to_string(),
+        if open {
+            dash()
+        } else {
+            c.close.name().to_string()
+        },
+        c.facts.connect_ns.map_or_else(dash, human_duration),
+        c.facts.exchanges.map_or_else(dash, |x| x.to_string()),
+        if open {
+            dash()
+        } else {
+            c.facts.retx.to_string()
+        },
+        if open {
+            dash()
+        } else {
+            c.facts.out_msgs.to_string()
+        },
+        if open {
+            dash()
+        } else {
+            c.facts.in_msgs.to_string()
+        },
+        if c.facts.gap { "yes".into() } else { dash() },
+        if open {
+            dash()
+        } else {
+            human_duration(c.ts_ns.saturating_sub(c.ts_first_ns))
+        },
+    ]
+}
+
+/// Draws the drill-down list; returns how many columns did not fit.
+fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> usize {
+    let page = area.height.saturating_sub(1) as usize;
+    let cells: Vec<Vec<String>> = conns.iter().map(detail_cells).collect();
+    if cells.is_empty() {
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::styled(DETAIL_HEADER.join("  "), TITLE),
+                Line::styled("(no connections in this view)", DIM),
+            ]),
+            area,
+        );
+        return 0;
+    }
+    let w = widths(&DETAIL_HEADER, &cells, area.width);
+    let n = w.len();
+    let header = TRow::new(
+        DETAIL_HEADER
+            .iter()
+            .take(n)
+            .map(|h| Cell::from(Span::styled(*h, TITLE))),
+    );
+    let body: Vec<TRow> = conns
+        .iter()
+        .zip(&cells)
+        .map(|(c, cells)| {
+            TRow::new(cells.iter().take(n).enumerate().map(|(i, text)| {
+                let bad = match i {
+                    3 => !matches!(c.state.name(), "established" | "open" | "midstream"),
+                    4 => text == "rst",
+                    7 => c.facts.retx > 0,
+                    10 => c.facts.gap,
+                    _ => false,
+                };
+                Cell::from(Span::styled(
+                    text.clone(),
+                    if bad { HOT } else { Style::default() },
+                ))
+            }))
+        })
+        .collect();
+    let sel = s.ui.detail_selected.min(conns.len() - 1);
+    let mut state = TableState::new()
+        .with_offset(offset(sel, page))
+        .with_selected(Some(sel));
+    let t = Table::new(body, w)
+        .header(header)
+        .column_spacing(2)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    f.render_stateful_widget(t, area, &mut state);
+    DETAIL_HEADER.len() - n
+}
+
+fn draw_help(f: &mut Frame, area: Rect) {
+    let kw = HELP.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<kw$}  "), TITLE),
+                Span::raw(v.to_string()),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(
+        " Columns: docs/top.md. Red: over a threshold (--hl-*).",
+    ));
+    let width = lines.iter().map(|l| l.width()).max().unwrap_or(20) as u16 + 3;
+    let height = lines.len() as u16 + 2;
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Help ")),
+        r,
+    );
+}
+
+/// Draws one frame.
+pub fn draw(f: &mut Frame, s: &Screen) {
+    let [head, status, body, foot] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    f.render_widget(Paragraph::new(header_line(s)), head);
+    let hidden = match s.detail {
+        Some((_, conns)) => draw_detail(f, s, conns, body),
+        None => draw_table(f, s, body),
+    };
+    f.render_widget(Paragraph::new(status_line(s, s.rows.len(), hidden)), status);
+    f.render_widget(Paragraph::new(footer(s)), foot);
+    if s.ui.help {
+        draw_help(f, f.area());
+    }
+}

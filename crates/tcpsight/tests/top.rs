@@ -1,0 +1,334 @@
+//! `tcpsight top` headless: `--once --json` (and text) on captures, cross-checked against
+//! `tcpsight analyze` on the same files, and its errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const NETNS: &str = "testdata/captures/generated/netns-25s-client.pcap.gz";
+
+#[test]
+fn once_json_agrees_with_analyze() {
+    for cap in [
+        NETNS,
+        "testdata/captures/ndpi/alexa-app.pcapng",
+        "testdata/captures/ndpi/gnutella.pcap",
+        "testdata/captures/zeek/wikipedia.pcap",
+    ] {
+        let top = json(&["top", "-r", cap, "--once", "--json", "--cumulative"]);
+        let an = json(&["analyze", "--json", "--limit", "0", cap]);
+        assert_eq!(
+            top["destinations"], an["destinations"],
+            "{cap}: top's cumulative table is analyze's"
+        );
+        assert_eq!(top["capture"]["frames"], an["frames"], "{cap}");
+        // Per server address and port too.
+        let g = "host:port";
+        let top = json(&[
+            "top",
+            "-r",
+            cap,
+            "--once",
+            "--json",
+            "--cumulative",
+            "--group-by",
+            g,
+        ]);
+        let an = json(&["analyze", "--json", "--limit", "0", "--group-by", g, cap]);
+        assert_eq!(top["destinations"], an["destinations"], "{cap} by {g}");
+    }
+}
+
+#[test]
+fn once_json_values_of_the_netns_capture() {
+    // The 25 s capture fits in the default 60 s window: window and cumulative agree.
+    let v = json(&["top", "-r", NETNS, "--once", "--json"]);
+    assert_eq!(v["mode"], "window");
+    assert_eq!(v["window_s"], 60.0);
+    let d = v["destinations"].as_array().unwrap();
+    assert_eq!(d.len(), 56);
+    let first = &d[0];
+    assert_eq!(first["host"], "10.77.0.2");
+    assert_eq!(first["syn"], 9012);
+    assert_eq!(first["out"], 14655);
+    assert_eq!(first["in"], 14637);
+    assert_eq!(first["err"], 17);
+    assert_eq!(first["qos_p95"], 1);
+    let v6 = &d[1];
+    assert_eq!(v6["host"], "fd77::2");
+    assert_eq!(v6["qos_p95"], 1000);
+    assert_eq!(v["capture"]["gap_connections"], 17);
+    assert_eq!(
+        v["capture"]["kernel_drops"],
+        Value::Null,
+        "a file has no kernel drops"
+    );
+    let c = json(&["top", "-r", NETNS, "--once", "--json", "--cumulative"]);
+    assert_eq!(c["destinations"], v["destinations"]);
+
+    // A 5 s window holds only the end of the capture.
+    let w = json(&["top", "-r", NETNS, "--once", "--json", "--window", "5"]);
+    let syn = w["destinations"][0]["syn"].as_u64().unwrap();
+    assert!(syn > 100 && syn < 3000, "{syn}");
+
+    // --only and --sort; a filter by name in the json.
+    let o = json(&[
+        "top",
+        "-r",
+        NETNS,
+        "--once",
+        "--json",
+        "--only",
+        "fd77::/16",
+        "--sort",
+        "rst",
+    ]);
+    let hosts: Vec<&str> = o["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert!(hosts.iter().all(|h| h.starts_with("fd77:")), "{hosts:?}");
+    assert_eq!(hosts[0], "fd77::2", "the only host with resets sorts first");
+}
+
+#[test]
+fn once_text_and_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("t.json");
+    let text_path = dir.path().join("t.txt");
+    let out = run(&[
+        "top",
+        "-r",
+        NETNS,
+        "--once",
+        "--save",
+        json_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("tcpsight top: netns-25s-client.pcap.gz (replay max); window 60 s;"));
+    assert!(text.contains("\nHost "));
+    assert!(text.contains("\n10.77.0.2   9,012  306.78"));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(saved["destinations"][0]["syn"], 9012);
+    let out = run(&[
+        "top",
+        "-r",
+        NETNS,
+        "--once",
+        "--save",
+        text_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&text_path).unwrap(), text);
+}
+
+#[test]
+fn group_by_filter_and_client() {
+    let v = json(&[
+        "top",
+        "-r",
+        NETNS,
+        "--once",
+        "--json",
+        "--group-by",
+        "filter",
+        "--filter",
+        "web:TX@*:80",
+        "--filter",
+        "alt:TX@*:8000",
+        "--local",
+        "10.77.0.1",
+        "--local",
+        "fd77::1",
+    ]);
+    let rows: Vec<(String, u64)> = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["syn"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("web".to_string(), 8741), ("alt".to_string(), 315)]);
+    let v = json(&[
+        "top",
+        "-r",
+        NETNS,
+        "--once",
+        "--json",
+        "--group-by",
+        "client",
+    ]);
+    assert_eq!(v["destinations"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn errors_are_clear() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["top", "-r", NETNS], "needs a terminal"),
+        (&["top", "-r", NETNS, "--json"], "--json goes with --once"),
+        (&["top", "-r", NETNS, "--once", "--window", "0"], "--window"),
+        (
+            &["top", "-r", NETNS, "--once", "--window", "100000"],
+            "--window",
+        ),
+        (
+            &["top", "-r", NETNS, "--once", "--speed", "fast"],
+            "positive number or max",
+        ),
+        (
+            &["top", "-r", NETNS, "--once", "--only", "nothost"],
+            "--only",
+        ),
+        (
+            &["top", "-r", NETNS, "--once", "--filter", "x:TX@*:80"],
+            "--group-by filter",
+        ),
+        (
+            &["top", "-r", "testdata/bad/does-not-exist.pcap", "--once"],
+            "does-not-exist",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_captures_never_panic() {
+    let dir = root().join("testdata/bad");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let out = run(&["top", "-r", p.to_str().unwrap(), "--once", "--json"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{}: {err}", p.display());
+    }
+}
+
+#[test]
+fn several_files_are_one_trace() {
+    let (a, b) = (
+        "testdata/captures/zeek/wikipedia.pcap",
+        "testdata/captures/ndpi/alexa-app.pcapng",
+    );
+    let top = json(&["top", "-r", a, b, "--once", "--json", "--cumulative"]);
+    let an = json(&["analyze", "--json", "--limit", "0", a, b]);
+    assert_eq!(top["destinations"], an["destinations"]);
+    assert_eq!(
+        top["source"],
+        "wikipedia.pcap, alexa-app.pcapng (replay max)"
+    );
+}
+
+#[test]
+fn live_once_json_on_loopback() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: live capture needs root");
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args([
+            "top",
+            "-i",
+            "lo",
+            "--once",
+            "--json",
+            "-t",
+            "3",
+            "--group-by",
+            "host:port",
+            "--only",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says when the ring is open; read that line byte by byte.
+    let mut err = child.stderr.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while err.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    assert!(
+        String::from_utf8_lossy(&line).contains("capturing on lo"),
+        "{}",
+        String::from_utf8_lossy(&line)
+    );
+    let server = std::thread::spawn(move || {
+        for _ in 0..5 {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 64];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(b"pong");
+        }
+    });
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut v = Vec::new();
+        let _ = s.read_to_end(&mut v);
+    }
+    server.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["capture"]["kernel_drops"].is_u64(), "{v}");
+    let host = format!("127.0.0.1:{port}");
+    let row = v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == host.as_str())
+        .unwrap_or_else(|| panic!("no row {host}: {v}"));
+    assert_eq!(row["syn"], 5, "{row}");
+    assert_eq!(row["est_pct"], 100.0, "{row}");
+    assert_eq!(row["out"], 5, "{row}");
+    assert_eq!(row["in"], 5, "{row}");
+}
