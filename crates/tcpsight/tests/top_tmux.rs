@@ -217,6 +217,38 @@ fn replay_keys_and_restore() {
     assert!(row(&s, "fd77::2").is_some(), "{s}");
 }
 
+/// Regression: when the terminal went away (tmux killed, window closed), crossterm
+/// read the hung-up terminal's end-of-file in an endless loop inside its poll and the
+/// program spun at 100 % CPU forever. It must exit.
+#[test]
+fn exits_when_the_terminal_hangs_up() {
+    let Some(t) = Tmux::start(
+        "hangup",
+        &top_cmd("", &format!("-r {NETNS_CAP} --speed 1")),
+        160,
+        20,
+    ) else {
+        return;
+    };
+    t.wait_for(&["(replay 1x)"]);
+    let pid = t.program_pid();
+    drop(t); // kills the tmux server: the pty closes
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Gone, or a zombie nobody reaps (its parent shell died with the pty).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| !st.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+            .unwrap_or(false)
+    };
+    while alive() {
+        assert!(
+            Instant::now() < deadline,
+            "top still running 5 s after its terminal closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn sigterm_restores_the_terminal() {
     let Some(t) = Tmux::start(

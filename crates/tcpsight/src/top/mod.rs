@@ -800,6 +800,42 @@ fn finish_output(args: &TopArgs, app: &App, text: &str) -> Result<ExitCode, Stri
     Ok(ExitCode::SUCCESS)
 }
 
+/// Has the terminal on standard input hung up? (A closed pty reports POLLHUP; crossterm
+/// reads it as endless end-of-file and never returns from its poll.)
+fn terminal_hung_up() -> bool {
+    // SAFETY: poll on fd 0 with a zero timeout; isatty has no preconditions.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        libc::poll(&mut pfd, 1, 0) == 1
+            && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+}
+
+/// Sleeps up to `nap`, waking early when standard input (the terminal) is readable or
+/// hung up.
+fn wait_for_input(nap: Duration) {
+    // SAFETY: isatty and poll on fd 0 have no preconditions.
+    unsafe {
+        if libc::isatty(0) != 1 {
+            std::thread::sleep(nap);
+            return;
+        }
+        let mut pfd = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        libc::poll(&mut pfd, 1, nap.as_millis().min(i32::MAX as u128) as i32);
+    }
+}
+
 fn tui_loop<B: Backend>(
     term: &mut Terminal<B>,
     app: &mut App,
@@ -817,6 +853,12 @@ where
     let mut dirty = true;
     loop {
         if STOP.load(Ordering::Relaxed) || limit.is_some_and(|l| started.elapsed() >= l) {
+            return Ok(());
+        }
+        // The terminal went away (its window closed, tmux killed): crossterm would spin
+        // on end-of-file reads inside its poll, so look first and stop.
+        if terminal_hung_up() {
+            STOP.store(true, Ordering::Relaxed);
             return Ok(());
         }
         // Keys first: never starve them behind packets.
@@ -868,8 +910,10 @@ where
         if !wait.is_zero() || done {
             let until_draw = refresh.saturating_sub(last_draw.map_or(refresh, |t| t.elapsed()));
             let nap = wait.min(until_draw).min(Duration::from_millis(100));
-            // Sleep in the terminal's poll so a key wakes us at once.
-            let _ = event::poll(nap);
+            // Sleep until a key arrives (or the terminal hangs up) or the nap is over.
+            // Our own poll, not crossterm's: crossterm reads a hung-up terminal's
+            // end-of-file in an endless loop inside its poll, at 100 % CPU.
+            wait_for_input(nap);
         }
     }
 }
