@@ -7,7 +7,18 @@ use std::net::IpAddr;
 use crate::event::{Event, canonical};
 use crate::format::Format;
 
-/// Field names a filter uses: identifiers outside quotes that are not numbers.
+/// Whether the word starting at `start` is a value (it follows a comparison operator)
+/// rather than a field name.
+fn after_comparison(filter: &str, start: usize) -> bool {
+    let before = filter[..start].trim_end();
+    if before.ends_with("&&") || before.ends_with("||") {
+        return false;
+    }
+    before.ends_with(['=', '<', '>', '~', '&'])
+}
+
+/// Field names a filter uses: identifiers outside quotes that are not numbers nor the
+/// value of a comparison (`comm == bash`).
 pub fn identifiers(filter: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let b = filter.as_bytes();
@@ -26,7 +37,10 @@ pub fn identifiers(filter: &str) -> Vec<String> {
                 i += 1;
             }
             let word = &filter[start..i];
-            if !c.is_ascii_digit() && !out.iter().any(|w| w == word) {
+            if !c.is_ascii_digit()
+                && !after_comparison(filter, start)
+                && !out.iter().any(|w| w == word)
+            {
                 out.push(word.to_string());
             }
         } else {
@@ -97,6 +111,10 @@ mod tests {
             vec!["sport", "dport", "comm", "x_1"]
         );
         assert!(identifiers("").is_empty());
+        assert_eq!(
+            identifiers("comm == bash && !(x&1) && y & z"),
+            vec!["comm", "x", "y"]
+        );
         assert_eq!(identifiers("\"unterminated"), Vec::<String>::new());
     }
 

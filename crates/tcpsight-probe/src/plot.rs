@@ -59,6 +59,16 @@ pub fn series<'a>(
 ) -> BTreeMap<Key, ConnSeries> {
     let mut out: BTreeMap<Key, ConnSeries> = BTreeMap::new();
     for e in events {
+        if !matches!(
+            e.name.as_str(),
+            "tcp_probe"
+                | "tcp_retransmit_skb"
+                | "tcp_retransmit_synack"
+                | "tcp_send_reset"
+                | "tcp_receive_reset"
+        ) {
+            continue;
+        }
         let Some(key) = e.endpoints() else { continue };
         let t = e.ts - t0;
         let s = out.entry(key).or_default();
@@ -270,6 +280,7 @@ fn draw<DB: DrawingBackend>(
         xr.clone(),
         "segments",
         xlabel,
+        0,
         &[
             ("snd_cwnd", &s.cwnd, BLUE),
             ("ssthresh", &s.ssthresh, orange),
@@ -281,6 +292,7 @@ fn draw<DB: DrawingBackend>(
         xr.clone(),
         "srtt (ms)",
         xlabel,
+        3,
         &[("srtt", &s.srtt_ms, RGBColor(0, 140, 0))],
         marks,
     )?;
@@ -289,6 +301,7 @@ fn draw<DB: DrawingBackend>(
         xr,
         "window (bytes)",
         xlabel,
+        0,
         &[
             ("snd_wnd", &s.snd_wnd, BLUE),
             ("rcv_wnd", &s.rcv_wnd, orange),
@@ -303,6 +316,7 @@ fn panel<DB: DrawingBackend>(
     xr: Range<f64>,
     ydesc: &str,
     xlabel: &str,
+    ydigits: usize,
     lines: &Lines,
     marks: &Marks,
 ) -> Result<(), String> {
@@ -321,6 +335,7 @@ fn panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(xlabel)
         .y_desc(ydesc)
+        .y_label_formatter(&|v| format!("{v:.ydigits$}"))
         .label_style((FAMILY, 13))
         .axis_desc_style((FAMILY, 14))
         .draw()

@@ -1,7 +1,7 @@
 //! Per-connection figures from a trace: one connection per socket, keyed by its
 //! (local, remote) endpoints as the kernel printed them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
@@ -76,6 +76,12 @@ pub struct Summary {
     pub conns: BTreeMap<Key, ConnSummary>,
     pub by_event: BTreeMap<String, u64>,
     pub unattributed: u64,
+    /// State changes of listening sockets (remote port 0), not connections.
+    pub listener_events: u64,
+    /// State changes printed before the socket had a local port (connect's
+    /// CLOSE>SYN_SENT; the event does not print the socket's address), by remote end,
+    /// until a socket to that remote continues from that state.
+    unbound: HashMap<SocketAddr, VecDeque<(f64, String, String)>>,
 }
 
 impl Summary {
@@ -85,9 +91,40 @@ impl Summary {
             self.unattributed += 1;
             return;
         };
+        if key.0.port() == 0 {
+            match (e.get("oldstate"), e.get("newstate")) {
+                (Some(o), Some(n)) => self.unbound.entry(key.1).or_default().push_back((
+                    e.ts,
+                    o.to_string(),
+                    n.to_string(),
+                )),
+                _ => self.unattributed += 1,
+            }
+            return;
+        }
+        if key.1.port() == 0 {
+            self.listener_events += 1;
+            return;
+        }
         let c = self.conns.entry(key).or_default();
+        // The socket's first state change continues the one it made before it had a port.
+        if c.states.is_empty()
+            && let Some(old) = e.get("oldstate")
+            && let Some(q) = self.unbound.get_mut(&key.1)
+            && q.front().is_some_and(|x| x.2 == old)
+            && let Some(early) = q.pop_front()
+        {
+            if c.events == 0 {
+                c.first_ts = early.0;
+                c.last_ts = early.0;
+            }
+            c.events += 1;
+            c.first_ts = c.first_ts.min(early.0);
+            c.states.push(early);
+        }
         if c.events == 0 {
             c.first_ts = e.ts;
+            c.last_ts = e.ts;
         }
         c.events += 1;
         c.first_ts = c.first_ts.min(e.ts);
@@ -196,7 +233,11 @@ pub fn table(s: &Summary) -> String {
             by.join(", ")
         },
         if s.unattributed > 0 {
-            format!(" ({} without endpoints)", s.unattributed)
+            format!("; {} without endpoints", s.unattributed)
+        } else {
+            String::new()
+        } + &if s.listener_events > 0 {
+            format!("; {} on listening sockets", s.listener_events)
         } else {
             String::new()
         }
@@ -214,6 +255,22 @@ mod tests {
             Ok(Line::Event(e)) => e,
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn connect_before_bind_and_listeners() {
+        let lines = [
+            "a-1 [0] .... 1.0: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=0 dport=80 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_CLOSE newstate=TCP_SYN_SENT",
+            "a-1 [0] .... 1.1: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=80 dport=0 saddr=127.0.0.1 daddr=0.0.0.0 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:0.0.0.0 oldstate=TCP_CLOSE newstate=TCP_LISTEN",
+            "a-1 [0] .... 1.2: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=4000 dport=80 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_SYN_SENT newstate=TCP_ESTABLISHED",
+        ];
+        let evs: Vec<Event> = lines.iter().map(|l| ev(l)).collect();
+        let s = Summary::from_events(&evs);
+        assert_eq!(s.conns.len(), 1);
+        assert_eq!(s.listener_events, 1);
+        let c = s.conns.values().next().unwrap();
+        assert_eq!(c.state_path(), "CLOSE>SYN_SENT>ESTABLISHED");
+        assert_eq!((c.events, c.first_ts, c.last_ts), (2, 1.0, 1.2));
     }
 
     #[test]

@@ -71,7 +71,22 @@ fn mounted_tracefs() -> Option<PathBuf> {
         })
         .collect();
     found.sort_by_key(|p| p != Path::new(DEFAULT_ROOT));
-    found.into_iter().find(|p| is_tracefs(p))
+    found.into_iter().next()
+}
+
+/// A mounted tracefs this process cannot use says why.
+fn check_access(p: &Path) -> Result<(), String> {
+    match fs::read_dir(p.join("instances")) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(format!(
+            "tracefs at {}: {e} (tracing needs root)",
+            p.display()
+        )),
+        Err(e) => Err(format!(
+            "tracefs at {}: instances/: {e} (kernel without tracing instances?)",
+            p.display()
+        )),
+    }
 }
 
 impl Tracefs {
@@ -91,6 +106,7 @@ impl Tracefs {
             ));
         }
         if let Some(r) = mounted_tracefs() {
+            check_access(&r)?;
             return Ok(Tracefs {
                 root: r,
                 mounted_here: false,

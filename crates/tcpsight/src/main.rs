@@ -4,6 +4,7 @@ mod analyze;
 mod format;
 mod inputs;
 mod output;
+mod probe;
 mod statsock;
 mod watch;
 mod watchfilter;
@@ -32,6 +33,8 @@ enum Command {
     Watch(Box<watch::WatchArgs>),
     /// Totals of a running live watch, from its stats socket
     Stat(statsock::StatArgs),
+    /// Kernel TCP tracing (tcp_probe and friends): trace, parse, plot, summary
+    Probe(Box<probe::ProbeArgs>),
     /// Print the connection record schema (every field of --flows output)
     Fields,
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(*args),
         Command::Watch(args) => watch::run(*args),
         Command::Stat(args) => statsock::stat(args),
+        Command::Probe(args) => probe::run(*args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
                 println!("{name}");
