@@ -230,6 +230,18 @@ pub fn plot(events: &[Event], opts: &PlotOptions) -> Result<PlotReport, String> 
     Ok(rep)
 }
 
+/// A value holds until the next event changes it: draw steps, not slopes.
+fn steps(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(pts.len() * 2);
+    for (i, p) in pts.iter().enumerate() {
+        if i > 0 {
+            out.push((p.0, pts[i - 1].1));
+        }
+        out.push(*p);
+    }
+    out
+}
+
 fn x_range(s: &ConnSeries) -> Range<f64> {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
@@ -348,7 +360,7 @@ fn panel<DB: DrawingBackend>(
         let color = *color;
         let style = color.stroke_width(2);
         chart
-            .draw_series(LineSeries::new(pts.iter().copied(), style))
+            .draw_series(LineSeries::new(steps(pts), style))
             .map_err(err)?
             .label(*name)
             .legend(move |(x, y)| {
@@ -437,6 +449,15 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn step_points() {
+        assert_eq!(
+            steps(&[(0.0, 1.0), (1.0, 5.0), (2.0, 2.0)]),
+            vec![(0.0, 1.0), (1.0, 1.0), (1.0, 5.0), (2.0, 5.0), (2.0, 2.0)]
+        );
+        assert!(steps(&[]).is_empty());
     }
 
     #[test]
