@@ -50,15 +50,18 @@ impl ConnSummary {
     pub fn srtt_p99(&self) -> Option<u64> {
         percentile(&self.srtt_us, 99.0)
     }
-    /// The states visited, `A>B>C`.
+    /// The states visited, `A>B>C` (a change to the same state, as a second shutdown
+    /// in FIN_WAIT1 makes, is not repeated).
     pub fn state_path(&self) -> String {
         let mut s = String::new();
         for (i, (_, old, new)) in self.states.iter().enumerate() {
             if i == 0 {
                 s.push_str(short_state(old));
             }
-            s.push('>');
-            s.push_str(short_state(new));
+            if old != new {
+                s.push('>');
+                s.push_str(short_state(new));
+            }
         }
         s
     }
