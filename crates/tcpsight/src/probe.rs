@@ -465,6 +465,12 @@ fn trace(a: TraceArgs) -> Result<(), String> {
         return Err("-t: SECONDS must be a number >= 0".into());
     }
     let tfs = Tracefs::open(a.tracefs.as_deref())?;
+    if tfs.mounted_here() {
+        eprintln!(
+            "tcpsight: mounted tracefs at {} (unmounted on exit)",
+            tfs.root.display()
+        );
+    }
     let mut formats = Vec::new();
     for ev in EVENTS {
         formats.push((ev.to_string(), tfs.format(ev)?));

@@ -550,6 +550,50 @@ fn with_capture_joins_kernel_and_wire() {
 }
 
 #[test]
+fn mounts_tracefs_when_not_mounted() {
+    if !can_trace("mounts_tracefs_when_not_mounted") {
+        return;
+    }
+    if !Path::new("/usr/bin/unshare").exists() {
+        eprintln!("skipping mounts_tracefs_when_not_mounted: no unshare(1)");
+        return;
+    }
+    // tracefs is one superblock: the instance shows in every mount of it.
+    let _g = lock();
+    // In a private mount namespace, so the machine's tracefs mount is not touched.
+    let script = format!(
+        "umount /sys/kernel/tracing || exit 99; \
+         if grep -q ' tracefs ' /proc/self/mounts; then exit 98; fi; \
+         {} probe trace -t 0.3 --port 9; rc=$?; \
+         grep -c ' tracefs ' /proc/self/mounts; exit $rc",
+        bin()
+    );
+    let out = Command::new("/usr/bin/unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(99) | Some(98) => {
+            eprintln!(
+                "skipping mounts_tracefs_when_not_mounted: cannot unmount tracefs here: {err}"
+            );
+            return;
+        }
+        Some(0) => {}
+        other => panic!("{other:?}: {err}"),
+    }
+    assert!(
+        err.contains("mounted tracefs at /sys/kernel/tracing"),
+        "{err}"
+    );
+    assert!(err.contains("events written"), "{err}");
+    // Unmounted again on exit.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    assert!(Path::new(TRACEFS).join("instances").is_dir());
+}
+
+#[test]
 fn errors_without_tracefs_root_or_events() {
     // No tracefs there.
     let out = Command::new(bin())
