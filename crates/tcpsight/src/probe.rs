@@ -378,7 +378,13 @@ fn setup(
     let mut filtered = Vec::new();
     for (ev, fmt) in formats {
         if let Some(fl) = filter::event_filter(a.filter.as_deref(), &a.port, fmt) {
-            inst.set_filter(ev, &fl)?;
+            inst.set_filter(ev, &fl).map_err(|e| {
+                if fl.contains("saddr") || fl.contains("daddr") {
+                    format!("{e} (the kernel does not filter address arrays: use --host)")
+                } else {
+                    e
+                }
+            })?;
             filtered.push(ev.replace('/', ":"));
         }
     }
