@@ -348,6 +348,15 @@ fn panel<DB: DrawingBackend>(
         .x_desc(xlabel)
         .y_desc(ydesc)
         .y_label_formatter(&|v| format!("{v:.ydigits$}"))
+        .x_label_formatter(&|v| {
+            // Padding puts the first tick just below 0: no "-0".
+            let t = format!("{v}");
+            if *v <= 0.0 && *v > -1e-9 {
+                "0".into()
+            } else {
+                t
+            }
+        })
         .label_style((FAMILY, 13))
         .axis_desc_style((FAMILY, 14))
         .draw()

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tcpsight_core::{Collect, Config, ConnRecord, Engine};
 use tcpsight_live::{LiveCapture, LiveOptions};
 use tcpsight_probe::filter::{self, Selector};
@@ -174,28 +174,41 @@ const RESERVED: [&str; 8] = [
     "ts", "cpu", "task", "pid", "flags", "event", "local", "remote",
 ];
 
-/// One event as a flat JSON object: the line's columns, the socket's two ends, then every
-/// field typed by its event's format (a field named like a column gets a `field_` prefix).
-pub fn event_json(e: &Event, f: &Formats) -> Value {
-    let mut m = Map::new();
-    m.insert("ts".into(), json!(e.ts));
-    m.insert("event".into(), json!(e.name));
-    m.insert("task".into(), json!(e.task));
-    m.insert("pid".into(), json!(e.pid));
-    m.insert("cpu".into(), json!(e.cpu));
+/// One event as a flat JSON object, keys in a fixed order: the line's columns, the
+/// socket's two ends, then every field in printed order, typed by its event's format (a
+/// field named like a column gets a `field_` prefix; a repeated field keeps its first value).
+pub fn event_json(e: &Event, f: &Formats) -> String {
+    let mut s = String::with_capacity(512);
+    let mut seen: Vec<&str> = Vec::with_capacity(e.fields.len() + 8);
+    let put = |s: &mut String, k: &str, v: Value| {
+        s.push(if s.is_empty() { '{' } else { ',' });
+        s.push_str(&Value::from(k).to_string());
+        s.push(':');
+        s.push_str(&v.to_string());
+    };
+    put(&mut s, "ts", json!(e.ts));
+    put(&mut s, "event", json!(e.name));
+    put(&mut s, "task", json!(e.task));
+    put(&mut s, "pid", json!(e.pid));
+    put(&mut s, "cpu", json!(e.cpu));
     if let Some((l, r)) = e.endpoints() {
-        m.insert("local".into(), json!(l.to_string()));
-        m.insert("remote".into(), json!(r.to_string()));
+        put(&mut s, "local", json!(l.to_string()));
+        put(&mut s, "remote", json!(r.to_string()));
     }
     for (k, v) in &e.fields {
-        let key = if RESERVED.contains(&k.as_str()) {
-            format!("field_{k}")
+        if seen.contains(&k.as_str()) {
+            continue;
+        }
+        seen.push(k);
+        let typed = f.typed(&e.name, k, v);
+        if RESERVED.contains(&k.as_str()) {
+            put(&mut s, &format!("field_{k}"), typed);
         } else {
-            k.clone()
-        };
-        m.insert(key, f.typed(&e.name, k, v));
+            put(&mut s, k, typed);
+        }
     }
-    Value::Object(m)
+    s.push('}');
+    s
 }
 
 fn note_garbage(what: &str, st: &ReadStats) {

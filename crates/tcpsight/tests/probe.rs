@@ -663,7 +663,15 @@ fn file_commands_on_the_samples() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let ev = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Columns first, then the fields in printed order.
+    assert!(
+        text.starts_with(
+            "{\"ts\":1312.37142,\"event\":\"tcp_probe\",\"task\":\"iperf3\",\"pid\":2140,\"cpu\":1,\"local\":\"10.0.1.1:58760\",\"remote\":\"10.0.0.1:5201\",\"src\":"
+        ),
+        "{text}"
+    );
+    let ev = json_lines(&text);
     assert_eq!(ev.len(), 25);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
