@@ -5,6 +5,7 @@ mod capture;
 mod format;
 mod inputs;
 mod output;
+mod probe;
 mod statsock;
 mod top;
 mod watch;
@@ -39,6 +40,8 @@ enum Command {
     /// Write a capture file from an interface: control packets only (SYN, FIN, RST,
     /// ICMP errors) by default, or --all
     Capture(Box<capture::CaptureArgs>),
+    /// Kernel TCP tracing (tcp_probe and friends): trace, parse, plot, summary
+    Probe(Box<probe::ProbeArgs>),
     /// Print the connection record schema (every field of --flows output)
     Fields,
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Top(args) => top::run(*args),
         Command::Stat(args) => statsock::stat(args),
         Command::Capture(args) => capture::run(*args),
+        Command::Probe(args) => probe::run(*args),
         Command::Fields => {
             for name in tcpsight_core::record::field_names() {
                 println!("{name}");
