@@ -71,6 +71,9 @@ pub struct Shared {
     pub frames: u64,
     pub tcp_packets: u64,
     pub kernel_drops: u64,
+    /// Kernel drops already announced on stderr, and when.
+    pub drops_announced: u64,
+    pub announced_at: Option<std::time::Instant>,
     last_delta: Option<(Vec<Totals>, u64, u64, u64)>,
 }
 

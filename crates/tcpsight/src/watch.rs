@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tcpsight_core::{
     Config, ConnRecord, Endpoint, Engine, HandshakeEvent, LinkType, Observer, Outcome,
 };
@@ -589,6 +589,20 @@ impl Worker {
             g.frames += now.0 - self.reported.0;
             g.tcp_packets += now.1 - self.reported.1;
             g.kernel_drops += now.2 - self.reported.2;
+            // The trust signal, live: new kernel drops are said on stderr at once (at
+            // most once a second), not only in the summary.
+            let t = Instant::now();
+            if g.kernel_drops > g.drops_announced
+                && g.announced_at
+                    .is_none_or(|a| t.duration_since(a) >= Duration::from_secs(1))
+            {
+                eprintln!(
+                    "tcpsight: kernel dropped {} packets so far (ring full): figures may be incomplete; a bigger -B or --threads may help",
+                    thousands(g.kernel_drops)
+                );
+                g.drops_announced = g.kernel_drops;
+                g.announced_at = Some(t);
+            }
         }
         self.reported = now;
     }

@@ -380,4 +380,10 @@ fn kernel_drops_of_a_tiny_ring_are_reported() {
         .map(|s| s.replace(',', "").parse().unwrap())
         .unwrap();
     assert!(drops > 0, "{line}");
+    // Said live too, on stderr, as soon as the watcher ran again.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kernel dropped") && err.contains("figures may be incomplete"),
+        "{err}"
+    );
 }
