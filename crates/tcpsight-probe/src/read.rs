@@ -17,6 +17,9 @@ pub struct ReadStats {
     pub lost: u64,
     /// The first garbage line: its number and (up to 80 characters of) its text.
     pub first_garbage: Option<(u64, String)>,
+    /// The file could not be read to its end (a truncated gzip stream, an I/O error):
+    /// what. The events before it were kept.
+    pub read_error: Option<String>,
 }
 
 impl ReadStats {
@@ -88,12 +91,16 @@ pub fn for_each_event(
     }
 }
 
-/// Reads a whole trace file into memory.
+/// Reads a whole trace file into memory. A file that cannot be opened is an error; one
+/// that breaks off (truncated gzip, I/O error) keeps every event read before the
+/// damage, and says what happened in `read_error`.
 pub fn read_file(path: &str) -> Result<(Vec<Event>, ReadStats), String> {
     let mut r = open(path)?;
     let mut stats = ReadStats::default();
     let mut events = Vec::new();
-    for_each_event(&mut *r, &mut stats, |e| events.push(e)).map_err(|e| format!("{path}: {e}"))?;
+    if let Err(e) = for_each_event(&mut *r, &mut stats, |e| events.push(e)) {
+        stats.read_error = Some(format!("{path}: {e}"));
+    }
     Ok((events, stats))
 }
 
@@ -141,6 +148,13 @@ mod tests {
         }
         let bytes = enc.finish().unwrap();
         std::fs::write(&g, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(read_file(g.to_str().unwrap()).is_err());
+        // The events before the damage are kept, and the damage is named.
+        let (events, st) = read_file(g.to_str().unwrap()).unwrap();
+        assert!(
+            !events.is_empty() && events.len() < 1000,
+            "{}",
+            events.len()
+        );
+        assert!(st.read_error.unwrap().contains("t.gz"));
     }
 }

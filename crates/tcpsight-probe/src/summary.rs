@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use tcpsight_core::stats::Quantiles;
 
 use serde_json::{Value, json};
 
@@ -12,7 +13,7 @@ use crate::event::Event;
 pub const INFINITE_SSTHRESH: u64 = 0x7fff_ffff;
 
 /// The kernel's view of one socket.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ConnSummary {
     pub events: u64,
     pub probes: u64,
@@ -22,8 +23,10 @@ pub struct ConnSummary {
     pub cwnd_max: Option<u64>,
     /// Smallest finite ssthresh seen.
     pub ssthresh_min: Option<u64>,
-    /// srtt samples in microseconds (tcp_probe's srtt), non-zero only.
-    pub srtt_us: Vec<u64>,
+    /// srtt samples in microseconds (tcp_probe's srtt), non-zero only: exact up to
+    /// 4,096 per connection, then a log-linear histogram (within 6.25 %), so a trace
+    /// left running keeps bounded memory per connection.
+    pub srtt_us: Quantiles<4096, 1>,
     pub retransmits: u64,
     pub synack_retransmits: u64,
     pub resets_sent: u64,
@@ -45,10 +48,10 @@ pub fn percentile(samples: &[u64], p: f64) -> Option<u64> {
 
 impl ConnSummary {
     pub fn srtt_p50(&self) -> Option<u64> {
-        percentile(&self.srtt_us, 50.0)
+        self.srtt_us.percentile(50.0)
     }
     pub fn srtt_p99(&self) -> Option<u64> {
-        percentile(&self.srtt_us, 99.0)
+        self.srtt_us.percentile(99.0)
     }
     /// The states visited, `A>B>C` (a change to the same state, as a second shutdown
     /// in FIN_WAIT1 makes, is not repeated).
@@ -143,7 +146,7 @@ impl Summary {
                     c.ssthresh_min = Some(c.ssthresh_min.map_or(s, |m| m.min(s)));
                 }
                 if let Some(r) = e.uint("srtt").filter(|r| *r > 0) {
-                    c.srtt_us.push(r);
+                    c.srtt_us.add(r);
                 }
             }
             "tcp_retransmit_skb" => c.retransmits += 1,

@@ -112,11 +112,11 @@ struct PlotArgs {
     /// Keep port-22 connections (left out by default, as tcp_probe does)
     #[arg(long = "include-ssh")]
     include_ssh: bool,
-    /// Image width in pixels
-    #[arg(long, default_value_t = 1200)]
+    /// Image width in pixels (300 to 16384)
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=16384))]
     width: u32,
-    /// Image height in pixels
-    #[arg(long, default_value_t = 900)]
+    /// Image height in pixels (300 to 16384)
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u32).range(300..=16384))]
     height: u32,
 }
 
@@ -138,6 +138,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         ProbeCmd::Summary(a) => summary_cmd(a),
     };
     match r {
+        Ok(()) if DAMAGED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::from(2),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tcpsight: {e}");
@@ -306,10 +307,17 @@ fn parse(a: ParseArgs) -> Result<(), String> {
     res.map_err(|e| format!("{}: {e} (everything before it was converted)", a.file))
 }
 
+/// Set when an input broke off: what was read before is used, and the exit status is 2.
+static DAMAGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn read_all(file: &str) -> Result<(Vec<Event>, ReadStats), String> {
     let r = read::read_file(file);
     if let Ok((_, st)) = &r {
         note_garbage(file, st);
+        if let Some(e) = &st.read_error {
+            eprintln!("tcpsight: {e} (everything before it is used)");
+            DAMAGED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     r
 }

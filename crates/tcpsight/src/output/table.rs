@@ -116,6 +116,8 @@ pub struct HostStats {
     fin_out: u64,
     fin_in: u64,
     exchanges: Counts,
+    /// Connections that carried at least one exchange (for QoS's `*`).
+    busy_conns: u64,
     connect_ns: Values,
     out_msgs: u64,
     in_msgs: u64,
@@ -136,6 +138,7 @@ impl HostStats {
         self.fin_in += f.fin_in as u64;
         if let Some(x) = f.exchanges {
             self.exchanges.add(x as u64);
+            self.busy_conns += (x > 0) as u64;
         }
         if let Some(c) = f.connect_ns {
             self.connect_ns.add(c);
@@ -167,7 +170,9 @@ impl HostStats {
             fin_in_pct: pct(h.fin_in, h.conns).unwrap_or(0.0),
             est_rate: h.est as f64 / span,
             qos_p95: h.exchanges.percentile(95.0),
-            qos_all_in_one: h.exchanges.count() == 1 && h.conns == 1 && h.exchanges.max() > Some(1),
+            // trtop's `*`: one connection carried every exchange (others, refused or
+            // idle, may exist), so the percentile says nothing about reuse.
+            qos_all_in_one: h.busy_conns == 1 && h.exchanges.max() > Some(1),
             lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
             out: h.out_msgs,
             inb: h.in_msgs,
@@ -435,6 +440,7 @@ pub fn to_json(rows: &[Row], limit: usize) -> Json {
                     "fin_in_pct": r.fin_in_pct,
                     "est_per_s": r.est_rate,
                     "qos_p95": r.qos_p95,
+                    "qos_all_in_one": r.qos_all_in_one,
                     "lat_us_p50": us(r.lat[0]),
                     "lat_us_p95": us(r.lat[1]),
                     "lat_us_p99": us(r.lat[2]),
@@ -447,4 +453,38 @@ pub fn to_json(rows: &[Row], limit: usize) -> Json {
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(exchanges: Option<u32>) -> ConnFacts {
+        ConnFacts {
+            syn: true,
+            synack: exchanges.is_some(),
+            est: exchanges.is_some(),
+            exchanges,
+            ..ConnFacts::default()
+        }
+    }
+
+    /// trtop's `*`: one connection carried every exchange, whatever other (refused,
+    /// idle) connections the endpoint had; two busy connections, or one carrying a
+    /// single exchange, get no star.
+    #[test]
+    fn qos_star_when_one_connection_carried_all() {
+        let mut h = HostStats::default();
+        for f in [conn(Some(40)), conn(None), conn(None), conn(Some(0))] {
+            h.add_connection(&f);
+        }
+        let r = h.row("10.0.0.1".into(), 1.0);
+        assert!(r.qos_all_in_one);
+        assert_eq!(r.qos_p95, Some(40));
+        h.add_connection(&conn(Some(3)));
+        assert!(!h.row("10.0.0.1".into(), 1.0).qos_all_in_one);
+        let mut one = HostStats::default();
+        one.add_connection(&conn(Some(1)));
+        assert!(!one.row("h".into(), 1.0).qos_all_in_one);
+    }
 }

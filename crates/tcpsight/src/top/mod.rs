@@ -434,7 +434,13 @@ impl Replay {
     /// handshakes time out, at the replay's pace.
     fn advance_clock(&self, engine: &mut Engine, model: &mut Model) {
         if let (Speed::Factor(f), Some((t0, w0))) = (self.speed, self.origin) {
-            let now = t0.saturating_add((w0.elapsed().as_secs_f64() * f * 1e9) as u64);
+            let mut now = t0.saturating_add((w0.elapsed().as_secs_f64() * f * 1e9) as u64);
+            // Never past the frame waiting to be due: time read after its due check
+            // may have moved on, and jumping over it could time out a handshake it
+            // completes.
+            if let Some((ts, ..)) = &self.pending {
+                now = now.min(ts.saturating_sub(1));
+            }
             engine.advance(now, model);
             model.tick(now);
         }
@@ -577,9 +583,8 @@ fn open_source(args: &TopArgs) -> Result<(Source, String), String> {
     }
     let (readers, errors) = crate::inputs::open_all(&args.files);
     if readers.is_empty() || !errors.is_empty() {
-        return Err(errors
-            .first()
-            .map_or("no capture to read".into(), |e| e.to_string()));
+        // open_all has said what is wrong, one line per file: nothing more to print.
+        return Err(String::new());
     }
     let names: Vec<&str> = args
         .files
@@ -634,6 +639,9 @@ fn build_model(args: &TopArgs) -> Result<Model, String> {
         if !args.filter.is_empty() {
             return Err("--filter needs --group-by filter".into());
         }
+        if !args.local.is_empty() {
+            return Err("--local needs --group-by filter (it says what RX and TX mean)".into());
+        }
         None
     };
     Ok(Model::new(args.group_by, filters, only, args.keep))
@@ -643,7 +651,10 @@ pub fn run(args: TopArgs) -> ExitCode {
     match run_inner(&args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tcpsight: {e}");
+            // Empty: already reported where it happened.
+            if !e.is_empty() {
+                eprintln!("tcpsight: {e}");
+            }
             ExitCode::from(2)
         }
     }
