@@ -27,7 +27,12 @@ pub enum SortBy {
     FinO,
     FinI,
     Qos,
+    /// Connect time p95 (the middle Lat column)
     Lat,
+    LatP50,
+    LatP99,
+    /// Established connections per second
+    EstRate,
     Out,
     In,
     Rtt,
@@ -285,6 +290,9 @@ pub fn sort_value(r: &Row, sort: SortBy) -> f64 {
         SortBy::FinI => r.fin_in_pct,
         SortBy::Qos => r.qos_p95.map_or(-1.0, |v| v as f64),
         SortBy::Lat => r.lat[1].map_or(-1.0, |v| v as f64),
+        SortBy::LatP50 => r.lat[0].map_or(-1.0, |v| v as f64),
+        SortBy::LatP99 => r.lat[2].map_or(-1.0, |v| v as f64),
+        SortBy::EstRate => r.est_rate,
         SortBy::Out => r.out as f64,
         SortBy::In => r.inb as f64,
         SortBy::Rtt => r.rtt_p95.map_or(-1.0, |v| v as f64),
@@ -331,11 +339,11 @@ pub const COLUMN_SORT: [SortBy; 18] = [
     SortBy::Rst,
     SortBy::FinO,
     SortBy::FinI,
-    SortBy::Est,
+    SortBy::EstRate,
     SortBy::Qos,
+    SortBy::LatP50,
     SortBy::Lat,
-    SortBy::Lat,
-    SortBy::Lat,
+    SortBy::LatP99,
     SortBy::Out,
     SortBy::In,
     SortBy::Rtt,
@@ -466,6 +474,21 @@ mod tests {
             est: exchanges.is_some(),
             exchanges,
             ..ConnFacts::default()
+        }
+    }
+
+    /// Every column sorts by its own values (top's `<` `>` keys walk them); only Syn/s
+    /// shares Syn's key, as a rate over the same span orders rows the same way.
+    #[test]
+    fn every_column_has_its_own_sort() {
+        for (i, s) in COLUMN_SORT.iter().enumerate() {
+            let first = COLUMN_SORT.iter().position(|c| c == s).unwrap();
+            let want = if HEADER[i] == "Syn/s" { i - 1 } else { i };
+            assert_eq!(
+                first, want,
+                "column {} sorts as column {}",
+                HEADER[i], HEADER[first]
+            );
         }
     }
 

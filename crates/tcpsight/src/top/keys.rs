@@ -7,7 +7,7 @@ use super::model::{Key, RowFilter};
 use crate::output::table::SortBy;
 
 /// Sort columns in the order `<` and `>` walk through them.
-pub const SORTS: [SortBy; 14] = [
+pub const SORTS: [SortBy; 17] = [
     SortBy::Host,
     SortBy::Syn,
     SortBy::Synack,
@@ -15,8 +15,11 @@ pub const SORTS: [SortBy; 14] = [
     SortBy::Rst,
     SortBy::FinO,
     SortBy::FinI,
+    SortBy::EstRate,
     SortBy::Qos,
+    SortBy::LatP50,
     SortBy::Lat,
+    SortBy::LatP99,
     SortBy::Out,
     SortBy::In,
     SortBy::Rtt,
