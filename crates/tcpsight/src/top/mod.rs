@@ -703,6 +703,17 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
+    // A watchdog: once a stop was asked for (signal, or the terminal hung up), the
+    // program is gone within 3 s even if the terminal library is stuck reading a dead
+    // tty (crossterm can loop on its end-of-file): never a process spinning forever.
+    std::thread::spawn(|| {
+        while !STOP.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        restore_terminal();
+        std::process::exit(2);
+    });
     let limit = args
         .duration
         .map(secs)
