@@ -4,28 +4,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::model::{Key, RowFilter};
-use crate::output::table::SortBy;
-
-/// Sort columns in the order `<` and `>` walk through them.
-pub const SORTS: [SortBy; 17] = [
-    SortBy::Host,
-    SortBy::Syn,
-    SortBy::Synack,
-    SortBy::Est,
-    SortBy::Rst,
-    SortBy::FinO,
-    SortBy::FinI,
-    SortBy::EstRate,
-    SortBy::Qos,
-    SortBy::LatP50,
-    SortBy::Lat,
-    SortBy::LatP99,
-    SortBy::Out,
-    SortBy::In,
-    SortBy::Rtt,
-    SortBy::Retx,
-    SortBy::Err,
-];
+use crate::output::table::{COLUMN_SORT, SortBy};
 
 /// What the run loop does after a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,10 +57,22 @@ impl Ui {
         }
     }
 
+    /// `<` and `>` walk the table's columns in screen order (COLUMN_SORT), skipping a
+    /// column that sorts like the one before it (Syn/s like Syn).
     fn move_sort(&mut self, step: isize) {
-        let i = SORTS.iter().position(|s| *s == self.sort).unwrap_or(0) as isize;
-        let n = SORTS.len() as isize;
-        self.sort = SORTS[((i + step).rem_euclid(n)) as usize];
+        let n = COLUMN_SORT.len() as isize;
+        let mut i = COLUMN_SORT
+            .iter()
+            .position(|s| *s == self.sort)
+            .unwrap_or(0) as isize;
+        loop {
+            i = (i + step).rem_euclid(n);
+            let s = COLUMN_SORT[i as usize];
+            if s != self.sort && COLUMN_SORT.iter().position(|c| *c == s) == Some(i as usize) {
+                self.sort = s;
+                return;
+            }
+        }
     }
 
     /// Handles one key. `rows` is the number of rows on screen (table or drill-down
