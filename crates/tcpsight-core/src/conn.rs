@@ -73,6 +73,11 @@ pub(crate) struct Conn {
     exchanges: u32,
     responses: ResponseTimes,
     history: History,
+    /// The deadline of this connection's live entry in the engine's timer heap.
+    pub timer_at: u64,
+    /// Interim records reported so far (the next is due `active_timeout` after the
+    /// first packet, then every `active_timeout`).
+    pub interims: u32,
 }
 
 impl Conn {
@@ -125,6 +130,8 @@ impl Conn {
             exchanges: 0,
             responses: ResponseTimes::default(),
             history,
+            timer_at: u64::MAX,
+            interims: 0,
         }
     }
 
@@ -212,7 +219,14 @@ impl Conn {
             ooo_threshold,
         );
         if ack {
-            rev.on_acked(now, seg.ack);
+            // What the acknowledging side could have received beyond the highest byte
+            // seen: one advertised window (scaled when both sides offered scaling).
+            let scale = match (d.wscale, rev.wscale) {
+                (Some(a), Some(_)) => a.min(14),
+                _ => 0,
+            };
+            let window = ((seg.window.unwrap_or(u16::MAX) as u64) << scale).max(1 << 16);
+            rev.on_acked(now, seg.ack, window);
         }
         let answers_keep_alive = rev.last_was_keep_alive();
         d.on_ack_sent(
@@ -546,6 +560,7 @@ impl Conn {
         let c = self.client();
         let sv = self.server();
         ConnRecord {
+            id: Default::default(),
             ts_first_ns: self.ts_first,
             ts_last_ns: self.ts_last,
             client: c.addr,
@@ -615,6 +630,7 @@ fn dir_record(d: &DirState) -> DirRecord {
         messages: d.messages,
         fin_pkts: d.fins as u32,
         rst_pkts: d.rsts as u32,
+        stray_acks: d.stray_acks as u32,
     }
 }
 

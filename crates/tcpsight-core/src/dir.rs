@@ -186,6 +186,8 @@ pub struct DirState {
     pub messages: u32,
     pub fins: u16,
     pub rsts: u16,
+    /// ACKs beyond any plausible window (see `on_acked`).
+    pub stray_acks: u16,
     pub rtt: RttStats,
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
@@ -202,6 +204,7 @@ pub struct DirState {
     fin_off: Option<u64>,
     /// Highest offset accounted as either seen or counted as a gap.
     gap_top: u64,
+
     /// Sequence ranges the capture skipped; allocated at the first one (most
     /// connections never have any).
     holes: Option<Box<Holes>>,
@@ -434,7 +437,10 @@ impl DirState {
 
     /// The peer acknowledged `ack` at `now`: take an RTT sample if the ACK exactly ends a
     /// segment sent once, drop acknowledged segments, settle capture gaps.
-    pub fn on_acked(&mut self, now: u64, ack: Seq) {
+    /// `window` bounds how far beyond the highest byte seen an ACK can plausibly reach
+    /// (the acknowledging side's advertised window): an ACK past that is a stray (a
+    /// corrupt or forged segment, or another connection's), counted apart, never a gap.
+    pub fn on_acked(&mut self, now: u64, ack: Seq, window: u64) {
         // tcptrace's NOSAMP: an earlier segment covered by the same ACK was sent again,
         // so the ACK may answer that retransmission rather than the segment it ends.
         let mut earlier_resent = false;
@@ -457,6 +463,10 @@ impl DirState {
             self.gap_bytes += h.settle(acked);
         }
         if acked > self.gap_top {
+            if acked - self.gap_top > window {
+                self.stray_acks = self.stray_acks.saturating_add(1);
+                return;
+            }
             self.gap_bytes += acked - self.gap_top;
             self.gap_top = acked;
         }

@@ -10,8 +10,9 @@ pub struct Endpoint {
 }
 
 /// Direction-free key: `lo` is the smaller endpoint. Loopback and same-address
-/// connections stay distinct by port, so they are keyed correctly too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// connections stay distinct by port, so they are keyed correctly too. Ordered by
+/// (lo, hi, vlan): the tie-break of reports due at the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub lo: Endpoint,
     pub hi: Endpoint,

@@ -23,6 +23,9 @@ mod time;
 
 pub use addr::Addr;
 pub use decode::LinkType;
-pub use engine::{CaptureStats, Collect, Config, Engine, ExchangeEvent, HandshakeEvent, Observer};
-pub use flow::{Endpoint, Side};
+pub use engine::{
+    CaptureStats, Cause, Collect, Config, ConnId, Engine, ExchangeEvent, HandshakeEvent, Observer,
+    connection_hash,
+};
+pub use flow::{Endpoint, FlowKey, Side};
 pub use record::{Close, ConnRecord, DirRecord, Outcome, Value};

@@ -87,11 +87,17 @@ pub struct DirRecord {
     pub messages: u32,
     pub fin_pkts: u32,
     pub rst_pkts: u32,
+    /// ACKs of this direction's data far beyond anything it could have sent (not in
+    /// the schema: the capture summary counts them).
+    pub stray_acks: u32,
 }
 
 /// One finished connection.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConnRecord {
+    /// The engine's id of the connection (not in the schema: it joins a connection's
+    /// events and record inside one run).
+    pub id: crate::engine::ConnId,
     pub ts_first_ns: u64,
     pub ts_last_ns: u64,
     pub client: Addr,
@@ -200,6 +206,7 @@ impl ConnRecord {
     /// A record with every optional field set, for schema listings and tests.
     pub fn example() -> ConnRecord {
         ConnRecord {
+            id: Default::default(),
             ts_first_ns: 0,
             ts_last_ns: 0,
             client: Addr::from_v4([0, 0, 0, 0]),
