@@ -75,9 +75,10 @@ pub(crate) struct Conn {
     history: History,
     /// The deadline of this connection's live entry in the engine's timer heap.
     pub timer_at: u64,
-    /// Interim records reported so far (the next is due `active_timeout` after the
-    /// first packet, then every `active_timeout`).
-    pub interims: u32,
+    /// When the last interim record was reported (0: none yet; the first is due
+    /// `active_timeout` after the handshake, or after the first packet of a midstream
+    /// connection).
+    pub last_interim: u64,
 }
 
 impl Conn {
@@ -131,7 +132,7 @@ impl Conn {
             responses: ResponseTimes::default(),
             history,
             timer_at: u64::MAX,
-            interims: 0,
+            last_interim: 0,
         }
     }
 
@@ -173,6 +174,11 @@ impl Conn {
             // The server's own SYN during our handshake is a simultaneous open.
             Side::Server => !(self.phase == Phase::SynSent && self.server_isn.is_none()),
         }
+    }
+
+    /// When the handshake completed.
+    pub fn established_at(&self) -> Option<u64> {
+        self.established.get()
     }
 
     /// Whether both directions are finished (FIN each way) or any RST was seen.
@@ -221,8 +227,10 @@ impl Conn {
         if ack {
             // What the acknowledging side could have received beyond the highest byte
             // seen: one advertised window (scaled when both sides offered scaling).
-            let scale = match (d.wscale, rev.wscale) {
-                (Some(a), Some(_)) => a.min(14),
+            // Without the handshake the scale is unknown: assume the largest.
+            let scale = match (self.phase, d.wscale, rev.wscale) {
+                (Phase::Midstream, ..) => 14,
+                (_, Some(a), Some(_)) => a.min(14),
                 _ => 0,
             };
             let window = ((seg.window.unwrap_or(u16::MAX) as u64) << scale).max(1 << 16);

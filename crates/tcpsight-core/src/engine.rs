@@ -479,7 +479,8 @@ impl Engine {
             self.evict_one(obs);
         }
         let hash = conn.hash;
-        let deadline = self.deadline(&conn);
+        // Never before the clock: reports stay in time order (see `Cause`).
+        let deadline = self.deadline(&conn).max(self.now);
         conn.timer_at = deadline;
         let idx = match self.free.pop() {
             Some(i) => {
@@ -623,8 +624,11 @@ impl Engine {
             )
             && !conn.is_closed())
         .then(|| {
-            conn.ts_first
-                .saturating_add(every.saturating_mul(conn.interims as u64 + 1))
+            let base = match conn.last_interim {
+                0 => conn.established_at().unwrap_or(conn.ts_first),
+                t => t,
+            };
+            base.saturating_add(every)
         })
     }
 
@@ -635,7 +639,8 @@ impl Engine {
         let Some(conn) = self.slab[i].as_ref() else {
             return;
         };
-        let d = self.deadline(conn);
+        // Never before the clock: reports stay in time order (see `Cause`).
+        let d = self.deadline(conn).max(self.now);
         if d < conn.timer_at {
             self.timers
                 .push(core::cmp::Reverse((d, i as u32, self.generations[i])));
@@ -732,7 +737,7 @@ impl Engine {
         } else if interim_due {
             obs.on_cause(Cause::Deadline { at, key });
             let conn = self.slab[i].as_mut().expect("live slot");
-            conn.interims += 1;
+            conn.last_interim = at;
             let mut r = conn.to_record(false);
             r.id = id;
             obs.on_interim(&r);

@@ -18,7 +18,7 @@ pub mod run;
 pub mod shard;
 pub mod source;
 
-pub use run::{Limits, Runner, Step, Stopped, Tap};
+pub use run::{Limits, Progress, Runner, Step, StopFlag, Stopped, Tap};
 pub use shard::{ShardedRun, run_sharded, shard_of};
 pub use source::{FileSource, FrameSource, LiveSource, Next, Paced, Speed};
 

@@ -19,6 +19,19 @@ pub trait Tap {
     }
     /// The source was idle and capture time reached `clock_ns`.
     fn on_idle(&mut self, _clock_ns: u64) {}
+    /// Every [`Runner::progress_every`] frames and whenever the source is idle.
+    fn on_progress(&mut self, _p: &Progress) {}
+}
+
+/// How far a run has come, for progress bars and live health counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Frames read from the source.
+    pub frames_read: u64,
+    /// Raw input bytes consumed (files).
+    pub bytes_read: u64,
+    /// The kernel's (delivered, dropped) counters (live).
+    pub kernel: Option<(u64, u64)>,
 }
 
 impl<A: Tap, B: Tap> Tap for (A, B) {
@@ -30,6 +43,10 @@ impl<A: Tap, B: Tap> Tap for (A, B) {
         self.0.on_idle(clock_ns);
         self.1.on_idle(clock_ns);
     }
+    fn on_progress(&mut self, p: &Progress) {
+        self.0.on_progress(p);
+        self.1.on_progress(p);
+    }
 }
 
 impl<T: Tap + ?Sized> Tap for &mut T {
@@ -39,16 +56,36 @@ impl<T: Tap + ?Sized> Tap for &mut T {
     fn on_idle(&mut self, clock_ns: u64) {
         (**self).on_idle(clock_ns);
     }
+    fn on_progress(&mut self, p: &Progress) {
+        (**self).on_progress(p);
+    }
 }
 
 /// No tap.
 impl Tap for () {}
 
+/// A flag that stops a run when set: a signal handler's static, or one shared with
+/// another thread.
+pub enum StopFlag {
+    Static(&'static AtomicBool),
+    Shared(std::sync::Arc<AtomicBool>),
+}
+
+impl StopFlag {
+    fn is_set(&self) -> bool {
+        match self {
+            StopFlag::Static(f) => f.load(Ordering::Relaxed),
+            StopFlag::Shared(f) => f.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// When a run stops before its input ends.
 #[derive(Default)]
 pub struct Limits {
-    /// Set by a signal handler (SIGINT, SIGTERM...): the run finishes and reports.
-    pub stop: Option<&'static AtomicBool>,
+    /// Set by a signal handler (SIGINT, SIGTERM...) or another thread: the run
+    /// finishes and reports.
+    pub stop: Option<StopFlag>,
     /// Wall-clock deadline (`-t SECONDS` live).
     pub deadline: Option<Instant>,
     /// At most this many frames (after the packet filter; `-c COUNT`).
@@ -57,7 +94,7 @@ pub struct Limits {
 
 impl Limits {
     pub(crate) fn reached(&self, frames: u64) -> Option<Stopped> {
-        if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        if self.stop.as_ref().is_some_and(StopFlag::is_set) {
             return Some(Stopped::Signal);
         }
         if self.max_frames.is_some_and(|m| frames >= m) {
@@ -101,8 +138,8 @@ pub struct Runner {
     /// Frames that passed the filter and went to the engine.
     pub frames: u64,
     done: Option<Stopped>,
-    /// Progress callback, every 65,536 frames with the source's bytes read.
-    pub(crate) progress: Option<Box<dyn FnMut(u64)>>,
+    /// Frames between `Tap::on_progress` calls (0: only when idle).
+    pub(crate) progress_every: u64,
 }
 
 /// Frames between checks of the limits' clock and flag.
@@ -116,13 +153,27 @@ impl Runner {
             frames_read: 0,
             frames: 0,
             done: None,
-            progress: None,
+            progress_every: 0,
         }
     }
 
-    pub fn with_progress(mut self, f: impl FnMut(u64) + 'static) -> Runner {
-        self.progress = Some(Box::new(f));
+    /// Calls `Tap::on_progress` every `frames` frames (and whenever the source is idle).
+    pub fn progress_every(mut self, frames: u64) -> Runner {
+        self.progress_every = frames;
         self
+    }
+
+    /// The run's progress now.
+    pub fn progress_of<S: FrameSource + ?Sized>(&self, src: &mut S) -> Progress {
+        self.progress(src)
+    }
+
+    pub(crate) fn progress<S: FrameSource + ?Sized>(&self, src: &mut S) -> Progress {
+        Progress {
+            frames_read: self.frames_read,
+            bytes_read: src.bytes_read(),
+            kernel: src.kernel_stats(),
+        }
     }
 
     /// The packet filter, with its count of rejected frames.
@@ -197,11 +248,10 @@ impl Runner {
                         self.end(engine, obs, Stopped::End);
                         return Err(e);
                     }
-                    engine.process(f.ts_ns, f.link, f.data, f.orig_len, obs);
-                    if self.frames_read & 0xffff == 0
-                        && let Some(p) = self.progress.as_mut()
+                    feed(engine, &f, obs);
+                    if self.progress_every > 0 && self.frames.is_multiple_of(self.progress_every)
                     {
-                        p(src.bytes_read());
+                        obs.on_progress(&self.progress(src));
                     }
                     if self.limits.max_frames.is_some_and(|m| self.frames >= m) {
                         return Ok(self.end(engine, obs, Stopped::Count));
@@ -215,6 +265,7 @@ impl Runner {
                         engine.advance(c, obs);
                         obs.on_idle(c);
                     }
+                    obs.on_progress(&self.progress(src));
                     return Ok(Step::Idle(wait));
                 }
                 Next::End => return Ok(self.end(engine, obs, Stopped::End)),
@@ -238,4 +289,10 @@ impl Runner {
     pub fn is_done(&self) -> bool {
         self.done.is_some()
     }
+}
+
+/// The one place frames enter an engine (single and sharded runs alike).
+#[inline]
+pub(crate) fn feed<O: Observer>(engine: &mut Engine, f: &FrameRef, obs: &mut O) {
+    engine.process(f.ts_ns, f.link, f.data, f.orig_len, obs);
 }

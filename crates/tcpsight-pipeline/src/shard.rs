@@ -205,7 +205,13 @@ fn worker(cfg: Config, shard: u16, rx: Receiver<ToWorker>, tx: SyncSender<FromWo
                     rec.index = m.index;
                     let data = &b.data[m.start as usize..(m.start + m.len) as usize];
                     engine.advance(m.clock, &mut rec);
-                    engine.process(m.ts_ns, m.link, data, m.orig_len, &mut rec);
+                    let f = tcpsight_io::FrameRef {
+                        ts_ns: m.ts_ns,
+                        link: m.link,
+                        data,
+                        orig_len: m.orig_len,
+                    };
+                    crate::run::feed(&mut engine, &f, &mut rec);
                 }
                 frames += b.metas.len() as u64;
                 // Every engine reaches the batch's end: what is due before it is
@@ -454,10 +460,8 @@ where
                 if router.pending >= BATCH_FRAMES {
                     router.flush()?;
                 }
-                if runner.frames_read & 0xffff == 0
-                    && let Some(p) = runner.progress.as_mut()
-                {
-                    p(src.bytes_read());
+                if runner.progress_every > 0 && runner.frames.is_multiple_of(runner.progress_every) {
+                    router.obs.on_progress(&runner.progress(src));
                 }
                 if runner.limits.max_frames.is_some_and(|m| runner.frames >= m) {
                     return Ok(Stopped::Count);
@@ -472,6 +476,7 @@ where
                     router.flush()?;
                     router.obs.on_idle(c);
                 }
+                router.obs.on_progress(&runner.progress(src));
                 if let Some(s) = runner.limits.reached(runner.frames) {
                     return Ok(s);
                 }

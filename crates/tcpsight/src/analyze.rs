@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tcpsight_core::{Config, ConnRecord, Engine, ExchangeEvent, Observer};
 use tcpsight_io::{FileFormat, MergedReader};
+use tcpsight_pipeline::{FileSource, FrameSource, Limits, Progress, Runner, Tap};
 
 use std::collections::HashMap;
 
@@ -54,6 +55,14 @@ pub struct AnalyzeArgs {
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
+    /// Analysis threads (connections are spread over them by a flow hash; the output
+    /// is the same with any number); default: the machine's cores
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+    /// Most connections tracked at once (about 1 KB each); past it the one closest to
+    /// expiring is reported early and counted as evicted
+    #[arg(long, default_value_t = tcpsight_core::engine::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
     /// Packet filter in tcpdump syntax (e.g. "tcp port 80 and net 10.0.0.0/8"), applied
     /// to every frame before analysis; needs libpcap at run time
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
@@ -139,6 +148,15 @@ struct Sinks<W: Write> {
     seen: u64,
     /// Per-connection summaries for distributions and listings (only when asked).
     summaries: Option<Vec<ConnSummary>>,
+    progress: Option<ProgressBar>,
+}
+
+impl<W: Write> Tap for Sinks<W> {
+    fn on_progress(&mut self, p: &Progress) {
+        if let Some(pb) = &self.progress {
+            pb.set_position(p.bytes_read);
+        }
+    }
 }
 
 impl<W: Write> Observer for Sinks<W> {
@@ -187,6 +205,11 @@ impl<W: Write> Observer for Sinks<W> {
             self.flow_error = Some(e);
         }
     }
+}
+
+/// The machine's cores: what `--threads` defaults to.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn seconds(s: f64) -> u64 {
@@ -251,13 +274,15 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         pending: HashMap::new(),
         seen: 0,
         summaries: args.wants_summaries().then(Vec::new),
+        progress: None,
     };
     let cfg = Config {
         handshake_timeout_ns: seconds(args.handshake_timeout),
         idle_timeout_ns: seconds(args.idle_timeout),
+        max_connections: args.max_connections,
         ..Config::default()
     };
-    let mut engine = Engine::new(cfg);
+    let threads = args.threads.map_or_else(default_threads, usize::from);
 
     let progress =
         (!args.no_progress && io::stderr().is_terminal() && total_size > 32 << 20).then(|| {
@@ -271,30 +296,33 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
             pb
         });
 
-    let mut merged = MergedReader::new(readers);
-    let mut n: u64 = 0;
-    while let Some(f) = merged.next_frame() {
-        n += 1;
-        if let Some(pf) = &mut packet_filter
-            && !pf.accepts(f.link.0, f.data, f.orig_len)
-        {
-            continue;
+    let mut src = FileSource::new(MergedReader::new(readers));
+    sinks.progress = progress.clone();
+    let mut runner = Runner::new(Limits::default(), packet_filter.take()).progress_every(1 << 16);
+    let run = if threads > 1 {
+        tcpsight_pipeline::run_sharded(&mut runner, &mut src, cfg, threads, &mut sinks)
+            .map(|r| r.stats)
+    } else {
+        let mut engine = Engine::new(cfg);
+        runner
+            .run(&mut src, &mut engine, &mut sinks)
+            .map(|_| engine.stats())
+    };
+    let st = match run {
+        Ok(st) => st,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
         }
-        engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut sinks);
-        if n & 0xffff == 0
-            && let Some(pb) = &progress
-        {
-            pb.set_position(merged.readers().iter().map(|r| r.raw_bytes_read()).sum());
-        }
-    }
-    engine.finish(&mut sinks);
+    };
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    for e in &merged.errors {
+    for e in src.errors() {
         eprintln!("tcpsight: {e} (everything before it was analysed)");
     }
-    errors.extend(merged.errors.iter().cloned());
+    errors.extend(src.errors().iter().cloned());
+    let packet_filter = runner.filter();
 
     if let Some(w) = sinks.flows.as_mut()
         && sinks.flow_error.is_none()
@@ -315,7 +343,6 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
             .as_ref()
             .map(|f| (f.expr().to_string(), f.rejected)),
     };
-    let st = engine.stats();
     let span_s = match (st.first_ns, st.last_ns) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
@@ -360,6 +387,13 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         if let Some(list) = &retried {
             doc["min_syns"] = dist::list_json(list);
         }
+        // Trust signals, present only when they happened.
+        if st.evicted > 0 {
+            doc["evicted_connections"] = st.evicted.into();
+        }
+        if st.stray_acks > 0 {
+            doc["stray_acks"] = st.stray_acks.into();
+        }
         doc["errors"] =
             serde_json::Value::from(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
         format!(
@@ -373,6 +407,19 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
                 "  (filtered: {} of {} connections reported)\n",
                 crate::format::thousands(sinks.outcomes.connections),
                 crate::format::thousands(seen)
+            ));
+        }
+        if st.evicted > 0 {
+            t.push_str(&format!(
+                "  evicted {} connections under memory pressure (--max-connections {}): figures incomplete\n",
+                crate::format::thousands(st.evicted),
+                crate::format::thousands(args.max_connections as u64)
+            ));
+        }
+        if st.stray_acks > 0 {
+            t.push_str(&format!(
+                "  {} stray ACKs (beyond anything the peer could have sent) not counted as capture gaps\n",
+                crate::format::thousands(st.stray_acks)
             ));
         }
         if !rows.is_empty() {

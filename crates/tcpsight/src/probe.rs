@@ -424,11 +424,17 @@ struct Wire {
     drops: u64,
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+/// The wire side's records.
+#[derive(Default)]
+struct WireCollect(Collect);
+
+impl tcpsight_core::Observer for WireCollect {
+    fn on_connection(&mut self, r: &tcpsight_core::ConnRecord) {
+        self.0.records.push(r.clone());
+    }
 }
+
+impl tcpsight_pipeline::Tap for WireCollect {}
 
 /// Starts capturing on `iface` in a thread; returns once the ring is open.
 fn start_capture(
@@ -444,7 +450,7 @@ fn start_capture(
             buffer_mb,
             ..LiveOptions::default()
         };
-        let mut cap = match LiveCapture::open(&iface, opts) {
+        let cap = match LiveCapture::open(&iface, opts) {
             Ok(c) => {
                 let _ = tx.send(Ok(()));
                 c
@@ -454,23 +460,20 @@ fn start_capture(
                 return Err(e);
             }
         };
-        let link = cap.link;
         let mut engine = Engine::new(Config::default());
-        let mut col = Collect::default();
-        let mut frames = 0u64;
-        while !done.load(Ordering::Relaxed) {
-            match cap.next(100)? {
-                Some(f) => {
-                    engine.process(f.ts_ns, link, f.data, f.orig_len, &mut col);
-                    frames += 1;
-                }
-                None => engine.advance(now_ns(), &mut col),
-            }
-        }
-        engine.finish(&mut col);
+        let mut col = WireCollect::default();
+        let limits = tcpsight_pipeline::Limits {
+            stop: Some(tcpsight_pipeline::StopFlag::Shared(done)),
+            ..Default::default()
+        };
+        let mut src = tcpsight_pipeline::LiveSource::new(cap, 100);
+        let mut runner = tcpsight_pipeline::Runner::new(limits, None);
+        runner.run(&mut src, &mut engine, &mut col)?;
+        let frames = runner.frames;
+        let cap = src.capture();
         let (_, drops) = cap.stats();
         Ok(Wire {
-            records: col.records,
+            records: col.0.records,
             frames,
             drops,
         })

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use tcpsight_core::{
-    Config, ConnRecord, Endpoint, Engine, HandshakeEvent, LinkType, Observer, Outcome,
+use tcpsight_core::{Config, ConnRecord, Endpoint, Engine, HandshakeEvent, Observer, Outcome};
+use tcpsight_pipeline::{
+    FileSource, FrameSource, Limits, LiveSource, Progress, Runner, StopFlag, Tap,
 };
 
 use tcpsight_io::{CaptureWriter, MergedReader, WriteFormat};
@@ -103,6 +103,11 @@ struct Watcher<W: Write> {
     flush_each: bool,
     /// Live: what the stats socket serves.
     shared: Option<SharedStats>,
+    /// Live: frames and TCP packets seen, for the socket.
+    frames: u64,
+    tcp_packets: u64,
+    /// `-w`: every frame watched, for a later replay.
+    record: Option<CaptureWriter<BufWriter<std::fs::File>>>,
 }
 
 fn endpoint(e: Endpoint) -> String {
@@ -124,10 +129,6 @@ fn result_text(o: Outcome) -> &'static str {
 }
 
 impl<W: Write> Watcher<W> {
-    fn header(&self, out: &mut impl Write) -> io::Result<()> {
-        Self::header_to(out)
-    }
-
     fn header_to(out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
@@ -321,6 +322,9 @@ pub fn run(args: WatchArgs) -> ExitCode {
         error: None,
         flush_each: live,
         shared: None,
+        frames: 0,
+        tcp_packets: 0,
+        record: None,
     };
     let mut errors = Vec::new();
     let mut kernel = None;
@@ -337,13 +341,12 @@ pub fn run(args: WatchArgs) -> ExitCode {
             }
         }
     } else {
-        let mut engine = Engine::new(engine_config(&args));
         let (readers, open_errors) = crate::inputs::open_all(&args.files);
         errors = open_errors;
         if readers.is_empty() {
             return ExitCode::from(2);
         }
-        let mut packet_filter = match crate::inputs::packet_filter(expr.as_deref(), &readers) {
+        let packet_filter = match crate::inputs::packet_filter(expr.as_deref(), &readers) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("tcpsight: {e}");
@@ -351,20 +354,17 @@ pub fn run(args: WatchArgs) -> ExitCode {
             }
         };
         w.digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
-        let mut merged = MergedReader::new(readers);
-        while let Some(f) = merged.next_frame() {
-            if let Some(pf) = &mut packet_filter
-                && !pf.accepts(f.link.0, f.data, f.orig_len)
-            {
-                continue;
-            }
-            engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut w);
+        let mut src = FileSource::new(MergedReader::new(readers));
+        let mut engine = Engine::new(engine_config(&args));
+        let mut runner = Runner::new(Limits::default(), packet_filter);
+        if let Err(e) = runner.run(&mut src, &mut engine, &mut w) {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
         }
-        engine.finish(&mut w);
-        for e in &merged.errors {
+        for e in src.errors() {
             eprintln!("tcpsight: {e} (everything before it was analysed)");
         }
-        errors.extend(merged.errors.iter().cloned());
+        errors.extend(src.errors().iter().cloned());
         st = engine.stats();
     }
     let summary = summary(&w, &st, kernel);
@@ -413,184 +413,35 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Output shared by capture threads: each thread's lines are buffered and written whole
-/// on flush (the watcher flushes after every line live), so lines never interleave.
-struct LineOut {
-    buf: Vec<u8>,
-    out: Arc<Mutex<io::Stdout>>,
-}
-
-impl Write for LineOut {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        out.write_all(&self.buf)?;
-        out.flush()?;
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-/// A copy of an ICMP error for the other capture threads. The kernel's fanout hash puts
-/// an ICMP error (router -> client) where its own addresses hash, not where the
-/// connection it quotes is tracked, so every thread gets a copy; only the one tracking
-/// the connection matches it.
-struct IcmpCopy {
-    ts_ns: u64,
-    data: Vec<u8>,
-    orig_len: u32,
-}
-
-/// Is this frame ICMP or ICMPv6 (Ethernet, one VLAN tag at most, or raw IP)?
-fn is_icmp(link: LinkType, f: &[u8]) -> bool {
-    let ip = if link == LinkType::RAW {
-        f
-    } else {
-        match f.get(12..14) {
-            Some([0x81, 0x00]) => f.get(18..).unwrap_or(&[]),
-            Some(_) => f.get(14..).unwrap_or(&[]),
-            None => return false,
-        }
-    };
-    match ip.first().map(|b| b >> 4) {
-        Some(4) => ip.get(9) == Some(&1),
-        Some(6) => ip.get(6) == Some(&58),
-        _ => false,
-    }
-}
-
-/// One capture thread: its socket of the fanout group, its engine, its watcher.
-struct Worker {
-    cap: LiveCapture,
-    engine: Engine,
-    w: Watcher<LineOut>,
-    peers: Vec<mpsc::Sender<IcmpCopy>>,
-    inbox: Option<mpsc::Receiver<IcmpCopy>>,
-    /// Copies received and not yet processed: a copy waits until this thread's own ring
-    /// has reached its time (the kernel hands blocks over up to 10 ms late, so the
-    /// quoted SYN may still be on its way here).
-    waiting: Vec<IcmpCopy>,
-    /// ICMP copies received from other threads (not frames of this thread's socket).
-    copies_in: u64,
-    /// What was last added to the shared capture counters.
-    reported: (u64, u64, u64),
-    /// `-w`: every frame this thread processes, for a later replay.
-    record: Option<CaptureWriter<BufWriter<std::fs::File>>>,
-}
-
-impl Worker {
-    fn run(&mut self, shared: &SharedStats, deadline: Option<Instant>) -> Result<(), String> {
-        let link = self.cap.link;
-        let mut n: u64 = 0;
-        while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-            if let Some(rx) = &self.inbox {
-                self.waiting.extend(rx.try_iter());
-            }
-            let idle = match self.cap.next(100)? {
-                Some(f) => {
-                    if !self.waiting.is_empty() {
-                        Self::process_copies(
-                            &mut self.waiting,
-                            f.ts_ns,
-                            link,
-                            &mut self.engine,
-                            &mut self.w,
-                            &mut self.copies_in,
-                        );
-                    }
-                    if !self.peers.is_empty() && is_icmp(link, f.data) {
-                        for p in &self.peers {
-                            let _ = p.send(IcmpCopy {
-                                ts_ns: f.ts_ns,
-                                data: f.data.to_vec(),
-                                orig_len: f.orig_len,
-                            });
-                        }
-                    }
-                    if let Some(rec) = &mut self.record {
-                        rec.write(f.ts_ns, f.data, f.orig_len)
-                            .map_err(|e| format!("writing the capture file: {e}"))?;
-                    }
-                    self.engine
-                        .process(f.ts_ns, link, f.data, f.orig_len, &mut self.w);
-                    n += 1;
-                    false
-                }
-                // Idle: the ring is empty (partly filled blocks are handed over after 10
-                // ms), so every copy's connection has been seen. The clock still moves,
-                // so handshakes time out on a quiet interface.
-                None => {
-                    Self::process_copies(
-                        &mut self.waiting,
-                        u64::MAX,
-                        link,
-                        &mut self.engine,
-                        &mut self.w,
-                        &mut self.copies_in,
-                    );
-                    self.engine.advance(now_ns(), &mut self.w);
-                    true
-                }
-            };
-            if idle || n.is_multiple_of(4096) {
-                self.report(shared);
-            }
-        }
-        if let Some(rx) = &self.inbox {
-            self.waiting.extend(rx.try_iter());
-        }
-        Self::process_copies(
-            &mut self.waiting,
-            u64::MAX,
-            link,
-            &mut self.engine,
-            &mut self.w,
-            &mut self.copies_in,
-        );
-        self.engine.finish(&mut self.w);
-        self.report(shared);
-        if let Some(rec) = self.record.take() {
-            rec.finish()
+impl<W: Write> Tap for Watcher<W> {
+    fn on_frame(&mut self, f: &tcpsight_io::FrameRef) -> Result<(), String> {
+        if let Some(rec) = &mut self.record {
+            rec.write(f.ts_ns, f.data, f.orig_len)
                 .map_err(|e| format!("writing the capture file: {e}"))?;
         }
+        if self.shared.is_some() {
+            self.frames += 1;
+            if matches!(
+                tcpsight_core::decode::decode(f.link, f.data, f.orig_len),
+                Ok(tcpsight_core::decode::Decoded::Tcp(_))
+            ) {
+                self.tcp_packets += 1;
+            }
+        }
         Ok(())
     }
 
-    /// Processes the waiting ICMP copies stamped at or before `until`, oldest first.
-    fn process_copies(
-        waiting: &mut Vec<IcmpCopy>,
-        until: u64,
-        link: LinkType,
-        engine: &mut Engine,
-        w: &mut Watcher<LineOut>,
-        copies_in: &mut u64,
-    ) {
-        waiting.sort_by_key(|c| c.ts_ns);
-        let due = waiting.partition_point(|c| c.ts_ns <= until);
-        for c in waiting.drain(..due) {
-            engine.process(c.ts_ns, link, &c.data, c.orig_len, w);
-            *copies_in += 1;
-        }
-    }
-
-    /// Adds what this thread counted since the last report to the socket's counters.
-    fn report(&mut self, shared: &SharedStats) {
-        let st = self.engine.stats();
-        let (_, drops) = self.cap.stats();
-        let now = (st.frames - self.copies_in, st.tcp_packets, drops);
+    /// Live: the socket's capture counters, and new kernel drops said on stderr at once
+    /// (at most once a second), not only in the summary.
+    fn on_progress(&mut self, p: &Progress) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let drops = p.kernel.map_or(0, |k| k.1);
         if let Ok(mut g) = shared.lock() {
-            g.frames += now.0 - self.reported.0;
-            g.tcp_packets += now.1 - self.reported.1;
-            g.kernel_drops += now.2 - self.reported.2;
-            // The trust signal, live: new kernel drops are said on stderr at once (at
-            // most once a second), not only in the summary.
+            g.frames = self.frames;
+            g.tcp_packets = self.tcp_packets;
+            g.kernel_drops = drops;
             let t = Instant::now();
             if g.kernel_drops > g.drops_announced
                 && g.announced_at
@@ -604,22 +455,22 @@ impl Worker {
                 g.announced_at = Some(t);
             }
         }
-        self.reported = now;
     }
 }
 
-/// What the kernel's sockets reported.
+/// What the kernel's socket reported.
 #[derive(Default)]
 struct Kernel {
     delivered: u64,
     dropped: u64,
-    /// Frames each capture thread received (with --threads).
+    /// Frames each analysis thread processed (with --threads).
     per_thread: Vec<u64>,
 }
 
-/// Watches `iface` until the duration ends or a signal arrives, with `--threads`
-/// capture threads; returns the merged capture statistics and the kernel's (delivered,
-/// dropped) counters. `w` receives the merged per-filter totals.
+/// Watches `iface` until the duration ends or a signal arrives; with `--threads N`, N
+/// engines share the work (the pipeline's sharded run: connections spread by a
+/// symmetric flow hash, ICMP errors routed to the connection they quote). Returns the
+/// capture statistics and the kernel's counters; `w` gets every handshake in order.
 fn watch_live<W: Write>(
     iface: &str,
     args: &WatchArgs,
@@ -633,51 +484,42 @@ fn watch_live<W: Write>(
         None => None,
     };
     let threads = args.threads as usize;
-    if threads > 1 && args.write.is_some() {
-        return Err("-w records one capture thread's frames: use it without --threads".into());
-    }
     let opts = LiveOptions {
         buffer_mb: args.buffer_mb,
         promisc: args.promisc,
         snaplen: args.snaplen,
         filter,
-        // One group per process: the pid's low bits.
-        fanout_group: (threads > 1).then(|| std::process::id() as u16),
+        fanout_group: None,
     };
-    // Every socket is opened before privileges are dropped.
-    let caps = (0..threads)
-        .map(|_| LiveCapture::open(iface, opts.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
+    // The socket is opened before privileges are dropped.
+    let cap = LiveCapture::open(iface, opts)?;
     let shared: SharedStats = Default::default();
     if let Ok(mut g) = shared.lock() {
         g.names = w.filters.named.iter().map(|f| f.name.clone()).collect();
         g.totals = vec![Totals::default(); g.names.len()];
     }
     let _socket = statsock::serve(&args.socket, shared.clone())?;
-    let mut record = match &args.write {
-        Some(path) => {
-            let f = std::fs::File::create(path)
-                .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-            Some(
-                CaptureWriter::new(
-                    BufWriter::with_capacity(1 << 20, f),
-                    WriteFormat::Pcap,
-                    link,
-                    args.snaplen,
-                    iface,
-                )
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+    if let Some(path) = &args.write {
+        let f = std::fs::File::create(path)
+            .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
+        w.record = Some(
+            CaptureWriter::new(
+                BufWriter::with_capacity(1 << 20, f),
+                WriteFormat::Pcap,
+                link,
+                args.snaplen,
+                iface,
             )
-        }
-        None => None,
-    };
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+    }
     if let Some(user) = &args.user {
         tcpsight_live::drop_privileges(user)?;
     }
     stop_on_signals();
     eprintln!(
         "tcpsight: watching {iface} live (AF_PACKET ring, {} MB{}{}; stats socket {}); Ctrl-C to stop",
-        caps[0].ring_bytes() >> 20,
+        cap.ring_bytes() >> 20,
         if threads > 1 {
             format!(", {threads} threads")
         } else {
@@ -687,102 +529,36 @@ fn watch_live<W: Write>(
             .unwrap_or_default(),
         args.socket.display()
     );
-    let out = Arc::new(Mutex::new(io::stdout()));
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::channel()).unzip();
-    let mut workers: Vec<Worker> = caps
-        .into_iter()
-        .zip(receivers)
-        .enumerate()
-        .map(|(i, (cap, rx))| Worker {
-            cap,
-            engine: Engine::new(*cfg),
-            w: Watcher {
-                out: LineOut {
-                    buf: Vec::new(),
-                    out: out.clone(),
-                },
-                filters: w.filters.clone(),
-                totals: vec![Totals::default(); w.totals.len()],
-                quiet: w.quiet,
-                json: w.json,
-                digits: 6,
-                // Several threads print lines: the header goes first, once, from here.
-                header_done: threads > 1,
-                error: None,
-                flush_each: true,
-                shared: Some(shared.clone()),
-            },
-            peers: senders
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, s)| s.clone())
-                .collect(),
-            inbox: (threads > 1).then_some(rx),
-            copies_in: 0,
-            waiting: Vec::new(),
-            reported: (0, 0, 0),
-            record: record.take(),
-        })
-        .collect();
-    drop(senders);
-    if threads > 1 && !w.quiet && !w.json {
-        w.header(&mut *out.lock().unwrap_or_else(|e| e.into_inner()))
-            .map_err(|e| format!("stdout: {e}"))?;
-    }
+    w.shared = Some(shared);
     let deadline = args
         .duration
-        .map(|d| Instant::now() + std::time::Duration::from_secs_f64(d.max(0.0)));
-    let results: Vec<Result<(), String>> = if threads == 1 {
-        vec![workers[0].run(&shared, deadline)]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = workers
-                .iter_mut()
-                .map(|wk| {
-                    let shared = &shared;
-                    s.spawn(move || {
-                        let r = wk.run(shared, deadline);
-                        // One thread failing stops the others: the report stays whole.
-                        if r.is_err() {
-                            STOP.store(true, Ordering::Relaxed);
-                        }
-                        r
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("a capture thread panicked".into()))
-                })
-                .collect()
-        })
+        .map(|d| Instant::now() + tcpsight_pipeline::source::duration_of_secs(d));
+    let limits = Limits {
+        stop: Some(StopFlag::Static(&STOP)),
+        deadline,
+        max_frames: None,
     };
-    // Merge: totals per filter, capture statistics, kernel counters.
-    let mut st = tcpsight_core::CaptureStats::default();
+    let mut src = LiveSource::new(cap, 100);
+    let mut runner = Runner::new(limits, None).progress_every(4096);
     let mut kernel = Kernel::default();
-    for wk in &mut workers {
-        for (t, x) in w.totals.iter_mut().zip(&wk.w.totals) {
-            t.add(x);
-        }
-        if w.error.is_none() {
-            w.error = wk.w.error.take();
-        }
-        let s = wk.engine.stats();
-        st.frames += s.frames - wk.copies_in;
-        st.tcp_packets += s.tcp_packets;
-        st.first_ns = st.first_ns.min(s.first_ns).or(st.first_ns.or(s.first_ns));
-        st.last_ns = st.last_ns.max(s.last_ns);
-        let (p, d) = wk.cap.stats();
-        kernel.delivered += p;
-        kernel.dropped += d;
-        if threads > 1 {
-            kernel.per_thread.push(p);
-        }
+    let st = if threads > 1 {
+        let r = tcpsight_pipeline::run_sharded(&mut runner, &mut src, *cfg, threads, w)?;
+        kernel.per_thread = r.frames_per_shard;
+        r.stats
+    } else {
+        let mut engine = Engine::new(*cfg);
+        runner.run(&mut src, &mut engine, w)?;
+        engine.stats()
+    };
+    let (p, d) = src.capture().stats();
+    kernel.delivered = p;
+    kernel.dropped = d;
+    let last = runner.progress_of(&mut src);
+    w.on_progress(&last);
+    if let Some(rec) = w.record.take() {
+        rec.finish()
+            .map_err(|e| format!("writing the capture file: {e}"))?;
     }
-    results.into_iter().collect::<Result<Vec<()>, String>>()?;
     Ok((st, kernel))
 }
 

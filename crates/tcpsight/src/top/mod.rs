@@ -49,6 +49,9 @@ use serde_json::json;
 use tcpsight_core::{Addr, Config, Engine};
 use tcpsight_io::MergedReader;
 use tcpsight_live::{LiveCapture, LiveOptions};
+use tcpsight_pipeline::{
+    FileSource, FrameSource, Limits, LiveSource, Paced, Progress, Runner, Speed, Step, Tap,
+};
 
 use crate::output::table::{self, SortBy};
 use crate::watchfilter::{Filter, FilterSet, Net};
@@ -72,6 +75,10 @@ pub struct TopArgs {
     /// Interface to watch live (needs root or CAP_NET_RAW)
     #[arg(short = 'i', long, value_name = "IFACE")]
     interface: Option<String>,
+    /// Packet filter in tcpdump syntax (needs libpcap at run time); live, it runs in the
+    /// kernel
+    #[arg(short = 'f', long = "packet-filter", value_name = "EXPR")]
+    packet_filter: Option<String>,
     /// Replay speed: a factor of the recorded speed (1 = as recorded), or max
     #[arg(long, default_value = "1", value_parser = parse_speed)]
     speed: Speed,
@@ -193,13 +200,6 @@ pub struct TopArgs {
         help_heading = "Highlights"
     )]
     hl_retx: f64,
-}
-
-/// Replay speed.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Speed {
-    Factor(f64),
-    Max,
 }
 
 fn parse_speed(s: &str) -> Result<Speed, String> {
@@ -412,126 +412,50 @@ impl App {
     }
 }
 
-/// Where frames come from.
-enum Source {
-    Live(LiveCapture),
-    Replay(Replay),
+/// Where frames come from, and how the screen's loop reads them.
+struct Feed {
+    src: Box<dyn FrameSource>,
+    runner: Runner,
+    /// Live: the interface (for the --once message).
+    interface: Option<String>,
 }
 
-struct Replay {
-    merged: MergedReader,
-    speed: Speed,
-    /// (capture time, wall time) of the first frame: the pace's origin.
-    origin: Option<(u64, Instant)>,
-    /// A frame read but not due yet.
-    pending: Option<(u64, tcpsight_core::LinkType, Vec<u8>, u32)>,
-    done: bool,
-}
+impl Feed {
+    fn done(&self) -> bool {
+        self.runner.is_done()
+    }
 
-impl Replay {
-    /// While waiting for the next frame, the replay's clock moves on as a live capture's
-    /// does on an idle interface: the window slides through a quiet stretch and
-    /// handshakes time out, at the replay's pace.
-    fn advance_clock(&self, engine: &mut Engine, model: &mut Model) {
-        if let (Speed::Factor(f), Some((t0, w0))) = (self.speed, self.origin) {
-            let mut now = t0.saturating_add((w0.elapsed().as_secs_f64() * f * 1e9) as u64);
-            // Never past the frame waiting to be due: time read after its due check
-            // may have moved on, and jumping over it could time out a handshake it
-            // completes.
-            if let Some((ts, ..)) = &self.pending {
-                now = now.min(ts.saturating_sub(1));
-            }
-            engine.advance(now, model);
-            model.tick(now);
-        }
+    /// Feeds frames for at most `budget`; returns how long to wait before more are due.
+    fn pump(
+        &mut self,
+        engine: &mut Engine,
+        model: &mut Model,
+        budget: Duration,
+    ) -> Result<Duration, String> {
+        Ok(
+            match self
+                .runner
+                .step(&mut *self.src, engine, model, Some(budget))?
+            {
+                Step::Busy | Step::Done(_) => Duration::ZERO,
+                Step::Idle(wait) => wait,
+            },
+        )
     }
 }
 
-/// How long until the frame at capture time `ts` is due (None: now).
-fn due_in(speed: Speed, origin: &mut Option<(u64, Instant)>, ts: u64) -> Option<Duration> {
-    {
-        let Speed::Factor(f) = speed else {
-            return None;
-        };
-        let (t0, w0) = *origin.get_or_insert((ts, Instant::now()));
-        let due = w0 + secs(ts.saturating_sub(t0) as f64 / 1e9 / f);
-        let now = Instant::now();
-        (due > now).then(|| due - now)
+impl Tap for Model {
+    fn on_frame(&mut self, f: &tcpsight_io::FrameRef) -> Result<(), String> {
+        Model::on_frame(self, f.ts_ns);
+        Ok(())
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Feeds frames for at most `budget`; returns how long to wait before more are due.
-fn pump(
-    src: &mut Source,
-    engine: &mut Engine,
-    model: &mut Model,
-    budget: Duration,
-    wait_ms: i32,
-) -> Result<Duration, String> {
-    let start = Instant::now();
-    match src {
-        Source::Live(cap) => {
-            let link = cap.link;
-            let mut first = true;
-            loop {
-                let f = cap.next(if first { wait_ms } else { 0 })?;
-                first = false;
-                match f {
-                    Some(f) => {
-                        model.on_frame(f.ts_ns);
-                        engine.process(f.ts_ns, link, f.data, f.orig_len, model);
-                    }
-                    None => {
-                        // Idle: capture time still moves, so handshakes time out and the
-                        // window slides on a quiet interface.
-                        let now = now_ns();
-                        engine.advance(now, model);
-                        model.tick(now);
-                        break;
-                    }
-                }
-                if start.elapsed() >= budget {
-                    break;
-                }
-            }
-            model.kernel_drops = cap.stats().1;
-            Ok(Duration::ZERO)
-        }
-        Source::Replay(r) => {
-            while !r.done {
-                if let Some((ts, link, data, orig)) = r.pending.take() {
-                    if let Some(w) = due_in(r.speed, &mut r.origin, ts) {
-                        r.pending = Some((ts, link, data, orig));
-                        r.advance_clock(engine, model);
-                        return Ok(w);
-                    }
-                    model.on_frame(ts);
-                    engine.process(ts, link, &data, orig, model);
-                    continue;
-                }
-                let Some(f) = r.merged.next_frame() else {
-                    r.done = true;
-                    engine.finish(model);
-                    break;
-                };
-                if let Some(w) = due_in(r.speed, &mut r.origin, f.ts_ns) {
-                    r.pending = Some((f.ts_ns, f.link, f.data.to_vec(), f.orig_len));
-                    r.advance_clock(engine, model);
-                    return Ok(w);
-                }
-                model.on_frame(f.ts_ns);
-                engine.process(f.ts_ns, f.link, f.data, f.orig_len, model);
-                if start.elapsed() >= budget {
-                    break;
-                }
-            }
-            Ok(Duration::ZERO)
+    /// Idle: capture time still moves, so the window slides on a quiet interface.
+    fn on_idle(&mut self, clock_ns: u64) {
+        self.tick(clock_ns);
+    }
+    fn on_progress(&mut self, p: &Progress) {
+        if let Some((_, drops)) = p.kernel {
+            self.kernel_drops = drops;
         }
     }
 }
@@ -571,21 +495,34 @@ impl Drop for TerminalGuard {
     }
 }
 
-fn open_source(args: &TopArgs) -> Result<(Source, String), String> {
+fn open_source(args: &TopArgs) -> Result<(Feed, String), String> {
+    let filter_expr = args.packet_filter.as_deref().map(str::trim).filter(|e| !e.is_empty());
     if let Some(iface) = &args.interface {
+        let link = tcpsight_live::link_type(iface);
+        let filter = match filter_expr {
+            Some(e) => Some(tcpsight_bpf::Program::compile(e, link.0, tcpsight_live::MAX_SNAPLEN)?),
+            None => None,
+        };
         let opts = LiveOptions {
             buffer_mb: args.buffer_mb,
             promisc: args.promisc,
+            filter,
             ..LiveOptions::default()
         };
         let cap = LiveCapture::open(iface, opts)?;
-        return Ok((Source::Live(cap), format!("{iface} (live)")));
+        let feed = Feed {
+            src: Box::new(LiveSource::new(cap, 20)),
+            runner: Runner::new(Limits::default(), None).progress_every(4096),
+            interface: Some(iface.clone()),
+        };
+        return Ok((feed, format!("{iface} (live)")));
     }
     let (readers, errors) = crate::inputs::open_all(&args.files);
     if readers.is_empty() || !errors.is_empty() {
         // open_all has said what is wrong, one line per file: nothing more to print.
         return Err(String::new());
     }
+    let packet_filter = crate::inputs::packet_filter(filter_expr, &readers)?;
     let names: Vec<&str> = args
         .files
         .iter()
@@ -596,14 +533,17 @@ fn open_source(args: &TopArgs) -> Result<(Source, String), String> {
         Speed::Max => "replay max".to_string(),
         Speed::Factor(f) => format!("replay {f}x"),
     };
+    let files = FileSource::new(MergedReader::new(readers));
+    let src: Box<dyn FrameSource> = match speed {
+        Speed::Max => Box::new(files),
+        Speed::Factor(_) => Box::new(Paced::new(files, speed)),
+    };
     Ok((
-        Source::Replay(Replay {
-            merged: MergedReader::new(readers),
-            speed,
-            origin: None,
-            pending: None,
-            done: false,
-        }),
+        Feed {
+            src,
+            runner: Runner::new(Limits::default(), packet_filter),
+            interface: None,
+        },
         format!("{} ({how})", names.join(", ")),
     ))
 }
@@ -677,7 +617,7 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
         return Err("top needs a terminal; for scripts use --once (--json)".into());
     }
     let (mut src, source) = open_source(args)?;
-    let live = matches!(src, Source::Live(_));
+    let live = src.interface.is_some();
     let mut engine = Engine::new(Config {
         handshake_timeout_ns: seconds_ns(args.handshake_timeout),
         idle_timeout_ns: seconds_ns(args.idle_timeout),
@@ -721,26 +661,21 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
     let started = Instant::now();
 
     if args.once {
-        if let (Source::Live(cap), Some(l)) = (&src, limit) {
+        if let (Some(iface), Some(l)) = (&src.interface, limit) {
             eprintln!(
                 "tcpsight: capturing on {} for {:.1} s",
-                cap.interface,
+                iface,
                 l.as_secs_f64()
             );
         }
         loop {
-            let done = matches!(&src, Source::Replay(r) if r.done);
-            if done || STOP.load(Ordering::Relaxed) || limit.is_some_and(|l| started.elapsed() >= l)
+            if src.done()
+                || STOP.load(Ordering::Relaxed)
+                || limit.is_some_and(|l| started.elapsed() >= l)
             {
                 break;
             }
-            pump(
-                &mut src,
-                &mut engine,
-                &mut app.model,
-                Duration::from_millis(100),
-                50,
-            )?;
+            src.pump(&mut engine, &mut app.model, Duration::from_millis(100))?;
         }
         if live {
             engine.finish(&mut app.model);
@@ -787,16 +722,11 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
 }
 
 /// Prints a replay's read errors (the capture before each was analysed); true if any.
-fn report_read_errors(src: &Source) -> bool {
-    match src {
-        Source::Replay(r) => {
-            for e in &r.merged.errors {
-                eprintln!("tcpsight: {e} (everything before it was analysed)");
-            }
-            !r.merged.errors.is_empty()
-        }
-        Source::Live(_) => false,
+fn report_read_errors(src: &Feed) -> bool {
+    for e in src.src.errors() {
+        eprintln!("tcpsight: {e} (everything before it was analysed)");
     }
+    !src.src.errors().is_empty()
 }
 
 fn finish_output(args: &TopArgs, app: &App, text: &str) -> Result<ExitCode, String> {
@@ -861,7 +791,7 @@ fn wait_for_input(nap: Duration) {
 fn tui_loop<B: Backend>(
     term: &mut Terminal<B>,
     app: &mut App,
-    src: &mut Source,
+    src: &mut Feed,
     engine: &mut Engine,
     args: &TopArgs,
     limit: Option<Duration>,
@@ -896,17 +826,14 @@ where
                 _ => {}
             }
         }
-        let done = matches!(src, Source::Replay(r) if r.done);
+        let done = src.done();
         let wait = if done {
             Duration::from_millis(100)
         } else {
-            pump(src, engine, &mut app.model, Duration::from_millis(30), 20)?
+            src.pump(engine, &mut app.model, Duration::from_millis(30))?
         };
-        if let Source::Replay(r) = src
-            && r.done
-            && app.status.is_empty()
-        {
-            app.status = match r.merged.errors.first() {
+        if src.interface.is_none() && src.done() && app.status.is_empty() {
+            app.status = match src.src.errors().first() {
                 Some(e) => format!("end of capture (read error: {e})"),
                 None => "end of capture".into(),
             };

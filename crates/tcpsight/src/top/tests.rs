@@ -515,36 +515,3 @@ fn empty_capture_shows_an_empty_table() {
     assert!(s.contains("| 0 rows"));
 }
 
-/// `--speed N`: a frame `d` seconds of capture time after the first is due `d / N`
-/// seconds of wall time after the replay started; `--speed max` never waits.
-#[test]
-fn replay_pacing_follows_the_speed_factor() {
-    use super::{Speed, due_in};
-    use std::time::{Duration, Instant};
-    let t0 = 1_700_000_000_000_000_000u64;
-    let mut origin = None;
-    // The first frame sets the origin and is due at once.
-    assert_eq!(due_in(Speed::Factor(10.0), &mut origin, t0), None);
-    let (o_ts, o_wall) = origin.unwrap();
-    assert_eq!(o_ts, t0);
-    // 2 s of capture time at 10x: due 200 ms after the origin.
-    let wait = due_in(Speed::Factor(10.0), &mut origin, t0 + 2_000_000_000).unwrap();
-    let due = Instant::now() + wait;
-    let expected = o_wall + Duration::from_millis(200);
-    let off = if due > expected {
-        due - expected
-    } else {
-        expected - due
-    };
-    assert!(off < Duration::from_millis(20), "off by {off:?}");
-    // At half speed the same frame is due 4 s after the origin.
-    let mut slow = Some((t0, Instant::now()));
-    let wait = due_in(Speed::Factor(0.5), &mut slow, t0 + 2_000_000_000).unwrap();
-    assert!(
-        wait > Duration::from_millis(3_900) && wait <= Duration::from_secs(4),
-        "{wait:?}"
-    );
-    // Frames already due, and --speed max, do not wait.
-    assert_eq!(due_in(Speed::Factor(10.0), &mut origin, t0), None);
-    assert_eq!(due_in(Speed::Max, &mut None, t0 + 10_000_000_000), None);
-}
