@@ -1,40 +1,10 @@
 //! Capture summary and handshake outcome totals (tcpeek's summary, extended).
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value as Json, json};
-use tcpsight_core::{CaptureStats, ConnRecord, Outcome};
+pub use tcpsight_agg::Outcomes;
+use tcpsight_core::{CaptureStats, Outcome};
 
 use crate::format::{thousands, utc};
-
-/// Outcome totals with tcpeek's duplicate counters.
-#[derive(Default)]
-pub struct Outcomes {
-    pub by_outcome: BTreeMap<Outcome, u64>,
-    /// Established connections that needed more than one SYN / SYN-ACK.
-    pub dup_syn: u64,
-    pub dup_synack: u64,
-    pub connections: u64,
-}
-
-impl Outcomes {
-    pub fn add(&mut self, r: &ConnRecord) {
-        self.connections += 1;
-        *self.by_outcome.entry(r.outcome).or_insert(0) += 1;
-        if r.outcome == Outcome::Established {
-            if r.syn_count > 1 {
-                self.dup_syn += 1;
-            }
-            if r.synack_count > 1 {
-                self.dup_synack += 1;
-            }
-        }
-    }
-
-    fn get(&self, o: Outcome) -> u64 {
-        self.by_outcome.get(&o).copied().unwrap_or(0)
-    }
-}
 
 /// What the summary says about the inputs.
 pub struct InputInfo {

@@ -1,0 +1,424 @@
+//! The per-destination table's aggregation: trtop's columns, computed from finished
+//! connections and exchanges. Ordering and rendering the rows is the caller's (the CLI's
+//! sort columns implement [`RowOrder`]).
+
+use std::collections::HashMap;
+
+use tcpsight_core::{Addr, Close, ConnRecord, ExchangeEvent, Outcome, Side};
+
+use crate::loglinear::LogLinear;
+use crate::percentiles::Percentiles;
+
+/// What a destination is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Grouping {
+    /// Server address.
+    Host,
+    /// Server address and port.
+    HostPort,
+}
+
+/// A destination: a server address, with its port when grouping by host and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostKey {
+    addr: Addr,
+    port: Option<u16>,
+}
+
+impl HostKey {
+    pub fn new(addr: Addr, port: Option<u16>) -> HostKey {
+        HostKey { addr, port }
+    }
+
+    pub fn addr(&self) -> Addr {
+        self.addr
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+impl std::fmt::Display for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.port, self.addr.is_v4()) {
+            (None, _) => write!(f, "{}", self.addr),
+            (Some(p), true) => write!(f, "{}:{p}", self.addr),
+            (Some(p), false) => write!(f, "[{}]:{p}", self.addr),
+        }
+    }
+}
+
+/// Per-destination durations (ns): exact percentiles for up to 4,096 values, then a
+/// log-linear histogram in microseconds (within 6.25 %), so memory stays flat however
+/// long the capture. These are the figures `tcpsight_core::stats::Quantiles<4096, 1000>`
+/// gave, so the table's numbers are unchanged; `Percentiles<4096>` (an exponential
+/// histogram beyond the limit) would change them beyond 4,096 values.
+pub type Values = Percentiles<4096, LogLinear<1000>>;
+/// Per-destination counts (exchanges per connection), likewise.
+pub type Counts = Percentiles<4096, LogLinear<1>>;
+
+/// What one connection adds to its destination's row: the few figures of a
+/// [`ConnRecord`] the table uses (`tcpsight top` keeps these for its sliding window).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ConnFacts {
+    pub syn: bool,
+    pub synack: bool,
+    pub est: bool,
+    pub rst: bool,
+    pub fin_out: bool,
+    pub fin_in: bool,
+    /// Exchanges of an established or midstream connection (QoS); `None` otherwise, or
+    /// while the connection is still open.
+    pub exchanges: Option<u32>,
+    pub connect_ns: Option<u64>,
+    pub out_msgs: u32,
+    pub in_msgs: u32,
+    pub pkts: u64,
+    pub retx: u32,
+    pub gap: bool,
+}
+
+impl ConnFacts {
+    pub fn of(r: &ConnRecord) -> ConnFacts {
+        let syn = r.syn_count > 0;
+        ConnFacts {
+            syn,
+            synack: syn && r.synack_count > 0,
+            est: syn && r.outcome == Outcome::Established,
+            rst: r.close == Close::Rst,
+            fin_out: matches!(
+                (r.closed_by, r.close_first),
+                (Some(Side::Client), Some(Close::Fin))
+            ),
+            fin_in: matches!(
+                (r.closed_by, r.close_first),
+                (Some(Side::Server), Some(Close::Fin))
+            ),
+            exchanges: (r.outcome == Outcome::Established || r.outcome == Outcome::Midstream)
+                .then_some(r.exchanges),
+            connect_ns: r.connect_ns,
+            out_msgs: r.c2s.messages,
+            in_msgs: r.s2c.messages,
+            pkts: r.c2s.pkts + r.s2c.pkts,
+            retx: r.c2s.retx_pkts + r.s2c.retx_pkts,
+            gap: r.c2s.gap_bytes + r.s2c.gap_bytes > 0,
+        }
+    }
+}
+
+/// One destination's accumulated figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostStats {
+    conns: u64,
+    syn: u64,
+    synack: u64,
+    est: u64,
+    rst: u64,
+    fin_out: u64,
+    fin_in: u64,
+    exchanges: Counts,
+    /// Connections that carried at least one exchange (for QoS's `*`).
+    busy_conns: u64,
+    connect_ns: Values,
+    out_msgs: u64,
+    in_msgs: u64,
+    response_ns: Values,
+    pkts: u64,
+    retx: u64,
+    gap_conns: u64,
+}
+
+impl HostStats {
+    pub fn add_connection(&mut self, f: &ConnFacts) {
+        self.conns += 1;
+        self.syn += f.syn as u64;
+        self.synack += f.synack as u64;
+        self.est += f.est as u64;
+        self.rst += f.rst as u64;
+        self.fin_out += f.fin_out as u64;
+        self.fin_in += f.fin_in as u64;
+        if let Some(x) = f.exchanges {
+            self.exchanges.add(x as u64);
+            self.busy_conns += (x > 0) as u64;
+        }
+        if let Some(c) = f.connect_ns {
+            self.connect_ns.add(c);
+        }
+        self.out_msgs += f.out_msgs as u64;
+        self.in_msgs += f.in_msgs as u64;
+        self.pkts += f.pkts;
+        self.retx += f.retx as u64;
+        self.gap_conns += f.gap as u64;
+    }
+
+    pub fn add_response(&mut self, response_ns: u64) {
+        self.response_ns.add(response_ns);
+    }
+
+    /// Adds everything `other` counted: the same as adding its connections and responses.
+    pub fn merge(&mut self, other: &HostStats) {
+        self.conns += other.conns;
+        self.syn += other.syn;
+        self.synack += other.synack;
+        self.est += other.est;
+        self.rst += other.rst;
+        self.fin_out += other.fin_out;
+        self.fin_in += other.fin_in;
+        self.exchanges.merge(&other.exchanges);
+        self.busy_conns += other.busy_conns;
+        self.connect_ns.merge(&other.connect_ns);
+        self.out_msgs += other.out_msgs;
+        self.in_msgs += other.in_msgs;
+        self.response_ns.merge(&other.response_ns);
+        self.pkts += other.pkts;
+        self.retx += other.retx;
+        self.gap_conns += other.gap_conns;
+    }
+
+    /// Connections counted.
+    pub fn connections(&self) -> u64 {
+        self.conns
+    }
+
+    /// Connect times (SYN to handshake ACK), nanoseconds.
+    pub fn connect_times(&self) -> &Values {
+        &self.connect_ns
+    }
+
+    /// Response times (request end to response start), nanoseconds.
+    pub fn response_times(&self) -> &Values {
+        &self.response_ns
+    }
+
+    /// The row's figures (a snapshot); `span_s` is the time the rates are over.
+    pub fn row(&self, host: String, span_s: f64) -> Row {
+        let span = if span_s > 0.0 { span_s } else { 1.0 };
+        let h = self;
+        Row {
+            host,
+            conns: h.conns,
+            syn: h.syn,
+            syn_rate: h.syn as f64 / span,
+            synack_pct: pct(h.synack, h.syn),
+            est_pct: pct(h.est, h.syn),
+            rst_pct: pct(h.rst, h.conns).unwrap_or(0.0),
+            fin_out_pct: pct(h.fin_out, h.conns).unwrap_or(0.0),
+            fin_in_pct: pct(h.fin_in, h.conns).unwrap_or(0.0),
+            est_rate: h.est as f64 / span,
+            qos_p95: h.exchanges.percentile(95.0),
+            // trtop's `*`: one connection carried every exchange (others, refused or
+            // idle, may exist), so the percentile says nothing about reuse.
+            qos_all_in_one: h.busy_conns == 1 && h.exchanges.max() > Some(1),
+            lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
+            out: h.out_msgs,
+            inb: h.in_msgs,
+            rtt_p95: h.response_ns.percentile(95.0),
+            retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
+            err: h.gap_conns,
+        }
+    }
+}
+
+fn pct(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| 100.0 * n as f64 / d as f64)
+}
+
+/// One computed row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub host: String,
+    pub conns: u64,
+    pub syn: u64,
+    pub syn_rate: f64,
+    pub synack_pct: Option<f64>,
+    pub est_pct: Option<f64>,
+    pub rst_pct: f64,
+    pub fin_out_pct: f64,
+    pub fin_in_pct: f64,
+    pub est_rate: f64,
+    pub qos_p95: Option<u64>,
+    pub qos_all_in_one: bool,
+    pub lat: [Option<u64>; 3],
+    pub out: u64,
+    pub inb: u64,
+    pub rtt_p95: Option<u64>,
+    pub retx_pct: f64,
+    pub err: u64,
+}
+
+/// An order of the table's rows (the CLI's sort columns implement it).
+pub trait RowOrder {
+    fn sort(&self, rows: &mut [(HostKey, Row)], reverse: bool);
+}
+
+/// Rows in key order (the `Host` column's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ByKey;
+
+impl RowOrder for ByKey {
+    fn sort(&self, rows: &mut [(HostKey, Row)], reverse: bool) {
+        rows.sort_by(|a, b| {
+            if reverse {
+                b.0.cmp(&a.0)
+            } else {
+                a.0.cmp(&b.0)
+            }
+        });
+    }
+}
+
+/// Per-destination figures of connections and exchanges.
+#[derive(Clone, Debug)]
+pub struct DestinationTable {
+    group: Grouping,
+    hosts: Vec<(HostKey, HostStats)>,
+    index: HashMap<HostKey, usize, foldhash::fast::RandomState>,
+    /// The last destination looked up: consecutive events mostly share it.
+    last: Option<(HostKey, usize)>,
+}
+
+impl DestinationTable {
+    pub fn new(group: impl Into<Grouping>) -> Self {
+        DestinationTable {
+            group: group.into(),
+            hosts: Vec::new(),
+            index: HashMap::default(),
+            last: None,
+        }
+    }
+
+    pub fn grouping(&self) -> Grouping {
+        self.group
+    }
+
+    fn host(&mut self, k: HostKey) -> &mut HostStats {
+        let i = match self.last {
+            Some((lk, i)) if lk == k => i,
+            _ => {
+                let n = self.hosts.len();
+                let i = *self.index.entry(k).or_insert(n);
+                if i == n {
+                    self.hosts.push((k, HostStats::default()));
+                }
+                self.last = Some((k, i));
+                i
+            }
+        };
+        &mut self.hosts[i].1
+    }
+
+    /// The destination of a server endpoint under this table's grouping.
+    pub fn key(&self, addr: Addr, port: u16) -> HostKey {
+        HostKey {
+            addr,
+            port: (self.group == Grouping::HostPort).then_some(port),
+        }
+    }
+
+    pub fn on_exchange(&mut self, e: &ExchangeEvent) {
+        let k = self.key(e.server.addr, e.server.port);
+        self.host(k).add_response(e.response_ns);
+    }
+
+    pub fn on_connection(&mut self, r: &ConnRecord) {
+        let k = self.key(r.server, r.server_port);
+        self.host(k).add_connection(&ConnFacts::of(r));
+    }
+
+    /// Adds every destination's figures of `other`, which must group the same way.
+    ///
+    /// # Panics
+    ///
+    /// If the two tables group differently.
+    pub fn merge(&mut self, other: &DestinationTable) {
+        assert_eq!(
+            self.group, other.group,
+            "merging tables grouped differently"
+        );
+        for (k, h) in &other.hosts {
+            self.host(*k).merge(h);
+        }
+    }
+
+    /// Destinations in the order they were first seen.
+    pub fn hosts(&self) -> impl Iterator<Item = (&HostKey, &HostStats)> {
+        self.hosts.iter().map(|(k, h)| (k, h))
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Every destination's row (a snapshot), in key order; `span_s` the time rates are over.
+    pub fn keyed_rows(&self, span_s: f64) -> Vec<(HostKey, Row)> {
+        let mut rows: Vec<(HostKey, Row)> = self
+            .hosts
+            .iter()
+            .map(|(k, h)| (*k, h.row(k.to_string(), span_s)))
+            .collect();
+        rows.sort_by_key(|a| a.0);
+        rows
+    }
+
+    /// Rows ordered by `order` (reversed with `reverse`), `span_s` the capture span.
+    pub fn rows(&self, span_s: f64, order: impl RowOrder, reverse: bool) -> Vec<Row> {
+        let mut rows = self.keyed_rows(span_s);
+        order.sort(&mut rows, reverse);
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(exchanges: Option<u32>) -> ConnFacts {
+        ConnFacts {
+            syn: true,
+            synack: exchanges.is_some(),
+            est: exchanges.is_some(),
+            exchanges,
+            ..ConnFacts::default()
+        }
+    }
+
+    /// trtop's `*`: one connection carried every exchange, whatever other (refused,
+    /// idle) connections the endpoint had; two busy connections, or one carrying a
+    /// single exchange, get no star.
+    #[test]
+    fn qos_star_when_one_connection_carried_all() {
+        let mut h = HostStats::default();
+        for f in [conn(Some(40)), conn(None), conn(None), conn(Some(0))] {
+            h.add_connection(&f);
+        }
+        let r = h.row("10.0.0.1".into(), 1.0);
+        assert!(r.qos_all_in_one);
+        assert_eq!(r.qos_p95, Some(40));
+        h.add_connection(&conn(Some(3)));
+        assert!(!h.row("10.0.0.1".into(), 1.0).qos_all_in_one);
+        let mut one = HostStats::default();
+        one.add_connection(&conn(Some(1)));
+        assert!(!one.row("h".into(), 1.0).qos_all_in_one);
+    }
+
+    /// The star survives a merge only as it would the whole stream: two halves with one
+    /// busy connection each make two busy connections.
+    #[test]
+    fn qos_star_after_merge() {
+        let (mut a, mut b) = (HostStats::default(), HostStats::default());
+        a.add_connection(&conn(Some(40)));
+        b.add_connection(&conn(None));
+        let mut m = a.clone();
+        m.merge(&b);
+        assert!(m.row("h".into(), 1.0).qos_all_in_one);
+        b.add_connection(&conn(Some(2)));
+        a.merge(&b);
+        assert!(!a.row("h".into(), 1.0).qos_all_in_one);
+        assert_eq!(a.connections(), 3);
+    }
+}
