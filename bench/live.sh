@@ -5,7 +5,8 @@
 # removes); tcpsight watches the other end, in another namespace. Root only. Usage (from
 # anywhere):
 #
-#     sudo bash bench/live.sh
+#     sudo bash bench/live.sh           # tcpsight watch -i at each rate
+#     sudo bash bench/live.sh sender    # the sender's methods alone, nothing listening
 #
 # Environment knobs (defaults in brackets):
 #   LOOPS [4]          times the capture is sent per run (239,962 frames each)
@@ -57,6 +58,27 @@ field() { grep -o "\b$1=[^ ]*" "$2" | head -1 | cut -d= -f2; }
 json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["capture"][sys.argv[2]])' "$1" "$2"; }
 rxdrop() { ip netns exec "$rx" cat /sys/class/net/tsbB/statistics/rx_dropped; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+if [ "${1:-}" = sender ]; then
+  # The sender alone (nothing listening on the other end): each method, RUNS runs
+  # interleaved, as fast as it goes; medians of packets/s and packets per CPU second.
+  sfmt='%-18s %10s %12s %10s\n'
+  echo "# $(date -u '+%F %H:%M UTC'), $(nproc) CPUs, $(uptime | sed 's/.*load/load/'), $LOOPS x 239,962 frames per run"
+  printf "$sfmt" method pps pps_per_cpu_s errors
+  declare -A sc
+  methods=("mmsg" "mmsg --no-bypass" "ring" "ring --no-bypass" "sendto")
+  for _run in $(seq "$RUNS"); do
+    for mth in "${methods[@]}"; do
+      # shellcheck disable=SC2086 # the method's words are options
+      ip netns exec "$tx" "$SEND" -i tsbA --method $mth --loops "$LOOPS" "$work/in.pcap" >"$work/send"
+      sc[$mth,pps]+=" $(field pps "$work/send")"; sc[$mth,per]+=" $(field pps_per_cpu_s "$work/send")"
+      sc[$mth,err]=$(( ${sc[$mth,err]:-0} + $(field errors "$work/send") ))
+    done
+  done
+  for mth in "${methods[@]}"; do
+    printf "$sfmt" "$mth" "$(median <<<"${sc[$mth,pps]}")" "$(median <<<"${sc[$mth,per]}")" "${sc[$mth,err]}"
+  done
+  exit 0
+fi
 fmt='%-4s %-7s %-8s %9s %9s %9s %7s %7s %6s %10s %8s %8s\n'
 echo "# $(date -u '+%F %H:%M UTC'), $(nproc) CPUs, $(uptime | sed 's/.*load/load/'), method $METHOD, $LOOPS x 239,962 frames per run"
 printf "$fmt" '' threads offered sent_pps sent seen k_drops v_drops cpu_s per_cpu_s send_cpu lossless
