@@ -851,7 +851,7 @@ mod tests {
         let x = a("f.pcap -i v --count 10 --no-bypass").unwrap();
         assert_eq!(
             (x.count, x.bypass, x.method),
-            (Some(10), false, Method::Ring)
+            (Some(10), false, Method::Mmsg)
         );
         assert!(a("f.pcap").unwrap_err().contains("-i"));
         assert!(a("-i v").unwrap_err().contains("FILE"));
