@@ -23,11 +23,11 @@
 //!
 //!   mmsg is the default by measurement on a veth (2-core VM, BENCHMARKS.md): all three
 //!   are bound by the kernel's per-frame path (skb allocation, veth, the receiving
-//!   namespace's stack: about 2.5 us a frame there), and the ring is not faster because a
+//!   namespace's stack: about 3 us a frame there), and the ring is not faster because a
 //!   ring frame's payload is page fragments of the ring, which the veth copies again
 //!   (skb_copy_ubufs) when the frame crosses into the other namespace. Median packets
-//!   per CPU second: mmsg 358k, ring 331k, send 285k. On a real NIC the ring would avoid
-//!   that copy, but this tool is for veth pairs.
+//!   per CPU second in two rounds: mmsg 342k/363k, ring 307k/328k, send 282k/303k. On a
+//!   real NIC the ring would avoid that copy, but this tool is for veth pairs.
 //! * Pacing: frame i is due i / pps seconds after the start; each round sends every frame
 //!   already due (at most `--batch`), then sleeps until the next is due (so frames go out
 //!   in bursts of up to ~0.1 ms, the sleep's slack). Behind schedule it catches up in
