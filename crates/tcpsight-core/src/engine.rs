@@ -3,7 +3,7 @@
 //! frames in capture order and capture time is the only time, so a live capture and a
 //! replay of its file give the same answers.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use core::hash::BuildHasher;
 
@@ -360,6 +360,9 @@ pub struct Engine {
     timers: BinaryHeap<Timer>,
     /// Scratch for the connections whose deadlines fall at one instant.
     due: Vec<u32>,
+    /// Connections opened by a SYN, oldest first (slot, generation): what the memory
+    /// bound evicts first while they are still unanswered (a SYN flood, a scan).
+    half_open: VecDeque<(u32, u32)>,
     next_tick: u64,
     shard: u16,
 }
@@ -384,6 +387,7 @@ impl Engine {
             now: 0,
             timers: BinaryHeap::new(),
             due: Vec::new(),
+            half_open: VecDeque::new(),
             next_tick: 0,
         }
     }
@@ -502,6 +506,14 @@ impl Engine {
             idx as u32,
             self.generations[idx],
         )));
+        if self.cfg.max_connections > 0
+            && self.slab[idx]
+                .as_ref()
+                .is_some_and(|c| c.outcome.is_none() && c.synack_count == 0)
+        {
+            self.half_open
+                .push_back((idx as u32, self.generations[idx]));
+        }
         self.stats.connections += 1;
         idx
     }
@@ -754,11 +766,23 @@ impl Engine {
         }
     }
 
-    /// Memory bound reached: report and forget the connection whose deadline comes
-    /// first (closed ones linger 2 s, unanswered handshakes 75 s, idle open ones 300
-    /// s), counted as an eviction.
+    /// Memory bound reached: report and forget the oldest handshake still without any
+    /// answer (a flood's or a scan's SYNs); when there is none, the connection whose
+    /// deadline comes first (closed ones linger 2 s, idle open ones 300 s). Counted as
+    /// an eviction.
     #[cold]
     fn evict_one(&mut self, obs: &mut impl Observer) {
+        while let Some((slot, generation)) = self.half_open.pop_front() {
+            let unanswered = self.generations.get(slot as usize) == Some(&generation)
+                && self.slab[slot as usize]
+                    .as_ref()
+                    .is_some_and(|c| c.outcome.is_none() && c.synack_count == 0);
+            if unanswered {
+                self.stats.evicted += 1;
+                self.finish_slot(slot as usize, Finish::Evicted, obs);
+                return;
+            }
+        }
         while let Some(core::cmp::Reverse((at, slot, generation))) = self.timers.pop() {
             let live = self.generations.get(slot as usize) == Some(&generation)
                 && self.slab[slot as usize]
@@ -804,6 +828,12 @@ impl Engine {
         // the heap from the live connections when they are most of it.
         if self.timers.len() > 2 * self.table.len() + 4096 {
             self.rebuild_timers();
+        }
+        if self.half_open.len() > 2 * self.table.len() + 4096 {
+            let (slab, gens) = (&self.slab, &self.generations);
+            self.half_open.retain(|&(s, g)| {
+                gens[s as usize] == g && slab[s as usize].as_ref().is_some_and(|c| c.outcome.is_none())
+            });
         }
     }
 
@@ -863,6 +893,7 @@ impl Engine {
         self.free.clear();
         self.table.clear();
         self.timers.clear();
+        self.half_open.clear();
     }
 }
 
