@@ -562,24 +562,36 @@ impl Engine {
             }
             None => self.insert(Conn::new(key, hash, seg, src_is_lo, now), obs),
         };
-        let id = self.id(idx);
         let conn = self.slab[idx].as_mut().expect("live slot");
         let side = conn.side_of(src_is_lo);
+        // The id is looked up only when something is reported (a load per packet
+        // otherwise).
+        let id = |gens: &[u32]| ConnId {
+            shard: self.shard,
+            slot: idx as u32,
+            generation: gens[idx],
+        };
+        // A deadline only comes sooner when the state changes (a close, a decided
+        // handshake): packets that leave it alone do not touch the timers.
+        let state = (conn.outcome, conn.is_closed());
         let effect = conn.on_segment(seg, side, now);
+        let changed = state != (conn.outcome, conn.is_closed());
         if let HandshakeChange::Decided(outcome) = effect.handshake {
-            emit_handshake(conn, id, outcome, now, obs);
+            emit_handshake(conn, id(&self.generations), outcome, now, obs);
         }
         if let Some(response_ns) = effect.response_ns {
             obs.on_exchange(&ExchangeEvent {
                 ts_ns: now,
-                id,
+                id: id(&self.generations),
                 client: conn.client(),
                 server: conn.server(),
                 vlan: conn.key.vlan,
                 response_ns,
             });
         }
-        self.requeue_if_sooner(idx);
+        if changed {
+            self.requeue_if_sooner(idx);
+        }
     }
 
     fn on_icmp(&mut self, q: &IcmpQuote, now: u64, obs: &mut impl Observer) {
@@ -832,7 +844,10 @@ impl Engine {
         if self.half_open.len() > 2 * self.table.len() + 4096 {
             let (slab, gens) = (&self.slab, &self.generations);
             self.half_open.retain(|&(s, g)| {
-                gens[s as usize] == g && slab[s as usize].as_ref().is_some_and(|c| c.outcome.is_none())
+                gens[s as usize] == g
+                    && slab[s as usize]
+                        .as_ref()
+                        .is_some_and(|c| c.outcome.is_none())
             });
         }
     }

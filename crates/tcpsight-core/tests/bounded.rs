@@ -20,7 +20,16 @@ fn server() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))
 }
 
-fn seg(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u16, seq: u32, ack: u32, len: usize) -> Vec<u8> {
+fn seg(
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    flags: u16,
+    seq: u32,
+    ack: u32,
+    len: usize,
+) -> Vec<u8> {
     let mut t = Tcp::new(src, sport, dst, dport);
     t.flags = flags;
     t.seq = seq;
@@ -57,7 +66,8 @@ struct Out {
 
 impl Observer for Out {
     fn on_connection(&mut self, r: &ConnRecord) {
-        let from_normal_client = matches!(r.client.ip(), IpAddr::V4(a) if a.octets()[..2] == [10, 0]);
+        let from_normal_client =
+            matches!(r.client.ip(), IpAddr::V4(a) if a.octets()[..2] == [10, 0]);
         if r.server_port == 80 && from_normal_client {
             let mut r = r.clone();
             r.id = Default::default();
@@ -101,7 +111,11 @@ fn run(flood: bool) -> (Out, tcpsight_core::CaptureStats, usize) {
     let total = flood_n + scan_n;
     let mut buf_ts = T0;
     for k in 0..total.max(1) {
-        let ts = if total == 0 { T0 + span } else { T0 + k * span / total };
+        let ts = if total == 0 {
+            T0 + span
+        } else {
+            T0 + k * span / total
+        };
         while next_normal < normal_frames.len() && normal_frames[next_normal].0 <= ts {
             let (t, f) = &normal_frames[next_normal];
             engine.process(*t, LinkType::ETHERNET, f, f.len() as u32, &mut out);
@@ -111,14 +125,34 @@ fn run(flood: bool) -> (Out, tcpsight_core::CaptureStats, usize) {
             break;
         }
         buf_ts = buf_ts.max(ts);
-        let f = if k % (total / scan_n.max(1)).max(1) == 0 && k / (total / scan_n.max(1)).max(1) < scan_n {
+        let f = if k % (total / scan_n.max(1)).max(1) == 0
+            && k / (total / scan_n.max(1)).max(1) < scan_n
+        {
             // The scanner: one source, every port in turn.
             let port = 1 + (k / (total / scan_n)) as u16;
-            seg(IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1)), 55_555, server(), port, S, 1, 0, 0)
+            seg(
+                IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1)),
+                55_555,
+                server(),
+                port,
+                S,
+                1,
+                0,
+                0,
+            )
         } else {
             let r = rng.next();
             let src = IpAddr::V4(Ipv4Addr::from((r >> 32) as u32 | 0x4000_0000));
-            seg(src, r as u16 | 1024, server(), 443, S, (r >> 16) as u32, 0, 0)
+            seg(
+                src,
+                r as u16 | 1024,
+                server(),
+                443,
+                S,
+                (r >> 16) as u32,
+                0,
+                0,
+            )
         };
         engine.process(buf_ts, LinkType::ETHERNET, &f, f.len() as u32, &mut out);
         peak = peak.max(engine.active());
@@ -135,15 +169,27 @@ fn a_syn_flood_and_a_scan_stay_within_the_bound_and_leave_normal_connections_alo
     let (calm, calm_stats, _) = run(false);
     assert_eq!(calm.normal.len(), NORMAL as usize);
     assert_eq!(calm_stats.evicted, 0);
-    assert!(calm.normal.iter().all(|r| r.conn_state == "SF" && r.s2c.unique_bytes == 2000));
+    assert!(
+        calm.normal
+            .iter()
+            .all(|r| r.conn_state == "SF" && r.s2c.unique_bytes == 2000)
+    );
 
     let (stormy, st, peak) = run(true);
     assert!(peak <= MAX, "tracked {peak} connections, bound {MAX}");
     assert_eq!(peak, MAX, "the flood should fill the table");
     let attempts = FLOOD + SCAN_PORTS as u64 + NORMAL as u64;
-    assert!(st.connections >= attempts - 1_000, "{} connections", st.connections);
+    assert!(
+        st.connections >= attempts - 1_000,
+        "{} connections",
+        st.connections
+    );
     // Everything beyond the bound was evicted, counted, and still reported.
-    assert!(st.evicted >= st.connections - MAX as u64 - NORMAL as u64, "{} evicted", st.evicted);
+    assert!(
+        st.evicted >= st.connections - MAX as u64 - NORMAL as u64,
+        "{} evicted",
+        st.evicted
+    );
     assert_eq!(stormy.others + stormy.normal.len() as u64, st.connections);
     assert_eq!(stormy.normal.len(), calm.normal.len());
     for (a, b) in calm.normal.iter().zip(&stormy.normal) {

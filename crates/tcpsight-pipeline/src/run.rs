@@ -138,8 +138,9 @@ pub struct Runner {
     /// Frames that passed the filter and went to the engine.
     pub frames: u64,
     done: Option<Stopped>,
-    /// Frames between `Tap::on_progress` calls (0: only when idle).
-    pub(crate) progress_every: u64,
+    /// `Tap::on_progress` when the frame count has these bits clear (a power of two
+    /// minus one; u64::MAX: only when idle). A mask, not a division: this is per frame.
+    pub(crate) progress_mask: u64,
 }
 
 /// Frames between checks of the limits' clock and flag.
@@ -153,14 +154,20 @@ impl Runner {
             frames_read: 0,
             frames: 0,
             done: None,
-            progress_every: 0,
+            progress_mask: u64::MAX,
         }
     }
 
-    /// Calls `Tap::on_progress` every `frames` frames (and whenever the source is idle).
+    /// Calls `Tap::on_progress` every `frames` frames, rounded up to a power of two
+    /// (and whenever the source is idle).
     pub fn progress_every(mut self, frames: u64) -> Runner {
-        self.progress_every = frames;
+        self.progress_mask = frames.max(1).next_power_of_two() - 1;
         self
+    }
+
+    #[inline]
+    pub(crate) fn progress_due(&self) -> bool {
+        self.frames & self.progress_mask == 0
     }
 
     /// The run's progress now.
@@ -249,8 +256,7 @@ impl Runner {
                         return Err(e);
                     }
                     feed(engine, &f, obs);
-                    if self.progress_every > 0 && self.frames.is_multiple_of(self.progress_every)
-                    {
+                    if self.progress_due() {
                         obs.on_progress(&self.progress(src));
                     }
                     if self.limits.max_frames.is_some_and(|m| self.frames >= m) {

@@ -46,9 +46,9 @@ pub fn shard_of(link: LinkType, data: &[u8], orig_len: u32, shards: usize) -> us
 
 /// Frames per batch (all shards together): large enough that channel hand-offs cost
 /// nothing per frame, small enough that a live run's reports wait little.
-const BATCH_FRAMES: usize = 8192;
+const BATCH_FRAMES: usize = 16384;
 /// Batches in flight before the reader waits for the oldest one's reports.
-const IN_FLIGHT: usize = 3;
+const IN_FLIGHT: usize = 8;
 
 /// One frame in a batch: where its bytes are, and the input's clock and frame number.
 struct Meta {
@@ -460,7 +460,7 @@ where
                 if router.pending >= BATCH_FRAMES {
                     router.flush()?;
                 }
-                if runner.progress_every > 0 && runner.frames.is_multiple_of(runner.progress_every) {
+                if runner.progress_due() {
                     router.obs.on_progress(&runner.progress(src));
                 }
                 if runner.limits.max_frames.is_some_and(|m| runner.frames >= m) {

@@ -61,7 +61,7 @@ impl FileSource {
 }
 
 impl FrameSource for FileSource {
-    #[inline]
+    #[inline(always)]
     fn next_frame(&mut self) -> Result<Next<'_>, String> {
         Ok(match self.merged.next_frame() {
             Some(f) => Next::Frame(f),

@@ -20,7 +20,10 @@ fn root() -> PathBuf {
 
 fn captures() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut dirs = vec![root().join("testdata/captures"), root().join("testdata/derived")];
+    let mut dirs = vec![
+        root().join("testdata/captures"),
+        root().join("testdata/derived"),
+    ];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
@@ -145,7 +148,10 @@ fn the_big_capture_really_spreads_over_shards() {
         "{} ticks, {boundaries} boundaries",
         log.ticks
     );
-    assert!(log.lines.iter().any(|l| l.starts_with("I ")), "no interim record");
+    assert!(
+        log.lines.iter().any(|l| l.starts_with("I ")),
+        "no interim record"
+    );
 }
 
 #[test]
@@ -247,4 +253,3 @@ fn replay_pacing_follows_the_speed_factor() {
     assert!(matches!(max.next_frame().unwrap(), Next::Frame(_)));
     assert!(matches!(max.next_frame().unwrap(), Next::End));
 }
-

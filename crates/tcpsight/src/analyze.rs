@@ -55,10 +55,11 @@ pub struct AnalyzeArgs {
     /// Never show a progress bar
     #[arg(long)]
     no_progress: bool,
-    /// Analysis threads (connections are spread over them by a flow hash; the output
-    /// is the same with any number); default: the machine's cores
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: Option<u16>,
+    /// Analysis threads: N engines, connections spread over them by a flow hash, plus
+    /// the reading thread; the output is byte for byte the same with any number. One by
+    /// default: on two cores the reading thread competes with the engines (BENCHMARKS.md)
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Most connections tracked at once (about 1 KB each); past it the one closest to
     /// expiring is reported early and counted as evicted
     #[arg(long, default_value_t = tcpsight_core::engine::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
@@ -207,11 +208,6 @@ impl<W: Write> Observer for Sinks<W> {
     }
 }
 
-/// The machine's cores: what `--threads` defaults to.
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn seconds(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
@@ -282,7 +278,7 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         max_connections: args.max_connections,
         ..Config::default()
     };
-    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let threads = args.threads as usize;
 
     let progress =
         (!args.no_progress && io::stderr().is_terminal() && total_size > 32 << 20).then(|| {

@@ -496,11 +496,19 @@ impl Drop for TerminalGuard {
 }
 
 fn open_source(args: &TopArgs) -> Result<(Feed, String), String> {
-    let filter_expr = args.packet_filter.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    let filter_expr = args
+        .packet_filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
     if let Some(iface) = &args.interface {
         let link = tcpsight_live::link_type(iface);
         let filter = match filter_expr {
-            Some(e) => Some(tcpsight_bpf::Program::compile(e, link.0, tcpsight_live::MAX_SNAPLEN)?),
+            Some(e) => Some(tcpsight_bpf::Program::compile(
+                e,
+                link.0,
+                tcpsight_live::MAX_SNAPLEN,
+            )?),
             None => None,
         };
         let opts = LiveOptions {

@@ -514,4 +514,3 @@ fn empty_capture_shows_an_empty_table() {
     assert!(s.contains("(no connections yet in this view)"), "{s}");
     assert!(s.contains("| 0 rows"));
 }
-
