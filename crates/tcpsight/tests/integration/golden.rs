@@ -1,11 +1,11 @@
 //! Golden files: `tcpsight analyze` on a few captures, compared byte for byte with
 //! testdata/golden/. Every output of the command is pinned: the text report, `--json`,
 //! `--flows - --format jsonl|csv` (whose report, on stderr, must be the plain one) and a
-//! grouped, sorted table. The captures are named relative to the repository root and the binary
-//! runs there, so no path of the machine gets into an output.
+//! grouped, sorted table. The captures are named relative to the repository root and the
+//! binary runs there, so no path of the machine gets into an output.
 //!
-//! `TCPSIGHT_BLESS=1 cargo test --release -p tcpsight golden` rewrites the files. Goldens
-//! over 256 KiB are stored gzip-compressed (NAME.gz).
+//! `TCPSIGHT_BLESS=1 cargo test --release -p tcpsight --test integration golden::`
+//! rewrites the files. Goldens over 256 KiB are stored gzip-compressed (NAME.gz).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
