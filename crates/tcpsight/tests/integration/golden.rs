@@ -4,7 +4,7 @@
 //! grouped, sorted table. The captures are named relative to the repository root and the
 //! binary runs there, so no path of the machine gets into an output.
 //!
-//! `TCPSIGHT_BLESS=1 cargo test --release -p tcpsight --test integration golden::`
+//! `TCPSIGHT_BLESS=1 cargo test --profile test-release -p tcpsight --test integration golden::`
 //! rewrites the files. Goldens over 256 KiB are stored gzip-compressed (NAME.gz).
 
 use std::io::{Read, Write};

@@ -3,7 +3,7 @@
 //! LTO) the same dependencies again. One binary is built and linked once, and its tests
 //! share the cores instead of waiting for each other's sleeps.
 //!
-//! `cargo test --release -p tcpsight --test integration MODULE::` runs one
+//! `cargo test --profile test-release -p tcpsight --test integration MODULE::` runs one
 //! part, e.g. `oracle::` or `golden::`.
 
 mod common;
