@@ -1,15 +1,13 @@
 //! `tcpsight capture` on real traffic in network namespaces made by the test (root
 //! only; skipped with a message otherwise).
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{NetPair, first_stderr_line, interrupt, request};
+use crate::common::{NetPair, first_stderr_line, interrupt, request};
 use serde_json::Value;
 
 fn start(net: &NetPair, args: &[&str]) -> Child {

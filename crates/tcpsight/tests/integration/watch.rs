@@ -40,7 +40,7 @@ fn json_lines(out: &Output) -> (Vec<Value>, Value) {
 fn one_line_per_decided_handshake_matching_analyze() {
     let (lines, summary) = json_lines(&watch(&["-r", &data(GEN), "--json"]));
     let count = |r: &str| lines.iter().filter(|l| l["result"] == r).count();
-    // The same outcomes `analyze` reports for this capture (tests/cli.rs).
+    // The same outcomes `analyze` reports for this capture (cli.rs).
     assert_eq!(count("success"), 9009);
     assert_eq!(count("rejected"), 29);
     assert_eq!(count("unreachable"), 28);

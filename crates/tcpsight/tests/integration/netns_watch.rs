@@ -4,13 +4,11 @@
 //! The exact lines and per-filter totals are asserted, and `-r` on the capture of the
 //! same traffic (recorded with -w) must print the same.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{NetPair, abandoned_connect, first_stderr_line, interrupt, request};
+use crate::common::{NetPair, abandoned_connect, first_stderr_line, interrupt, request};
 use serde_json::Value;
 
 fn json_lines(out: &[u8]) -> Vec<Value> {
