@@ -573,9 +573,9 @@ impl Engine {
         };
         // A deadline only comes sooner when the state changes (a close, a decided
         // handshake): packets that leave it alone do not touch the timers.
-        let state = (conn.outcome, conn.is_closed());
+        let state = (conn.outcome, conn.is_closed(), conn.first_syn.is_some());
         let effect = conn.on_segment(seg, side, now);
-        let changed = state != (conn.outcome, conn.is_closed());
+        let changed = state != (conn.outcome, conn.is_closed(), conn.first_syn.is_some());
         if let HandshakeChange::Decided(outcome) = effect.handshake {
             emit_handshake(conn, id(&self.generations), outcome, now, obs);
         }

@@ -20,20 +20,18 @@ fn server() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9))
 }
 
+/// A segment from `src` to `dst` (addresses with ports) with `flags`, `seq`, `ack` and
+/// `len` payload bytes.
 fn seg(
-    src: IpAddr,
-    sport: u16,
-    dst: IpAddr,
-    dport: u16,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
     flags: u16,
-    seq: u32,
-    ack: u32,
+    seq_ack: (u32, u32),
     len: usize,
 ) -> Vec<u8> {
-    let mut t = Tcp::new(src, sport, dst, dport);
+    let mut t = Tcp::new(src.0, src.1, dst.0, dst.1);
     t.flags = flags;
-    t.seq = seq;
-    t.ack = ack;
+    (t.seq, t.ack) = seq_ack;
     t.payload_len = len;
     t.syn_options = flags & S != 0;
     tcp_frame(&t)
@@ -46,15 +44,16 @@ fn normal(i: u32) -> Vec<(u64, Vec<u8>)> {
     let cp = 20_000 + (i % 40_000) as u16;
     let s = server();
     let t = T0 + i as u64 * 25 * MS;
+    let (c, s) = ((c, cp), (s, 80));
     vec![
-        (t, seg(c, cp, s, 80, S, 100, 0, 0)),
-        (t + MS, seg(s, 80, c, cp, S | A, 5000, 101, 0)),
-        (t + 2 * MS, seg(c, cp, s, 80, A, 101, 5001, 0)),
-        (t + 3 * MS, seg(c, cp, s, 80, A | P, 101, 5001, 300)),
-        (t + 8 * MS, seg(s, 80, c, cp, A | P, 5001, 401, 2000)),
-        (t + 9 * MS, seg(c, cp, s, 80, A | F, 401, 7001, 0)),
-        (t + 10 * MS, seg(s, 80, c, cp, A | F, 7001, 402, 0)),
-        (t + 11 * MS, seg(c, cp, s, 80, A, 402, 7002, 0)),
+        (t, seg(c, s, S, (100, 0), 0)),
+        (t + MS, seg(s, c, S | A, (5000, 101), 0)),
+        (t + 2 * MS, seg(c, s, A, (101, 5001), 0)),
+        (t + 3 * MS, seg(c, s, A | P, (101, 5001), 300)),
+        (t + 8 * MS, seg(s, c, A | P, (5001, 401), 2000)),
+        (t + 9 * MS, seg(c, s, A | F, (401, 7001), 0)),
+        (t + 10 * MS, seg(s, c, A | F, (7001, 402), 0)),
+        (t + 11 * MS, seg(c, s, A, (402, 7002), 0)),
     ]
 }
 
@@ -106,55 +105,41 @@ fn run(flood: bool) -> (Out, tcpsight_core::CaptureStats, usize) {
     let mut next_normal = 0;
     let mut peak = 0;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let flood_n = if flood { FLOOD } else { 0 };
-    let scan_n = if flood { SCAN_PORTS as u64 } else { 0 };
-    let total = flood_n + scan_n;
-    let mut buf_ts = T0;
-    for k in 0..total.max(1) {
-        let ts = if total == 0 {
-            T0 + span
-        } else {
-            T0 + k * span / total
-        };
+    // The attack: FLOOD random SYNs with a scanner's SYN every `scan_every` frames,
+    // spread evenly over the normal traffic's span.
+    let attack = if flood { FLOOD + SCAN_PORTS as u64 } else { 0 };
+    let scan_every = (FLOOD + SCAN_PORTS as u64) / SCAN_PORTS as u64;
+    let mut ports = 1..=SCAN_PORTS;
+    for k in 0..attack {
+        let ts = T0 + k * span / attack;
         while next_normal < normal_frames.len() && normal_frames[next_normal].0 <= ts {
             let (t, f) = &normal_frames[next_normal];
             engine.process(*t, LinkType::ETHERNET, f, f.len() as u32, &mut out);
             next_normal += 1;
         }
-        if total == 0 {
-            break;
-        }
-        buf_ts = buf_ts.max(ts);
-        let f = if k % (total / scan_n.max(1)).max(1) == 0
-            && k / (total / scan_n.max(1)).max(1) < scan_n
-        {
+        let scan_port = (k % scan_every == 0).then(|| ports.next()).flatten();
+        let f = match scan_port {
             // The scanner: one source, every port in turn.
-            let port = 1 + (k / (total / scan_n)) as u16;
-            seg(
-                IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1)),
-                55_555,
-                server(),
-                port,
+            Some(port) => seg(
+                (IpAddr::V4(Ipv4Addr::new(172, 16, 0, 1)), 55_555),
+                (server(), port),
                 S,
-                1,
+                (1, 0),
                 0,
-                0,
-            )
-        } else {
-            let r = rng.next();
-            let src = IpAddr::V4(Ipv4Addr::from((r >> 32) as u32 | 0x4000_0000));
-            seg(
-                src,
-                r as u16 | 1024,
-                server(),
-                443,
-                S,
-                (r >> 16) as u32,
-                0,
-                0,
-            )
+            ),
+            None => {
+                let r = rng.next();
+                let src = IpAddr::V4(Ipv4Addr::from((r >> 32) as u32 | 0x4000_0000));
+                seg(
+                    (src, r as u16 | 1024),
+                    (server(), 443),
+                    S,
+                    ((r >> 16) as u32, 0),
+                    0,
+                )
+            }
         };
-        engine.process(buf_ts, LinkType::ETHERNET, &f, f.len() as u32, &mut out);
+        engine.process(ts, LinkType::ETHERNET, &f, f.len() as u32, &mut out);
         peak = peak.max(engine.active());
     }
     for (t, f) in &normal_frames[next_normal..] {

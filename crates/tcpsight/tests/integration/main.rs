@@ -18,6 +18,7 @@ mod netns_capture;
 mod netns_watch;
 mod oracle;
 mod probe;
+mod threads;
 mod top;
 mod top_tmux;
 mod watch;
