@@ -3,7 +3,7 @@
 //! frames in capture order and capture time is the only time, so a live capture and a
 //! replay of its file give the same answers.
 
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use core::hash::BuildHasher;
 
@@ -14,6 +14,7 @@ use crate::conn::{Conn, HandshakeChange};
 use crate::decode::{self, DecodeError, Decoded, IcmpQuote, LinkType, TcpSegment};
 use crate::flow::{Endpoint, FlowKey};
 use crate::record::{ConnRecord, Outcome};
+use crate::timers::Timers;
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -336,10 +337,9 @@ pub enum Cause {
     End { first: u64, key: FlowKey },
 }
 
-/// A pending deadline in the timer heap: (capture time, slot, generation). Entries are
-/// lazy: a connection that saw packets since its entry was pushed is re-queued at its
-/// new deadline when the old one comes up, so a packet never touches the heap.
-type Timer = core::cmp::Reverse<(u64, u32, u32)>;
+// Pending deadlines (`timers.rs`): (capture time, slot, generation). Entries are lazy:
+// a connection that saw packets since its entry was pushed is re-queued at its new
+// deadline when the old one comes up, so a packet never touches them.
 
 /// The fixed hash seed: the same flow always hashes alike, in every engine and run, so
 /// sharding is deterministic.
@@ -357,7 +357,7 @@ pub struct Engine {
     /// cost 30 instructions; a capture has one or a few link types).
     link_counts: Vec<(LinkType, u64)>,
     now: u64,
-    timers: BinaryHeap<Timer>,
+    timers: Timers,
     /// Scratch for the connections whose deadlines fall at one instant.
     due: Vec<u32>,
     /// Connections opened by a SYN, oldest first (slot, generation): what the memory
@@ -385,7 +385,7 @@ impl Engine {
             stats: CaptureStats::default(),
             link_counts: Vec::new(),
             now: 0,
-            timers: BinaryHeap::new(),
+            timers: Timers::new(),
             due: Vec::new(),
             half_open: VecDeque::new(),
             next_tick: 0,
@@ -501,11 +501,8 @@ impl Engine {
         self.table.insert_unique(hash, idx as u32, |&i| {
             slab[i as usize].as_ref().map_or(0, |c| c.hash)
         });
-        self.timers.push(core::cmp::Reverse((
-            deadline,
-            idx as u32,
-            self.generations[idx],
-        )));
+        self.timers
+            .push((deadline, idx as u32, self.generations[idx]));
         if self.cfg.max_connections > 0
             && self.slab[idx]
                 .as_ref()
@@ -666,8 +663,7 @@ impl Engine {
         // Never before the clock: reports stay in time order (see `Cause`).
         let d = self.deadline(conn).max(self.now);
         if d < conn.timer_at {
-            self.timers
-                .push(core::cmp::Reverse((d, i as u32, self.generations[i])));
+            self.timers.push((d, i as u32, self.generations[i]));
             if let Some(c) = self.slab[i].as_mut() {
                 c.timer_at = d;
             }
@@ -679,11 +675,7 @@ impl Engine {
     /// packet of it still counts.
     #[inline]
     fn run_timers(&mut self, obs: &mut impl Observer) {
-        if self
-            .timers
-            .peek()
-            .is_some_and(|core::cmp::Reverse((at, ..))| *at < self.now)
-        {
+        if self.timers.peek_before(self.now).is_some() {
             self.run_due_timers(obs);
         }
         if self.cfg.tick_ns > 0 && self.now >= self.next_tick {
@@ -702,18 +694,15 @@ impl Engine {
     }
 
     fn run_due_timers(&mut self, obs: &mut impl Observer) {
-        while let Some(&core::cmp::Reverse((at, ..))) = self.timers.peek() {
-            if at >= self.now {
-                break;
-            }
+        while let Some((at, ..)) = self.timers.peek_before(self.now) {
             // Every live entry due at this instant, in flow-key order.
             let mut due = core::mem::take(&mut self.due);
             due.clear();
-            while let Some(&core::cmp::Reverse((t, slot, generation))) = self.timers.peek() {
+            while let Some((t, slot, generation)) = self.timers.peek_before(self.now) {
                 if t != at {
                     break;
                 }
-                self.timers.pop();
+                self.timers.pop_before(self.now);
                 let live = self.generations.get(slot as usize) == Some(&generation)
                     && self.slab[slot as usize]
                         .as_ref()
@@ -771,8 +760,7 @@ impl Engine {
         }
         let conn = self.slab[i].as_ref().expect("live slot");
         let next = self.deadline(conn);
-        self.timers
-            .push(core::cmp::Reverse((next, i as u32, self.generations[i])));
+        self.timers.push((next, i as u32, self.generations[i]));
         if let Some(c) = self.slab[i].as_mut() {
             c.timer_at = next;
         }
@@ -795,7 +783,7 @@ impl Engine {
                 return;
             }
         }
-        while let Some(core::cmp::Reverse((at, slot, generation))) = self.timers.pop() {
+        while let Some((at, slot, generation)) = self.timers.pop_earliest() {
             let live = self.generations.get(slot as usize) == Some(&generation)
                 && self.slab[slot as usize]
                     .as_ref()
@@ -855,15 +843,12 @@ impl Engine {
     #[cold]
     fn rebuild_timers(&mut self) {
         let gens = &self.generations;
-        self.timers = self
+        let live = self
             .slab
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_ref()
-                    .map(|c| core::cmp::Reverse((c.timer_at, i as u32, gens[i])))
-            })
-            .collect();
+            .filter_map(|(i, s)| s.as_ref().map(|c| (c.timer_at, i as u32, gens[i])));
+        self.timers.rebuild(live);
     }
 
     /// End of input: decides handshakes past their timeout and reports every connection

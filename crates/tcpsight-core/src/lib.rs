@@ -20,6 +20,7 @@ pub mod record;
 pub mod seq;
 pub mod stats;
 mod time;
+mod timers;
 
 pub use addr::Addr;
 pub use decode::LinkType;

@@ -28,7 +28,7 @@ impl MergedReader {
     }
 
     /// The next frame of the merged trace, or `None` when every file is done.
-    #[inline]
+    #[inline(always)]
     pub fn next_frame(&mut self) -> Option<FrameRef<'_>> {
         if let Some(i) = self.last.take()
             && let Err(e) = self.readers[i].advance()
