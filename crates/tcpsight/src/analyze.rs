@@ -260,8 +260,13 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         .min()
         .unwrap_or(0);
     let mut sinks = Sinks {
-        flows: flow_out
-            .map(|w| FlowWriter::new(BufWriter::with_capacity(1 << 16, w), args.format, ts_digits)),
+        flows: flow_out.map(|w| {
+            FlowWriter::new(
+                BufWriter::with_capacity(1 << 16, w),
+                args.format.into(),
+                ts_digits,
+            )
+        }),
         flow_error: None,
         table: DestinationTable::new(args.group_by),
         outcomes: Outcomes::default(),
