@@ -7,28 +7,8 @@
 
 use crate::percentiles::Sketch;
 
-const SUB: u32 = 8;
-const BUCKETS: usize = 8 * 40;
-
-fn bucket_of(x: u64) -> usize {
-    if x < SUB as u64 {
-        return x as usize;
-    }
-    let e = 63 - x.leading_zeros(); // x in [2^e, 2^(e+1))
-    let sub = ((x >> (e - 3)) & (SUB as u64 - 1)) as u32;
-    (((e - 2) * SUB + sub) as usize).min(BUCKETS - 1)
-}
-
-fn bucket_mid(b: usize) -> u64 {
-    let b = b as u32;
-    if b < SUB {
-        return b as u64;
-    }
-    let e = b / SUB + 2;
-    let sub = (b % SUB) as u64;
-    let lo = (1u64 << e) + (sub << (e - 3));
-    lo + (1u64 << (e - 3)) / 2
-}
+// The buckets are core's, so both histograms report the same figures.
+use tcpsight_core::stats::{LOG_BUCKETS as BUCKETS, bucket_mid, bucket_of};
 
 /// See the [module documentation](self). `UNIT` is the resolution: 1000 for nanosecond
 /// durations kept in microsecond buckets, 1 for counts.

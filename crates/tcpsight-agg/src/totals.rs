@@ -1,6 +1,7 @@
 //! tcpeek's per-filter handshake totals (`tcpsight watch` and its stats socket).
 
 use serde_json::{Value, json};
+use tcpsight_core::{HandshakeEvent, Outcome};
 
 /// Handshake totals of one filter.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,8 +16,24 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Adds `o`'s totals (the same as [`merge`](Self::merge)).
-    pub fn add(&mut self, o: &Totals) {
+    /// Counts a decided handshake as tcpeek does: a success (with its duplicate SYNs and
+    /// SYN/ACKs), a timeout, a rejection or an ICMP unreachable.
+    pub fn count(&mut self, e: &HandshakeEvent) {
+        match e.outcome {
+            Outcome::Established => {
+                self.success += 1;
+                self.dup_syn += (e.syn_count > 1) as u64;
+                self.dup_synack += (e.synack_count > 1) as u64;
+            }
+            Outcome::Timeout => self.timeout += 1,
+            Outcome::Rejected => self.reject += 1,
+            Outcome::Unreachable => self.unreach += 1,
+            _ => {}
+        }
+    }
+
+    /// Adds `o`'s totals.
+    pub fn merge(&mut self, o: &Totals) {
         self.success += o.success;
         self.dup_syn += o.dup_syn;
         self.dup_synack += o.dup_synack;
@@ -24,11 +41,6 @@ impl Totals {
         self.reject += o.reject;
         self.unreach += o.unreach;
         self.pending += o.pending;
-    }
-
-    /// Adds `other`'s totals.
-    pub fn merge(&mut self, other: &Totals) {
-        self.add(other)
     }
 
     /// What was counted since `o` (an earlier snapshot of the same totals), each figure

@@ -59,21 +59,6 @@ struct Aggregates {
     totals: [Totals; 2],
 }
 
-/// `tcpsight watch`'s counting of a decided handshake.
-fn count(t: &mut Totals, e: &HandshakeEvent) {
-    match e.outcome {
-        Outcome::Established => {
-            t.success += 1;
-            t.dup_syn += (e.syn_count > 1) as u64;
-            t.dup_synack += (e.synack_count > 1) as u64;
-        }
-        Outcome::Timeout => t.timeout += 1,
-        Outcome::Rejected => t.reject += 1,
-        Outcome::Unreachable => t.unreach += 1,
-        _ => {}
-    }
-}
-
 impl Aggregates {
     fn new() -> Self {
         Aggregates {
@@ -89,9 +74,9 @@ impl Aggregates {
         for e in events {
             match e {
                 Event::Handshake(h) => {
-                    count(&mut a.totals[0], h);
+                    a.totals[0].count(h);
                     if h.server.port == 80 {
-                        count(&mut a.totals[1], h);
+                        a.totals[1].count(h);
                     }
                 }
                 Event::Exchange(x) => {

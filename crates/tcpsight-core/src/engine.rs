@@ -179,27 +179,6 @@ impl<O: Observer> Observer for Vec<O> {
     }
 }
 
-impl<O: Observer + ?Sized> Observer for Box<O> {
-    fn on_handshake(&mut self, e: &HandshakeEvent) {
-        (**self).on_handshake(e);
-    }
-    fn on_exchange(&mut self, e: &ExchangeEvent) {
-        (**self).on_exchange(e);
-    }
-    fn on_connection(&mut self, r: &ConnRecord) {
-        (**self).on_connection(r);
-    }
-    fn on_interim(&mut self, r: &ConnRecord) {
-        (**self).on_interim(r);
-    }
-    fn on_tick(&mut self, ts_ns: u64) {
-        (**self).on_tick(ts_ns);
-    }
-    fn on_cause(&mut self, c: Cause) {
-        (**self).on_cause(c);
-    }
-}
-
 /// Ignores everything (an engine run for its statistics alone).
 impl Observer for () {}
 
@@ -301,23 +280,29 @@ pub struct ConnId {
 /// and run (fixed seed, symmetric: both directions alike): what a sharded run routes
 /// frames by. `None` for frames of no connection.
 pub fn connection_hash(link: LinkType, data: &[u8], orig_len: u32) -> Option<u64> {
-    let (src, sport, dst, dport, vlan) = match decode::decode(link, data, orig_len) {
-        Ok(Decoded::Tcp(s)) => (s.src, s.sport, s.dst, s.dport, s.vlan),
-        Ok(Decoded::IcmpError(q)) => (q.src, q.sport, q.dst, q.dport, q.vlan),
+    let (src, dst, vlan) = match decode::decode(link, data, orig_len) {
+        Ok(Decoded::Tcp(s)) => ((s.src, s.sport), (s.dst, s.dport), s.vlan),
+        Ok(Decoded::IcmpError(q)) => ((q.src, q.sport), (q.dst, q.dport), q.vlan),
         _ => return None,
     };
-    let (key, _) = FlowKey::new(
+    let (key, _) = flow_key(src, dst, vlan);
+    Some(foldhash::fast::FixedState::with_seed(HASH_SEED).hash_one(key))
+}
+
+/// The flow key of a packet from `src` to `dst`, and whether `src` is its `lo` end.
+#[inline]
+fn flow_key(src: (Addr, u16), dst: (Addr, u16), vlan: u32) -> (FlowKey, bool) {
+    FlowKey::new(
         Endpoint {
-            addr: src,
-            port: sport,
+            addr: src.0,
+            port: src.1,
         },
         Endpoint {
-            addr: dst,
-            port: dport,
+            addr: dst.0,
+            port: dst.1,
         },
         vlan,
-    );
-    Some(foldhash::fast::FixedState::with_seed(HASH_SEED).hash_one(key))
+    )
 }
 
 /// Why the engine reports what follows (until the next cause). Reports caused by a
@@ -392,15 +377,16 @@ impl Engine {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     /// What the capture contained so far.
     pub fn stats(&self) -> CaptureStats {
         let mut st = self.stats.clone();
         st.link_types = self.link_counts.iter().copied().collect();
         st
+    }
+
+    /// TCP packets processed so far (cheaper than `stats()`, for live counters).
+    pub fn tcp_packets(&self) -> u64 {
+        self.stats.tcp_packets
     }
 
     /// Connections currently tracked.
@@ -478,14 +464,13 @@ impl Engine {
             .map(|&i| i as usize)
     }
 
-    fn insert(&mut self, mut conn: Conn, obs: &mut impl Observer) -> usize {
+    fn insert(&mut self, conn: Conn, obs: &mut impl Observer) -> usize {
         if self.cfg.max_connections > 0 && self.table.len() >= self.cfg.max_connections {
             self.evict_one(obs);
         }
         let hash = conn.hash;
         // Never before the clock: reports stay in time order (see `Cause`).
         let deadline = self.deadline(&conn).max(self.now);
-        conn.timer_at = deadline;
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = Some(conn);
@@ -501,8 +486,7 @@ impl Engine {
         self.table.insert_unique(hash, idx as u32, |&i| {
             slab[i as usize].as_ref().map_or(0, |c| c.hash)
         });
-        self.timers
-            .push((deadline, idx as u32, self.generations[idx]));
+        self.queue(idx, deadline);
         if self.cfg.max_connections > 0
             && self.slab[idx]
                 .as_ref()
@@ -518,10 +502,25 @@ impl Engine {
     /// The id of the connection in slot `i`.
     #[inline]
     fn id(&self, i: usize) -> ConnId {
-        ConnId {
-            shard: self.shard,
-            slot: i as u32,
-            generation: self.generations[i],
+        conn_id(self.shard, &self.generations, i)
+    }
+
+    /// Whether the timer entry (deadline, slot, generation) is its connection's live
+    /// one (not left behind by a newer deadline or a reused slot).
+    #[inline]
+    fn is_live(&self, (at, slot, generation): (u64, u32, u32)) -> bool {
+        self.generations.get(slot as usize) == Some(&generation)
+            && self.slab[slot as usize]
+                .as_ref()
+                .is_some_and(|c| c.timer_at == at)
+    }
+
+    /// Queues deadline `d` as slot `i`'s live timer entry.
+    #[inline]
+    fn queue(&mut self, i: usize, d: u64) {
+        self.timers.push((d, i as u32, self.generations[i]));
+        if let Some(c) = self.slab[i].as_mut() {
+            c.timer_at = d;
         }
     }
 
@@ -529,17 +528,7 @@ impl Engine {
     /// the key's hash (computed once per packet).
     #[inline]
     fn key(&self, src: (Addr, u16), dst: (Addr, u16), vlan: u32) -> (FlowKey, bool, u64) {
-        let (key, src_is_lo) = FlowKey::new(
-            Endpoint {
-                addr: src.0,
-                port: src.1,
-            },
-            Endpoint {
-                addr: dst.0,
-                port: dst.1,
-            },
-            vlan,
-        );
+        let (key, src_is_lo) = flow_key(src, dst, vlan);
         (key, src_is_lo, self.hasher.hash_one(key))
     }
 
@@ -562,12 +551,9 @@ impl Engine {
         let conn = self.slab[idx].as_mut().expect("live slot");
         let side = conn.side_of(src_is_lo);
         // The id is looked up only when something is reported (a load per packet
-        // otherwise).
-        let id = |gens: &[u32]| ConnId {
-            shard: self.shard,
-            slot: idx as u32,
-            generation: gens[idx],
-        };
+        // otherwise); `conn` borrows the slab, so the generations are passed apart.
+        let shard = self.shard;
+        let id = |gens: &[u32]| conn_id(shard, gens, idx);
         // A deadline only comes sooner when the state changes (a close, a decided
         // handshake): packets that leave it alone do not touch the timers.
         let state = (conn.outcome, conn.is_closed(), conn.first_syn.is_some());
@@ -663,10 +649,7 @@ impl Engine {
         // Never before the clock: reports stay in time order (see `Cause`).
         let d = self.deadline(conn).max(self.now);
         if d < conn.timer_at {
-            self.timers.push((d, i as u32, self.generations[i]));
-            if let Some(c) = self.slab[i].as_mut() {
-                c.timer_at = d;
-            }
+            self.queue(i, d);
         }
     }
 
@@ -698,17 +681,13 @@ impl Engine {
             // Every live entry due at this instant, in flow-key order.
             let mut due = core::mem::take(&mut self.due);
             due.clear();
-            while let Some((t, slot, generation)) = self.timers.peek_before(self.now) {
-                if t != at {
+            while let Some(e) = self.timers.peek_before(self.now) {
+                if e.0 != at {
                     break;
                 }
                 self.timers.pop_before(self.now);
-                let live = self.generations.get(slot as usize) == Some(&generation)
-                    && self.slab[slot as usize]
-                        .as_ref()
-                        .is_some_and(|c| c.timer_at == at);
-                if live {
-                    due.push(slot);
+                if self.is_live(e) {
+                    due.push(e.1);
                 }
             }
             if due.len() > 1 {
@@ -758,12 +737,8 @@ impl Engine {
         if hs_due || interim_due {
             obs.on_cause(Cause::Packet);
         }
-        let conn = self.slab[i].as_ref().expect("live slot");
-        let next = self.deadline(conn);
-        self.timers.push((next, i as u32, self.generations[i]));
-        if let Some(c) = self.slab[i].as_mut() {
-            c.timer_at = next;
-        }
+        let next = self.deadline(self.slab[i].as_ref().expect("live slot"));
+        self.queue(i, next);
     }
 
     /// Memory bound reached: report and forget the oldest handshake still without any
@@ -783,14 +758,10 @@ impl Engine {
                 return;
             }
         }
-        while let Some((at, slot, generation)) = self.timers.pop_earliest() {
-            let live = self.generations.get(slot as usize) == Some(&generation)
-                && self.slab[slot as usize]
-                    .as_ref()
-                    .is_some_and(|c| c.timer_at == at);
-            if live {
+        while let Some(e) = self.timers.pop_earliest() {
+            if self.is_live(e) {
                 self.stats.evicted += 1;
-                self.finish_slot(slot as usize, Finish::Evicted, obs);
+                self.finish_slot(e.1 as usize, Finish::Evicted, obs);
                 return;
             }
         }
@@ -908,6 +879,15 @@ enum Finish {
     Evicted,
     /// End of input.
     End,
+}
+
+#[inline]
+fn conn_id(shard: u16, generations: &[u32], i: usize) -> ConnId {
+    ConnId {
+        shard,
+        slot: i as u32,
+        generation: generations[i],
+    }
 }
 
 #[inline]

@@ -18,7 +18,9 @@ pub fn percentile_sorted(sorted: &[u64], p: f64) -> Option<u64> {
 
 pub const EXACT_SAMPLES: usize = 64;
 const SUB: u32 = 8;
-const BUCKETS: usize = 8 * 40;
+/// Buckets of the log-linear histogram: 8 per power of two, up to 2^40 units.
+pub const LOG_BUCKETS: usize = 8 * 40;
+const BUCKETS: usize = LOG_BUCKETS;
 
 /// Log-linear histogram (up to 2^40 units: about 12 days of microseconds).
 #[derive(Clone, Debug)]
@@ -27,7 +29,8 @@ struct LogHistogram {
     total: u64,
 }
 
-fn bucket_of(us: u64) -> usize {
+/// The log-linear bucket of `us` (in the histogram's units).
+pub fn bucket_of(us: u64) -> usize {
     if us < SUB as u64 {
         return us as usize;
     }
@@ -36,7 +39,8 @@ fn bucket_of(us: u64) -> usize {
     (((e - 2) * SUB + sub) as usize).min(BUCKETS - 1)
 }
 
-fn bucket_mid(b: usize) -> u64 {
+/// The value a log-linear bucket reports: its midpoint (within 6.25 %).
+pub fn bucket_mid(b: usize) -> u64 {
     let b = b as u32;
     if b < SUB {
         return b as u64;

@@ -28,6 +28,10 @@ pub trait Tap {
 pub struct Progress {
     /// Frames read from the source.
     pub frames_read: u64,
+    /// Frames that passed the packet filter.
+    pub frames: u64,
+    /// TCP packets the engines have processed (a sharded run's lag its batches).
+    pub tcp_packets: u64,
     /// Raw input bytes consumed (files).
     pub bytes_read: u64,
     /// The kernel's (delivered, dropped) counters (live).
@@ -63,6 +67,9 @@ impl<T: Tap + ?Sized> Tap for &mut T {
 
 /// No tap.
 impl Tap for () {}
+
+/// Collecting records needs no tap.
+impl Tap for tcpsight_core::Collect {}
 
 /// A flag that stops a run when set: a signal handler's static, or one shared with
 /// another thread.
@@ -170,14 +177,12 @@ impl Runner {
         self.frames & self.progress_mask == 0
     }
 
-    /// The run's progress now.
-    pub fn progress_of<S: FrameSource + ?Sized>(&self, src: &mut S) -> Progress {
-        self.progress(src)
-    }
-
-    pub(crate) fn progress<S: FrameSource + ?Sized>(&self, src: &mut S) -> Progress {
+    /// The run's progress now, with the engines' TCP packet count.
+    pub fn progress<S: FrameSource + ?Sized>(&self, src: &mut S, tcp_packets: u64) -> Progress {
         Progress {
             frames_read: self.frames_read,
+            frames: self.frames,
+            tcp_packets,
             bytes_read: src.bytes_read(),
             kernel: src.kernel_stats(),
         }
@@ -244,22 +249,19 @@ impl Runner {
             };
             match next {
                 Next::Frame(f) => {
-                    self.frames_read += 1;
-                    if let Some(pf) = &mut self.filter
-                        && !pf.accepts(f.link.0, f.data, f.orig_len)
-                    {
-                        continue;
-                    }
-                    self.frames += 1;
-                    if let Err(e) = obs.on_frame(&f) {
-                        self.end(engine, obs, Stopped::End);
-                        return Err(e);
+                    match self.accept(&f, obs) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            self.end(engine, obs, Stopped::End);
+                            return Err(e);
+                        }
                     }
                     feed(engine, &f, obs);
                     if self.progress_due() {
-                        obs.on_progress(&self.progress(src));
+                        obs.on_progress(&self.progress(src, engine.tcp_packets()));
                     }
-                    if self.limits.max_frames.is_some_and(|m| self.frames >= m) {
+                    if self.count_reached() {
                         return Ok(self.end(engine, obs, Stopped::Count));
                     }
                 }
@@ -271,7 +273,7 @@ impl Runner {
                         engine.advance(c, obs);
                         obs.on_idle(c);
                     }
-                    obs.on_progress(&self.progress(src));
+                    obs.on_progress(&self.progress(src, engine.tcp_packets()));
                     return Ok(Step::Idle(wait));
                 }
                 Next::End => return Ok(self.end(engine, obs, Stopped::End)),
@@ -283,6 +285,27 @@ impl Runner {
                 return Ok(Step::Busy);
             }
         }
+    }
+
+    /// A frame from the source: counted, filtered, shown to the taps. Whether it goes on
+    /// to an engine (single and sharded runs alike).
+    #[inline]
+    pub(crate) fn accept<O: Tap>(&mut self, f: &FrameRef, obs: &mut O) -> Result<bool, String> {
+        self.frames_read += 1;
+        if let Some(pf) = &mut self.filter
+            && !pf.accepts(f.link.0, f.data, f.orig_len)
+        {
+            return Ok(false);
+        }
+        self.frames += 1;
+        obs.on_frame(f)?;
+        Ok(true)
+    }
+
+    /// Whether `-c COUNT` frames have gone to the engines.
+    #[inline]
+    pub(crate) fn count_reached(&self) -> bool {
+        self.limits.max_frames.is_some_and(|m| self.frames >= m)
     }
 
     fn end<O: Observer>(&mut self, engine: &mut Engine, obs: &mut O, why: Stopped) -> Step {

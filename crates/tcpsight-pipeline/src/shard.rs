@@ -180,6 +180,8 @@ enum ToWorker {
 
 struct FromWorker {
     reports: Vec<(Key, Report)>,
+    /// The engine's TCP packets so far (live health counters).
+    tcp_packets: u64,
     /// The batch's buffers, for reuse.
     batch: Option<Batch>,
     /// After `Finish`: the engine's statistics and frames processed.
@@ -226,6 +228,7 @@ fn worker(cfg: Config, shard: u16, rx: Receiver<ToWorker>, tx: SyncSender<FromWo
                 if tx
                     .send(FromWorker {
                         reports,
+                        tcp_packets: engine.tcp_packets(),
                         batch: Some(b),
                         done: None,
                     })
@@ -242,6 +245,7 @@ fn worker(cfg: Config, shard: u16, rx: Receiver<ToWorker>, tx: SyncSender<FromWo
                 let reports = std::mem::take(&mut rec.out);
                 let _ = tx.send(FromWorker {
                     reports,
+                    tcp_packets: engine.tcp_packets(),
                     batch: None,
                     done: Some((engine.stats(), frames)),
                 });
@@ -273,10 +277,16 @@ struct Router<'o, O> {
     tick_every: u64,
     next_tick: u64,
     merged: Vec<(Key, Report)>,
+    /// Each shard's TCP packets as of its last batch.
+    tcp: Vec<u64>,
     obs: &'o mut O,
 }
 
 impl<O: Observer + Tap> Router<'_, O> {
+    fn tcp_packets(&self) -> u64 {
+        self.tcp.iter().sum()
+    }
+
     /// A tick when the clock crosses a boundary, as one engine gives it: first frame
     /// only sets the origin; `n` places it before frame `n`'s reports (after what was
     /// due before it).
@@ -328,6 +338,7 @@ impl<O: Observer + Tap> Router<'_, O> {
                 .recv()
                 .map_err(|_| "a shard thread panicked".to_string())?;
             self.merged.extend(r.reports);
+            self.tcp[i] = r.tcp_packets;
             if let Some(b) = r.batch {
                 self.pool[i].push(b);
             }
@@ -405,6 +416,7 @@ where
             tick_every: cfg.tick_ns,
             next_tick: 0,
             merged: Vec::new(),
+            tcp: vec![0; shards],
             obs,
         };
         let stopped = route(runner, src, shards, &mut router);
@@ -443,14 +455,9 @@ where
         }
         match src.next_frame()? {
             Next::Frame(f) => {
-                runner.frames_read += 1;
-                if let Some(pf) = &mut runner.filter
-                    && !pf.accepts(f.link.0, f.data, f.orig_len)
-                {
+                if !runner.accept(&f, router.obs)? {
                     continue;
                 }
-                runner.frames += 1;
-                router.obs.on_frame(&f)?;
                 router.clock = router.clock.max(f.ts_ns);
                 router.index += 1;
                 router.tick(router.index);
@@ -461,9 +468,11 @@ where
                     router.flush()?;
                 }
                 if runner.progress_due() {
-                    router.obs.on_progress(&runner.progress(src));
+                    router
+                        .obs
+                        .on_progress(&runner.progress(src, router.tcp_packets()));
                 }
-                if runner.limits.max_frames.is_some_and(|m| runner.frames >= m) {
+                if runner.count_reached() {
                     return Ok(Stopped::Count);
                 }
             }
@@ -476,7 +485,9 @@ where
                     router.flush()?;
                     router.obs.on_idle(c);
                 }
-                router.obs.on_progress(&runner.progress(src));
+                router
+                    .obs
+                    .on_progress(&runner.progress(src, router.tcp_packets()));
                 if let Some(s) = runner.limits.reached(runner.frames) {
                     return Ok(s);
                 }

@@ -232,14 +232,14 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         })
         .collect();
     let total_size: u64 = readers.iter().filter_map(|r| r.size()).sum();
-    let mut packet_filter =
-        match crate::inputs::packet_filter(args.packet_filter.as_deref(), &readers) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("tcpsight: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let packet_filter = match crate::inputs::packet_filter(args.packet_filter.as_deref(), &readers)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let flow_out: Option<Box<dyn Write>> = match args.flows.as_deref() {
         None => None,
@@ -299,7 +299,7 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
 
     let mut src = FileSource::new(MergedReader::new(readers));
     sinks.progress = progress.clone();
-    let mut runner = Runner::new(Limits::default(), packet_filter.take()).progress_every(1 << 16);
+    let mut runner = Runner::new(Limits::default(), packet_filter).progress_every(1 << 16);
     let run = if threads > 1 {
         tcpsight_pipeline::run_sharded(&mut runner, &mut src, cfg, threads, &mut sinks)
             .map(|r| r.stats)

@@ -17,7 +17,7 @@ use tcpsight_io::{CaptureWriter, WriteFormat};
 use tcpsight_live::{LiveCapture, LiveOptions};
 
 use crate::format::thousands;
-use crate::watch::{STOP, now_ns, stop_on_signals};
+use crate::watch::{STOP, stop_on_signals};
 
 #[derive(Args)]
 pub struct CaptureArgs {
@@ -230,7 +230,7 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         files: Vec::new(),
         frames: 0,
     };
-    out.open(now_ns())?;
+    out.open(tcpsight_pipeline::wall_clock_ns())?;
     if let Some(user) = &args.user {
         tcpsight_live::drop_privileges(user)?;
     }
@@ -272,7 +272,7 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
                     Ok(())
                 }
             }
-            None => out.rotate_if_due(now_ns()),
+            None => out.rotate_if_due(tcpsight_pipeline::wall_clock_ns()),
         };
         if let Err(e) = step {
             break Err(e);

@@ -424,18 +424,6 @@ struct Wire {
     drops: u64,
 }
 
-/// The wire side's records.
-#[derive(Default)]
-struct WireCollect(Collect);
-
-impl tcpsight_core::Observer for WireCollect {
-    fn on_connection(&mut self, r: &tcpsight_core::ConnRecord) {
-        self.0.records.push(r.clone());
-    }
-}
-
-impl tcpsight_pipeline::Tap for WireCollect {}
-
 /// Starts capturing on `iface` in a thread; returns once the ring is open.
 fn start_capture(
     iface: &str,
@@ -461,7 +449,7 @@ fn start_capture(
             }
         };
         let mut engine = Engine::new(Config::default());
-        let mut col = WireCollect::default();
+        let mut col = Collect::default();
         let limits = tcpsight_pipeline::Limits {
             stop: Some(tcpsight_pipeline::StopFlag::Shared(done)),
             ..Default::default()
@@ -473,7 +461,7 @@ fn start_capture(
         let cap = src.capture();
         let (_, drops) = cap.stats();
         Ok(Wire {
-            records: col.0.records,
+            records: col.records,
             frames,
             drops,
         })

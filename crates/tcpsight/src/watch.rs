@@ -103,9 +103,6 @@ struct Watcher<W: Write> {
     flush_each: bool,
     /// Live: what the stats socket serves.
     shared: Option<SharedStats>,
-    /// Live: frames and TCP packets seen, for the socket.
-    frames: u64,
-    tcp_packets: u64,
     /// `-w`: every frame watched, for a later replay.
     record: Option<CaptureWriter<BufWriter<std::fs::File>>>,
 }
@@ -180,20 +177,6 @@ impl<W: Write> Watcher<W> {
     }
 }
 
-fn count(t: &mut Totals, e: &HandshakeEvent) {
-    match e.outcome {
-        Outcome::Established => {
-            t.success += 1;
-            t.dup_syn += (e.syn_count > 1) as u64;
-            t.dup_synack += (e.synack_count > 1) as u64;
-        }
-        Outcome::Timeout => t.timeout += 1,
-        Outcome::Rejected => t.reject += 1,
-        Outcome::Unreachable => t.unreach += 1,
-        _ => {}
-    }
-}
-
 impl<W: Write> Observer for Watcher<W> {
     fn on_handshake(&mut self, e: &HandshakeEvent) {
         let hits = self.filters.matching(e.client, e.server);
@@ -201,14 +184,14 @@ impl<W: Write> Observer for Watcher<W> {
             return;
         }
         for &i in &hits {
-            count(&mut self.totals[i], e);
+            self.totals[i].count(e);
         }
         // The socket's totals are shared by every capture thread: each adds its own.
         if let Some(sh) = &self.shared
             && let Ok(mut g) = sh.lock()
         {
             for &i in &hits {
-                count(&mut g.totals[i], e);
+                g.totals[i].count(e);
             }
         }
         if !self.quiet
@@ -322,8 +305,6 @@ pub fn run(args: WatchArgs) -> ExitCode {
         error: None,
         flush_each: live,
         shared: None,
-        frames: 0,
-        tcp_packets: 0,
         record: None,
     };
     let mut errors = Vec::new();
@@ -407,26 +388,11 @@ pub(crate) fn stop_on_signals() {
     }
 }
 
-pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl<W: Write> Tap for Watcher<W> {
     fn on_frame(&mut self, f: &tcpsight_io::FrameRef) -> Result<(), String> {
         if let Some(rec) = &mut self.record {
             rec.write(f.ts_ns, f.data, f.orig_len)
                 .map_err(|e| format!("writing the capture file: {e}"))?;
-        }
-        if self.shared.is_some() {
-            self.frames += 1;
-            if matches!(
-                tcpsight_core::decode::decode(f.link, f.data, f.orig_len),
-                Ok(tcpsight_core::decode::Decoded::Tcp(_))
-            ) {
-                self.tcp_packets += 1;
-            }
         }
         Ok(())
     }
@@ -439,8 +405,8 @@ impl<W: Write> Tap for Watcher<W> {
         };
         let drops = p.kernel.map_or(0, |k| k.1);
         if let Ok(mut g) = shared.lock() {
-            g.frames = self.frames;
-            g.tcp_packets = self.tcp_packets;
+            g.frames = p.frames;
+            g.tcp_packets = p.tcp_packets;
             g.kernel_drops = drops;
             let t = Instant::now();
             if g.kernel_drops > g.drops_announced
@@ -553,7 +519,7 @@ fn watch_live<W: Write>(
     let (p, d) = src.capture().stats();
     kernel.delivered = p;
     kernel.dropped = d;
-    let last = runner.progress_of(&mut src);
+    let last = runner.progress(&mut src, st.tcp_packets);
     w.on_progress(&last);
     if let Some(rec) = w.record.take() {
         rec.finish()

@@ -212,15 +212,8 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 
-/// Seconds as a Duration, never panicking: negative or NaN is zero, too large a year.
-fn secs(s: f64) -> Duration {
-    if s.is_nan() || s <= 0.0 {
-        return Duration::ZERO;
-    }
-    Duration::try_from_secs_f64(s)
-        .unwrap_or(Duration::from_secs(365 * 86_400))
-        .min(Duration::from_secs(365 * 86_400))
-}
+/// Seconds as a Duration, never panicking (negative or NaN is zero, too large a year).
+use tcpsight_pipeline::source::duration_of_secs as secs;
 
 fn seconds_ns(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
