@@ -59,8 +59,15 @@ fn tcp_header(t: &Tcp) -> Vec<u8> {
     h.extend_from_slice(&t.window.to_be_bytes());
     h.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
     h.extend_from_slice(opts);
-    h.resize(hlen + t.payload_len, b'x');
+    // Each payload byte tells its sequence number (see [`payload_byte`]), so tests of
+    // stream reassembly can check every delivered byte.
+    h.extend((0..t.payload_len as u32).map(|i| payload_byte(t.seq.wrapping_add(i))));
     h
+}
+
+/// The byte built frames carry at sequence number `seq`.
+pub fn payload_byte(seq: u32) -> u8 {
+    (seq % 251) as u8
 }
 
 /// An IP packet (no link header) carrying `l4` with protocol `proto`.

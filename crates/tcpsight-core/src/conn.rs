@@ -79,6 +79,8 @@ pub(crate) struct Conn {
     /// `active_timeout` after the handshake, or after the first packet of a midstream
     /// connection).
     pub last_interim: u64,
+    /// In-order payload delivery (`Config::payload`), from the first payload byte.
+    pub streams: Option<Box<crate::stream::Streams>>,
 }
 
 impl Conn {
@@ -133,6 +135,7 @@ impl Conn {
             history,
             timer_at: u64::MAX,
             last_interim: 0,
+            streams: None,
         }
     }
 

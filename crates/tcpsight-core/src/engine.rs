@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 use crate::addr::Addr;
 use crate::conn::{Conn, HandshakeChange};
 use crate::decode::{self, DecodeError, Decoded, IcmpQuote, LinkType, TcpSegment};
-use crate::flow::{Endpoint, FlowKey};
+use crate::flow::{Endpoint, FlowKey, Side};
 use crate::record::{ConnRecord, Outcome};
 use crate::timers::Timers;
 
@@ -42,6 +42,9 @@ pub struct Config {
     /// At most this many connections are tracked at once (0: no bound). Past it the one
     /// whose deadline comes first is reported and forgotten, and counted as evicted.
     pub max_connections: usize,
+    /// Observers get each connection's in-order payload (`on_payload`) while they
+    /// want it. Off, the per-packet cost is one test.
+    pub payload: bool,
 }
 
 /// The default memory bound: about 1 KB per tracked connection, so 2 GB.
@@ -57,6 +60,7 @@ impl Default for Config {
             tick_ns: 0,
             active_timeout_ns: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            payload: false,
         }
     }
 }
@@ -106,6 +110,32 @@ pub trait Observer {
     fn on_tick(&mut self, _ts_ns: u64) {}
     /// What causes the reports that follow (see [`Cause`]).
     fn on_cause(&mut self, _cause: Cause) {}
+    /// New in-order payload of one direction (with `Config::payload`). Returns whether
+    /// this observer wants more of this connection: once every observer says no, the
+    /// engine stops delivering it. The default wants none.
+    fn on_payload(&mut self, _payload: &Payload) -> bool {
+        false
+    }
+}
+
+/// A piece of one direction's byte stream, delivered once and in order (see the
+/// `stream` module for retransmissions, reordering, loss and snaplen cuts).
+#[derive(Clone, Copy, Debug)]
+pub struct Payload<'a> {
+    /// Capture time of the packet that made these bytes deliverable.
+    pub ts_ns: u64,
+    pub id: ConnId,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// Who sent the bytes: `Side::Client` for the client-to-server stream.
+    pub from: Side,
+    /// Stream offset of `data[0]` (the first payload byte of the direction is 0; on a
+    /// connection seen without its SYN, the first byte seen).
+    pub offset: u64,
+    /// Bytes just before `data` the capture did not have (lost or cut by the snaplen).
+    pub gap: u64,
+    /// May be empty when only a gap is told.
+    pub data: &'a [u8],
 }
 
 /// Observers compose: a pair gets every report, the first one first.
@@ -134,6 +164,11 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.0.on_cause(c);
         self.1.on_cause(c);
     }
+    fn on_payload(&mut self, p: &Payload) -> bool {
+        let a = self.0.on_payload(p);
+        let b = self.1.on_payload(p);
+        a || b
+    }
 }
 
 impl<O: Observer + ?Sized> Observer for &mut O {
@@ -154,6 +189,9 @@ impl<O: Observer + ?Sized> Observer for &mut O {
     }
     fn on_cause(&mut self, c: Cause) {
         (**self).on_cause(c);
+    }
+    fn on_payload(&mut self, p: &Payload) -> bool {
+        (**self).on_payload(p)
     }
 }
 
@@ -176,6 +214,10 @@ impl<O: Observer> Observer for Vec<O> {
     }
     fn on_cause(&mut self, c: Cause) {
         self.iter_mut().for_each(|o| o.on_cause(c));
+    }
+    fn on_payload(&mut self, p: &Payload) -> bool {
+        self.iter_mut()
+            .fold(false, |more, o| o.on_payload(p) | more)
     }
 }
 
@@ -437,7 +479,7 @@ impl Engine {
         match decode::decode(link, data, orig_len) {
             Ok(Decoded::Tcp(seg)) => {
                 self.stats.tcp_packets += 1;
-                self.on_tcp(&seg, ts_ns, obs);
+                self.on_tcp(&seg, data, ts_ns, obs);
             }
             Ok(Decoded::IcmpError(q)) => {
                 self.stats.icmp_errors += 1;
@@ -532,7 +574,7 @@ impl Engine {
         (key, src_is_lo, self.hasher.hash_one(key))
     }
 
-    fn on_tcp(&mut self, seg: &TcpSegment, now: u64, obs: &mut impl Observer) {
+    fn on_tcp(&mut self, seg: &TcpSegment, frame: &[u8], now: u64, obs: &mut impl Observer) {
         let (key, src_is_lo, hash) = self.key((seg.src, seg.sport), (seg.dst, seg.dport), seg.vlan);
         let idx = match self.lookup(&key, hash) {
             Some(i) => {
@@ -574,6 +616,102 @@ impl Engine {
         }
         if changed {
             self.requeue_if_sooner(idx);
+        }
+        if self.cfg.payload {
+            self.stream_segment(idx, seg, frame, side, now, obs);
+        }
+    }
+
+    /// Hands the segment's new in-order payload to the observers, and what its ACK
+    /// settles of the opposite stream (see the `stream` module).
+    #[cold]
+    fn stream_segment(
+        &mut self,
+        idx: usize,
+        seg: &TcpSegment,
+        frame: &[u8],
+        side: Side,
+        now: u64,
+        obs: &mut impl Observer,
+    ) {
+        let id = conn_id(self.shard, &self.generations, idx);
+        let conn = self.slab[idx].as_mut().expect("live slot");
+        if conn.streams.is_none() {
+            if seg.payload_len == 0 {
+                return;
+            }
+            conn.streams = Some(Box::default());
+        }
+        let (client, server) = (conn.client(), conn.server());
+        let s = side.index();
+        // Offsets in each direction's unwrapped sequence space (already advanced).
+        let start = conn.dirs[s]
+            .unwrap
+            .map(|u| u.offset(seg.seq) + seg.flags.syn() as u64);
+        let acked = if seg.flags.ack() {
+            conn.dirs[1 - s].unwrap.map(|u| u.offset(seg.ack))
+        } else {
+            None
+        };
+        let streams = conn.streams.as_mut().expect("just set");
+        if streams.done {
+            return;
+        }
+        let mut out = PayloadOut {
+            obs,
+            ts_ns: now,
+            id,
+            client,
+            server,
+            from: side,
+        };
+        let mut more = true;
+        if let Some(start) = start
+            && seg.payload_len > 0
+        {
+            more = streams.dirs[s].on_segment(
+                start,
+                seg.payload_len as u64,
+                seg.payload(frame),
+                &mut out,
+            );
+        }
+        if more && let Some(ack) = acked {
+            out.from = side.other();
+            more = streams.dirs[1 - s].on_acked(ack, &mut out);
+        }
+        if !more {
+            streams.stop();
+        }
+    }
+
+    /// The end of a connection's streams: what waits behind holes is delivered, at
+    /// the time of the connection's last packet (not the clock: a sharded engine's
+    /// clock is the whole input's, and the report must not depend on it).
+    fn finish_streams(&mut self, i: usize, id: ConnId, obs: &mut impl Observer) {
+        let Some(conn) = self.slab[i].as_mut() else {
+            return;
+        };
+        let now = conn.ts_last;
+        let Some(mut streams) = conn.streams.take() else {
+            return;
+        };
+        if streams.done {
+            return;
+        }
+        let mut out = PayloadOut {
+            obs,
+            ts_ns: now,
+            id,
+            client: conn.client(),
+            server: conn.server(),
+            from: Side::Client,
+        };
+        for side in [Side::Client, Side::Server] {
+            out.from = side;
+            if !streams.dirs[side.index()].finish(&mut out) {
+                break;
+            }
         }
     }
 
@@ -777,6 +915,10 @@ impl Engine {
             return;
         };
         let hash = conn.hash;
+        if conn.streams.is_some() {
+            self.finish_streams(i, id, obs);
+        }
+        let conn = self.slab[i].as_mut().expect("live slot");
         if how == Finish::Replaced
             && conn.outcome.is_none()
             && conn.first_syn.is_some()
@@ -949,5 +1091,30 @@ mod tests {
         // heap entry (16 bytes) included. 8 bytes went to the connection's deadline
         // when expiry stopped scanning every slot each second.
         assert!(slot <= 880, "connection state grew to {slot} bytes");
+    }
+}
+
+/// Passes one direction's chunks to the observers as [`Payload`]s.
+struct PayloadOut<'o, O: Observer> {
+    obs: &'o mut O,
+    ts_ns: u64,
+    id: ConnId,
+    client: Endpoint,
+    server: Endpoint,
+    from: Side,
+}
+
+impl<O: Observer> crate::stream::Deliver for PayloadOut<'_, O> {
+    fn chunk(&mut self, offset: u64, gap: u64, data: &[u8]) -> bool {
+        self.obs.on_payload(&Payload {
+            ts_ns: self.ts_ns,
+            id: self.id,
+            client: self.client,
+            server: self.server,
+            from: self.from,
+            offset,
+            gap,
+            data,
+        })
     }
 }

@@ -19,6 +19,7 @@ mod history;
 pub mod record;
 pub mod seq;
 pub mod stats;
+mod stream;
 mod time;
 mod timers;
 
@@ -26,7 +27,7 @@ pub use addr::Addr;
 pub use decode::LinkType;
 pub use engine::{
     CaptureStats, Cause, Collect, Config, ConnId, Engine, ExchangeEvent, HandshakeEvent, Observer,
-    connection_hash,
+    Payload, connection_hash,
 };
 pub use flow::{Endpoint, FlowKey, Side};
 pub use record::{Close, ConnRecord, DirRecord, Outcome, Value};

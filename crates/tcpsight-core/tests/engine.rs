@@ -428,3 +428,83 @@ fn challenge_ack_before_retried_handshake_does_not_skew_bytes() {
     assert_eq!(r.s2c.retx_pkts, 0);
     assert_eq!(r.s2c.gap_bytes, 0);
 }
+
+/// Collects each direction's delivered stream; stops wanting after `limit` chunks.
+#[derive(Default)]
+struct StreamLog {
+    streams: [Vec<u8>; 2],
+    gaps: [u64; 2],
+    chunks: usize,
+    limit: Option<usize>,
+}
+
+impl tcpsight_core::Observer for StreamLog {
+    fn on_payload(&mut self, p: &tcpsight_core::Payload) -> bool {
+        let s = p.from as usize;
+        assert_eq!(p.offset, self.streams[s].len() as u64 + p.gap);
+        self.streams[s].resize(self.streams[s].len() + p.gap as usize, 0);
+        self.streams[s].extend_from_slice(p.data);
+        self.gaps[s] += p.gap;
+        self.chunks += 1;
+        self.limit.is_none_or(|l| self.chunks < l)
+    }
+}
+
+fn stream_run(payload: bool, limit: Option<usize>) -> StreamLog {
+    let mut log = StreamLog {
+        limit,
+        ..StreamLog::default()
+    };
+    let mut engine = Engine::new(Config {
+        payload,
+        ..Config::default()
+    });
+    let (c, s): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    let mut t = 1_700_000_000_000_000_000u64;
+    let mut send = |from_client: bool, flags: u16, seq: u32, ack: u32, len: usize| {
+        let mut seg = if from_client {
+            Tcp::new(c, 40000, s, 80)
+        } else {
+            Tcp::new(s, 80, c, 40000)
+        };
+        (seg.flags, seg.seq, seg.ack, seg.payload_len) = (flags, seq, ack, len);
+        let f = tcp_frame(&seg);
+        t += MS;
+        engine.process(t, LinkType::ETHERNET, &f, f.len() as u32, &mut log);
+    };
+    send(true, S, 100, 0, 0);
+    send(false, S | A, 5000, 101, 0);
+    send(true, A, 101, 5001, 0);
+    send(true, A | P, 101, 5001, 100);
+    send(true, A | P, 101, 5001, 100); // retransmitted: delivered once
+    send(true, A | P, 151, 5001, 100); // overlaps: 50 new bytes
+    send(false, A, 5301, 251, 100); // the server's second segment first
+    send(false, A, 5001, 251, 300); // then its first, overlapping the second
+    send(false, A, 5501, 251, 50); // after a hole of 100 bytes, which ...
+    send(true, A, 251, 5551, 0); // ... the client acknowledges: a capture gap
+    send(true, F | A, 251, 5551, 0);
+    send(false, F | A, 5551, 252, 0);
+    engine.finish(&mut log);
+    log
+}
+
+#[test]
+fn payload_is_delivered_once_in_order_with_gaps_and_only_while_wanted() {
+    use tcpsight_core::build::payload_byte;
+    let log = stream_run(true, None);
+    let expect = |isn: u32, n: u32| (1..=n).map(|i| payload_byte(isn + i)).collect::<Vec<u8>>();
+    assert_eq!(log.streams[0], expect(100, 150));
+    let server = &log.streams[1];
+    assert_eq!(server.len(), 550);
+    assert_eq!(server[..400], expect(5000, 400)[..]);
+    assert!(
+        server[400..500].iter().all(|&b| b == 0),
+        "the hole is a gap"
+    );
+    assert_eq!(server[500..], expect(5000, 550)[500..]);
+    assert_eq!(log.gaps, [0, 100]);
+
+    // Nobody asked: nothing is delivered. An observer that stops gets no more.
+    assert_eq!(stream_run(false, None).chunks, 0);
+    assert_eq!(stream_run(true, Some(1)).chunks, 1);
+}

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tcpsight_core::{
     CaptureStats, Cause, Config, ConnRecord, Engine, ExchangeEvent, FlowKey, HandshakeEvent,
-    LinkType, Observer,
+    LinkType, Observer, Payload,
 };
 
 use crate::run::{Runner, Stopped, Tap};
@@ -111,6 +111,48 @@ enum Report {
     Connection(Box<ConnRecord>),
     Interim(Box<ConnRecord>),
     Tick(u64),
+    /// Payload copied out of its frame (only with `Config::payload`).
+    Payload(Box<OwnedPayload>),
+}
+
+/// A [`Payload`] that owns its bytes, to cross from a worker to the router.
+struct OwnedPayload {
+    ts_ns: u64,
+    id: tcpsight_core::ConnId,
+    client: tcpsight_core::Endpoint,
+    server: tcpsight_core::Endpoint,
+    from: tcpsight_core::Side,
+    offset: u64,
+    gap: u64,
+    data: Vec<u8>,
+}
+
+impl OwnedPayload {
+    fn of(p: &Payload) -> OwnedPayload {
+        OwnedPayload {
+            ts_ns: p.ts_ns,
+            id: p.id,
+            client: p.client,
+            server: p.server,
+            from: p.from,
+            offset: p.offset,
+            gap: p.gap,
+            data: p.data.to_vec(),
+        }
+    }
+
+    fn view(&self) -> Payload<'_> {
+        Payload {
+            ts_ns: self.ts_ns,
+            id: self.id,
+            client: self.client,
+            server: self.server,
+            from: self.from,
+            offset: self.offset,
+            gap: self.gap,
+            data: &self.data,
+        }
+    }
 }
 
 /// A worker's observer: labels every report with its order key.
@@ -170,6 +212,12 @@ impl Observer for Recorder {
     }
     fn on_cause(&mut self, c: Cause) {
         self.cause = c;
+    }
+    /// The router's observers decide what they want; the worker cannot ask them, so it
+    /// keeps delivering (the cost of payload in a sharded run: a copy per chunk).
+    fn on_payload(&mut self, p: &Payload) -> bool {
+        self.push(Report::Payload(Box::new(OwnedPayload::of(p))));
+        true
     }
 }
 
@@ -355,6 +403,9 @@ impl<O: Observer + Tap> Router<'_, O> {
                 Report::Connection(r) => self.obs.on_connection(&r),
                 Report::Interim(r) => self.obs.on_interim(&r),
                 Report::Tick(t) => self.obs.on_tick(t),
+                Report::Payload(p) => {
+                    self.obs.on_payload(&p.view());
+                }
             }
         }
         Ok((!done.is_empty()).then_some(done))

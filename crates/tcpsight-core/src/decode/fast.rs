@@ -61,6 +61,7 @@ pub(super) fn ethernet_ipv4_tcp(link: LinkType, data: &[u8], orig_len: u32) -> O
         payload_len: total - 20 - doff,
         options,
         truncated: (data.len() as u64) < orig_len as u64 || data.len() < TCP + doff as usize,
+        payload_at: TCP as u32 + doff,
     })
 }
 

@@ -140,7 +140,10 @@ fn transport(
         PROTO_TCP => {
             // Without an IP length, the captured bytes are all there is to go on.
             let l4_len = h.l4_len.unwrap_or(l4.len() as u32);
-            decode_tcp(l4, h.src, h.dst, vlan, l4_len, truncated).map(Decoded::Tcp)
+            decode_tcp(l4, h.src, h.dst, vlan, l4_len, truncated).map(|mut seg| {
+                seg.payload_at += h.l4 as u32;
+                Decoded::Tcp(seg)
+            })
         }
         PROTO_ICMP => icmp_error(l4, false, vlan),
         PROTO_ICMPV6 => icmp_error(l4, true, vlan),

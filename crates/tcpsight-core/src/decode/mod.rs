@@ -38,6 +38,23 @@ pub struct TcpSegment {
     pub options: TcpOptions,
     /// The frame was cut short by the snaplen (captured < original length).
     pub truncated: bool,
+    /// Where the TCP payload starts in the frame (the captured part may be shorter than
+    /// `payload_len`, or empty: see [`TcpSegment::payload`]).
+    pub payload_at: u32,
+}
+
+impl TcpSegment {
+    /// The captured payload bytes of this segment within `frame`, the bytes it was
+    /// decoded from: at most `payload_len` (never Ethernet padding), fewer when the
+    /// snaplen cut them.
+    #[inline]
+    pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        let start = (self.payload_at as usize).min(frame.len());
+        let end = start
+            .saturating_add(self.payload_len as usize)
+            .min(frame.len());
+        &frame[start..end]
+    }
 }
 
 /// An ICMP or ICMPv6 error quoting the start of a TCP segment.
@@ -101,11 +118,19 @@ pub fn decode_general(link: LinkType, data: &[u8], orig_len: u32) -> Result<Deco
     let truncated = (data.len() as u64) < orig_len as u64;
     let net = link::strip(link, data)?;
     let l3 = &data[net.offset..];
-    match net.proto {
+    let decoded = match net.proto {
         link::NetProto::Ipv4 => ip::decode_ipv4(l3, net.vlan, truncated),
         link::NetProto::Ipv6 => ip::decode_ipv6(l3, net.vlan, truncated),
         link::NetProto::Other => Ok(Decoded::NotTcp),
-    }
+    };
+    // Layers below give the payload's place relative to their own start.
+    decoded.map(|d| match d {
+        Decoded::Tcp(mut seg) => {
+            seg.payload_at += net.offset as u32;
+            Decoded::Tcp(seg)
+        }
+        other => other,
+    })
 }
 
 /// Bounds-checked big-endian reads over a byte slice.

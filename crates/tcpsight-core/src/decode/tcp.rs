@@ -129,5 +129,7 @@ pub(crate) fn decode_tcp(
         payload_len: l4_len - doff,
         options,
         truncated: truncated || b.len() < doff as usize,
+        // Relative to the TCP header; the IP and link layers add their offsets.
+        payload_at: doff,
     })
 }

@@ -163,3 +163,46 @@ fn icmp_unreachable_quotes_the_syn() {
     };
     assert_eq!((q.icmp_type, q.icmp_code, q.dport), (1, 4, 80));
 }
+
+#[test]
+fn payload_is_found_on_every_link_type_and_stops_at_padding_and_snaplen() {
+    use crate::build::payload_byte;
+    let expect =
+        |seq: u32, n: usize| -> Vec<u8> { (0..n as u32).map(|i| payload_byte(seq + i)).collect() };
+    for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+        let mut t = Tcp::new(src.parse().unwrap(), 40000, dst.parse().unwrap(), 80);
+        t.flags = TcpFlags::ACK | TcpFlags::PSH;
+        t.seq = 5000;
+        t.payload_len = 3;
+        let eth = tcp_frame(&t);
+        let ip = ip_packet(t.src, t.dst, 6, &eth[eth.len() - 23..]);
+        // Ethernet pads short frames to 60 bytes: the padding is not payload.
+        let mut padded = eth.clone();
+        padded.resize(padded.len().max(60), 0xee);
+        let mut vlan = t.clone();
+        vlan.vlan = Some(7);
+        let tagged = tcp_frame(&vlan);
+        let mut sll2 = 0u16.to_be_bytes().to_vec();
+        sll2[..2].copy_from_slice(&if t.src.is_ipv4() { 0x0800u16 } else { 0x86dd }.to_be_bytes());
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&ip);
+        for (link, frame) in [
+            (LinkType::ETHERNET, &eth),
+            (LinkType::ETHERNET, &padded),
+            (LinkType::ETHERNET, &tagged),
+            (LinkType::RAW, &ip),
+            (LinkType::LINUX_SLL2, &sll2),
+        ] {
+            let Ok(Decoded::Tcp(s)) = decode(link, frame, frame.len() as u32) else {
+                panic!("{link:?} {src}")
+            };
+            assert_eq!(s.payload(frame), expect(5000, 3), "{link:?} {src}");
+            // Cut one payload byte short: the two captured ones.
+            let cut = &frame[..frame.len() - (frame.len() - s.payload_at as usize - 2)];
+            let Ok(Decoded::Tcp(s)) = decode(link, cut, frame.len() as u32) else {
+                panic!()
+            };
+            assert_eq!(s.payload(cut), expect(5000, 2), "{link:?} {src} cut");
+        }
+    }
+}
