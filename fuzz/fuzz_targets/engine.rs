@@ -20,7 +20,26 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tcpsight_core::{Collect, Config, Engine, LinkType};
+use std::collections::HashMap;
+
+use tcpsight_core::{Collect, Config, ConnId, Engine, LinkType, Observer, Payload};
+
+/// Payload chunks of each direction follow each other: no overlap, no hole untold.
+#[derive(Default)]
+struct Streams {
+    next: HashMap<(ConnId, usize), u64>,
+    delivered: HashMap<ConnId, u64>,
+}
+
+impl Observer for Streams {
+    fn on_payload(&mut self, p: &Payload) -> bool {
+        let next = self.next.entry((p.id, p.from as usize)).or_default();
+        assert_eq!(p.offset, *next + p.gap, "{p:?}");
+        *next = p.offset + p.data.len() as u64;
+        *self.delivered.entry(p.id).or_default() += p.data.len() as u64;
+        true
+    }
+}
 
 const LINKS: [u32; 11] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147];
 const START_NS: u64 = 1_700_000_000_000_000_000;
@@ -93,12 +112,16 @@ fn parse(mut input: &[u8]) -> Vec<Frame<'_>> {
 
 fuzz_target!(|input: &[u8]| {
     let frames = parse(input);
-    let mut engine = Engine::new(Config::default());
-    let mut out = Collect::default();
+    let mut engine = Engine::new(Config {
+        payload: true,
+        ..Config::default()
+    });
+    let mut obs = (Collect::default(), Streams::default());
     for f in &frames {
-        engine.process(f.ts, f.link, f.data, f.orig_len, &mut out);
+        engine.process(f.ts, f.link, f.data, f.orig_len, &mut obs);
     }
-    engine.finish(&mut out);
+    engine.finish(&mut obs);
+    let (out, streams) = obs;
 
     let st = engine.stats();
     assert_eq!(st.frames, frames.len() as u64);
@@ -115,6 +138,9 @@ fuzz_target!(|input: &[u8]| {
         assert!(r.ts_first_ns <= r.ts_last_ns, "{r:?}");
         assert!(Some(r.ts_first_ns) >= min_ts && Some(r.ts_last_ns) <= max_ts, "{r:?}");
         assert!(r.c2s.pkts + r.s2c.pkts >= 1, "{r:?}");
+        // Each byte once: never more than the segments carried.
+        let delivered = streams.delivered.get(&r.id).copied().unwrap_or(0);
+        assert!(delivered <= r.c2s.payload_bytes + r.s2c.payload_bytes, "{r:?}");
         if let (Some(p50), Some(max)) = (r.response_p50_ns, r.response_max_ns) {
             assert!(p50 <= max, "{r:?}");
         }
