@@ -45,6 +45,8 @@ pub struct Config {
     /// Observers get each connection's in-order payload (`on_payload`) while they
     /// want it. Off, the per-packet cost is one test.
     pub payload: bool,
+    /// Observers get UDP datagrams (`on_datagram`); they are not tracked as flows.
+    pub datagrams: bool,
 }
 
 /// The default memory bound: about 1 KB per tracked connection, so 2 GB.
@@ -61,6 +63,7 @@ impl Default for Config {
             active_timeout_ns: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             payload: false,
+            datagrams: false,
         }
     }
 }
@@ -116,6 +119,20 @@ pub trait Observer {
     fn on_payload(&mut self, _payload: &Payload) -> bool {
         false
     }
+    /// A UDP datagram (with `Config::datagrams`), e.g. a DNS answer.
+    fn on_datagram(&mut self, _datagram: &Datagram) {}
+}
+
+/// A UDP datagram as captured.
+#[derive(Clone, Copy, Debug)]
+pub struct Datagram<'a> {
+    pub ts_ns: u64,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub vlan: u32,
+    /// Payload length from the headers (the captured `data` may be shorter).
+    pub len: u32,
+    pub data: &'a [u8],
 }
 
 /// A piece of one direction's byte stream, delivered once and in order (see the
@@ -169,6 +186,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         let b = self.1.on_payload(p);
         a || b
     }
+    fn on_datagram(&mut self, d: &Datagram) {
+        self.0.on_datagram(d);
+        self.1.on_datagram(d);
+    }
 }
 
 impl<O: Observer + ?Sized> Observer for &mut O {
@@ -192,6 +213,9 @@ impl<O: Observer + ?Sized> Observer for &mut O {
     }
     fn on_payload(&mut self, p: &Payload) -> bool {
         (**self).on_payload(p)
+    }
+    fn on_datagram(&mut self, d: &Datagram) {
+        (**self).on_datagram(d);
     }
 }
 
@@ -218,6 +242,9 @@ impl<O: Observer> Observer for Vec<O> {
     fn on_payload(&mut self, p: &Payload) -> bool {
         self.iter_mut()
             .fold(false, |more, o| o.on_payload(p) | more)
+    }
+    fn on_datagram(&mut self, d: &Datagram) {
+        self.iter_mut().for_each(|o| o.on_datagram(d));
     }
 }
 
@@ -487,6 +514,25 @@ impl Engine {
             }
             Ok(Decoded::Fragment) => self.stats.fragments += 1,
             Ok(Decoded::NotTcp) => self.stats.not_tcp += 1,
+            Ok(Decoded::Udp(d)) => {
+                self.stats.not_tcp += 1;
+                if self.cfg.datagrams {
+                    obs.on_datagram(&Datagram {
+                        ts_ns,
+                        src: Endpoint {
+                            addr: d.src,
+                            port: d.sport,
+                        },
+                        dst: Endpoint {
+                            addr: d.dst,
+                            port: d.dport,
+                        },
+                        vlan: d.vlan,
+                        len: d.payload_len,
+                        data: d.payload(data),
+                    });
+                }
+            }
             Err(e) => self.count_error(e),
         }
     }

@@ -22,8 +22,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use tcpsight_core::{
-    CaptureStats, Cause, Config, ConnRecord, Engine, ExchangeEvent, FlowKey, HandshakeEvent,
-    LinkType, Observer, Payload,
+    CaptureStats, Cause, Config, ConnRecord, Datagram, Engine, ExchangeEvent, FlowKey,
+    HandshakeEvent, LinkType, Observer, Payload,
 };
 
 use crate::run::{Runner, Stopped, Tap};
@@ -113,6 +113,8 @@ enum Report {
     Tick(u64),
     /// Payload copied out of its frame (only with `Config::payload`).
     Payload(Box<OwnedPayload>),
+    /// A UDP datagram copied out of its frame (only with `Config::datagrams`).
+    Datagram(Box<(Datagram<'static>, Vec<u8>)>),
 }
 
 /// A [`Payload`] that owns its bytes, to cross from a worker to the router.
@@ -218,6 +220,10 @@ impl Observer for Recorder {
     fn on_payload(&mut self, p: &Payload) -> bool {
         self.push(Report::Payload(Box::new(OwnedPayload::of(p))));
         true
+    }
+    fn on_datagram(&mut self, d: &Datagram) {
+        let head = Datagram { data: &[], ..*d };
+        self.push(Report::Datagram(Box::new((head, d.data.to_vec()))));
     }
 }
 
@@ -405,6 +411,10 @@ impl<O: Observer + Tap> Router<'_, O> {
                 Report::Tick(t) => self.obs.on_tick(t),
                 Report::Payload(p) => {
                     self.obs.on_payload(&p.view());
+                }
+                Report::Datagram(d) => {
+                    let (head, data) = &*d;
+                    self.obs.on_datagram(&Datagram { data, ..*head });
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tcpsight_core::{
-    Config, ConnId, ConnRecord, Endpoint, Engine, ExchangeEvent, HandshakeEvent, LinkType,
+    Config, ConnId, Datagram, ConnRecord, Endpoint, Engine, ExchangeEvent, HandshakeEvent, LinkType,
     Observer, Payload, Side,
 };
 use tcpsight_io::{CaptureReader, MergedReader};
@@ -51,6 +51,7 @@ fn source(p: &Path) -> FileSource {
 struct Log {
     lines: Vec<String>,
     ticks: u64,
+    datagrams: u64,
 }
 
 fn strip_id(mut s: String) -> String {
@@ -91,6 +92,17 @@ impl Observer for Log {
         ));
         true
     }
+    fn on_datagram(&mut self, d: &Datagram) {
+        self.datagrams += 1;
+        self.lines.push(format!(
+            "D {} {:?} {:?} {} {:016x}",
+            d.ts_ns,
+            d.src,
+            d.dst,
+            d.len,
+            fnv(FNV_OFFSET, d.data)
+        ));
+    }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -111,6 +123,7 @@ fn config() -> Config {
         tick_ns: 1_000_000_000,
         active_timeout_ns: 5_000_000_000,
         payload: true,
+        datagrams: true,
         ..Config::default()
     }
 }
@@ -126,10 +139,11 @@ fn single(p: &Path, cfg: Config) -> (Log, tcpsight_core::CaptureStats) {
 
 #[test]
 fn sharded_runs_report_what_one_engine_reports_in_its_order() {
-    let mut reports = 0;
+    let (mut reports, mut datagrams) = (0, 0);
     for p in captures() {
         let (one, st) = single(&p, config());
         reports += one.lines.len();
+        datagrams += one.datagrams;
         for shards in [2, 3, 8] {
             let mut log = Log::default();
             let mut runner = Runner::new(Limits::default(), None);
@@ -156,6 +170,7 @@ fn sharded_runs_report_what_one_engine_reports_in_its_order() {
         }
     }
     assert!(reports > 20_000, "only {reports} reports over the corpus");
+    assert!(datagrams > 1_000, "only {datagrams} UDP datagrams over the corpus");
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! IPv4 and IPv6 headers (with extension headers), and ICMP errors quoting TCP.
 
 use super::tcp::decode_tcp;
-use super::{Bytes, DecodeError, Decoded, IcmpQuote};
+use super::{Bytes, DecodeError, Decoded, IcmpQuote, UdpDatagram};
 use crate::addr::Addr;
 use crate::seq::Seq;
 
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
 const PROTO_ICMPV6: u8 = 58;
 
 /// The parts of an IP header the TCP decoder needs.
@@ -145,10 +146,32 @@ fn transport(
                 Decoded::Tcp(seg)
             })
         }
+        PROTO_UDP => Ok(udp(l4, h, vlan)),
         PROTO_ICMP => icmp_error(l4, false, vlan),
         PROTO_ICMPV6 => icmp_error(l4, true, vlan),
         _ => Ok(Decoded::NotTcp),
     }
+}
+
+/// A UDP header; one cut short is still a frame that carries no TCP.
+fn udp(b: Bytes, h: &IpHeader, vlan: u32) -> Decoded {
+    let (Some(sport), Some(dport), Some(len)) = (b.u16(0), b.u16(2), b.u16(4)) else {
+        return Decoded::NotTcp;
+    };
+    // The UDP length field, bounded by the IP header's (either may lie).
+    let mut payload_len = (len as u32).saturating_sub(8);
+    if let Some(l4) = h.l4_len {
+        payload_len = payload_len.min(l4.saturating_sub(8));
+    }
+    Decoded::Udp(UdpDatagram {
+        src: h.src,
+        dst: h.dst,
+        sport,
+        dport,
+        vlan,
+        payload_len,
+        payload_at: (h.l4 + 8) as u32,
+    })
 }
 
 /// ICMP destination-unreachable / time-exceeded quoting an IP header and 8 TCP bytes.

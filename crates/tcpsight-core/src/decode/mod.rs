@@ -80,8 +80,36 @@ pub enum Decoded {
     IcmpError(IcmpQuote),
     /// An IP fragment other than the first: counted, not analysed.
     Fragment,
-    /// A well-formed frame that carries no TCP (ARP, UDP, other ICMP...).
+    /// A well-formed frame that carries no TCP (ARP, other ICMP...).
     NotTcp,
+    /// A UDP datagram: not analysed as a connection (counted as not TCP), but handed
+    /// to observers that ask (`Config::datagrams`: DNS answers name servers).
+    Udp(UdpDatagram),
+}
+
+/// A UDP datagram's addresses and where its payload lies in the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpDatagram {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub vlan: u32,
+    /// Payload length from the UDP header, captured or not.
+    pub payload_len: u32,
+    pub payload_at: u32,
+}
+
+impl UdpDatagram {
+    /// The captured payload bytes within `frame` (as [`TcpSegment::payload`]).
+    #[inline]
+    pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        let start = (self.payload_at as usize).min(frame.len());
+        let end = start
+            .saturating_add(self.payload_len as usize)
+            .min(frame.len());
+        &frame[start..end]
+    }
 }
 
 /// Why a frame could not be decoded. Counted per reason in the capture summary.
@@ -128,6 +156,10 @@ pub fn decode_general(link: LinkType, data: &[u8], orig_len: u32) -> Result<Deco
         Decoded::Tcp(mut seg) => {
             seg.payload_at += net.offset as u32;
             Decoded::Tcp(seg)
+        }
+        Decoded::Udp(mut d) => {
+            d.payload_at += net.offset as u32;
+            Decoded::Udp(d)
         }
         other => other,
     })

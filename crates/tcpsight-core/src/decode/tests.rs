@@ -206,3 +206,22 @@ fn payload_is_found_on_every_link_type_and_stops_at_padding_and_snaplen() {
         }
     }
 }
+
+#[test]
+fn udp_datagrams_give_ports_and_payload() {
+    let mut l4 = vec![0x9c, 0x40, 0, 53, 0, 8 + 5, 0, 0];
+    l4.extend_from_slice(b"hello");
+    for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+        let ip = ip_packet(src.parse().unwrap(), dst.parse().unwrap(), 17, &l4);
+        let mut frame = crate::build::ethernet(&ip, Some(9));
+        frame.resize(frame.len().max(64), 0);
+        let Ok(Decoded::Udp(d)) = decode(LinkType::ETHERNET, &frame, frame.len() as u32) else {
+            panic!("{src}")
+        };
+        assert_eq!((d.sport, d.dport, d.vlan, d.payload_len), (40000, 53, 9, 5));
+        assert_eq!(d.payload(&frame), b"hello");
+        // A UDP header cut short is a frame without TCP, not an error.
+        let cut = d.payload_at as usize - 4;
+        assert_eq!(decode(LinkType::ETHERNET, &frame[..cut], 100), Ok(Decoded::NotTcp));
+    }
+}
