@@ -611,6 +611,7 @@ impl Conn {
             history: self.history.as_str().to_string(),
             icmp_type: self.icmp.map(|i| i.0),
             icmp_code: self.icmp.map(|i| i.1),
+            app: Default::default(),
         }
     }
 }

@@ -1118,28 +1118,6 @@ fn emit_handshake(conn: &Conn, id: ConnId, outcome: Outcome, now: u64, obs: &mut
     });
 }
 
-#[cfg(test)]
-mod tests {
-    /// Memory per tracked connection: the slab slot plus a hash-table entry. In-flight
-    /// RTT timing adds 16 bytes per unacknowledged segment (heap), only while data is
-    /// in flight. BENCHMARKS.md has the measured figure per concurrent connection.
-    #[test]
-    fn connection_state_stays_small() {
-        let slot = core::mem::size_of::<Option<crate::conn::Conn>>();
-        eprintln!(
-            "connection slot: {slot} bytes (dir {}, history {}, responses {}, in-flight queue {})",
-            core::mem::size_of::<crate::dir::DirState>(),
-            core::mem::size_of::<crate::history::History>(),
-            core::mem::size_of::<crate::stats::ResponseTimes>(),
-            core::mem::size_of::<std::collections::VecDeque<u64>>(),
-        );
-        // Under 1 KB per connection with the table entry (about 6 bytes) and the timer
-        // heap entry (16 bytes) included. 8 bytes went to the connection's deadline
-        // when expiry stopped scanning every slot each second.
-        assert!(slot <= 880, "connection state grew to {slot} bytes");
-    }
-}
-
 /// Passes one direction's chunks to the observers as [`Payload`]s.
 struct PayloadOut<'o, O: Observer> {
     obs: &'o mut O,
@@ -1162,5 +1140,27 @@ impl<O: Observer> crate::stream::Deliver for PayloadOut<'_, O> {
             gap,
             data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Memory per tracked connection: the slab slot plus a hash-table entry. In-flight
+    /// RTT timing adds 16 bytes per unacknowledged segment (heap), only while data is
+    /// in flight. BENCHMARKS.md has the measured figure per concurrent connection.
+    #[test]
+    fn connection_state_stays_small() {
+        let slot = core::mem::size_of::<Option<crate::conn::Conn>>();
+        eprintln!(
+            "connection slot: {slot} bytes (dir {}, history {}, responses {}, in-flight queue {})",
+            core::mem::size_of::<crate::dir::DirState>(),
+            core::mem::size_of::<crate::history::History>(),
+            core::mem::size_of::<crate::stats::ResponseTimes>(),
+            core::mem::size_of::<std::collections::VecDeque<u64>>(),
+        );
+        // Under 1 KB per connection with the table entry (about 6 bytes) and the timer
+        // heap entry (16 bytes) included. 8 bytes went to the connection's deadline
+        // when expiry stopped scanning every slot each second.
+        assert!(slot <= 880, "connection state grew to {slot} bytes");
     }
 }

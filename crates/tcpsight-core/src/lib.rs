@@ -30,4 +30,4 @@ pub use engine::{
     Observer, Payload, connection_hash,
 };
 pub use flow::{Endpoint, FlowKey, Side};
-pub use record::{Close, ConnRecord, DirRecord, Outcome, Value};
+pub use record::{AppFields, Close, ConnRecord, DirRecord, Outcome, Schema, Value};

@@ -128,6 +128,25 @@ pub struct ConnRecord {
     pub history: String,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// What the application layer showed (filled by an L7 observer; null without one).
+    pub app: AppFields,
+}
+
+/// Application-layer figures of one connection (docs/l7.md). The engine leaves them
+/// empty; an L7 observer (tcpsight-l7) fills them before the record reaches a sink.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppFields {
+    /// From the first payload bytes, never from the port alone: "http", "tls", ...
+    pub app_proto: Option<&'static str>,
+    /// The TLS SNI, else the HTTP Host, else `dns_name`.
+    pub server_name: Option<Box<str>>,
+    /// The name the client resolved to the server's address (a DNS answer seen before).
+    pub dns_name: Option<Box<str>>,
+    pub http_requests: Option<u32>,
+    pub http_4xx: Option<u32>,
+    pub http_5xx: Option<u32>,
+    /// The TLS version the server chose ("TLSv1.3", ...).
+    pub tls_version: Option<&'static str>,
 }
 
 impl ConnRecord {
@@ -161,6 +180,20 @@ fn opt<T, F: FnOnce(T) -> Value<'static>>(v: Option<T>, f: F) -> Value<'static> 
     v.map_or(Value::Null, f)
 }
 
+/// A record with one schema: its fields, named, in output order. Connection records
+/// and the L7 logs' records implement it, so every writer (JSON Lines, CSV, Parquet)
+/// serves each of them from the same definition.
+pub trait Schema {
+    fn for_each_field<'a, F: FnMut(&'static str, Value<'a>)>(&'a self, f: F);
+}
+
+impl Schema for ConnRecord {
+    #[inline]
+    fn for_each_field<'a, F: FnMut(&'static str, Value<'a>)>(&'a self, f: F) {
+        ConnRecord::for_each_field(self, f)
+    }
+}
+
 /// The names of every record field, in output order.
 pub fn field_names() -> Vec<&'static str> {
     let mut names = Vec::new();
@@ -175,6 +208,9 @@ impl ConnRecord {
     pub fn for_each_field<'a>(&'a self, mut f: impl FnMut(&'static str, Value<'a>)) {
         f("ts_first", Value::Epoch(self.ts_first_ns));
         f("ts_last", Value::Epoch(self.ts_last_ns));
+        // Exact whatever the capture's precision (a float64 of epoch seconds is not).
+        f("ts_first_ns", Value::U64(self.ts_first_ns));
+        f("ts_last_ns", Value::U64(self.ts_last_ns));
         f("client_ip", Value::Addr(self.client));
         f("client_port", Value::U64(self.client_port as u64));
         f("server_ip", Value::Addr(self.server));
@@ -201,6 +237,23 @@ impl ConnRecord {
         f("history", Value::Str(&self.history));
         f("icmp_type", opt(self.icmp_type, |v| Value::U64(v as u64)));
         f("icmp_code", opt(self.icmp_code, |v| Value::U64(v as u64)));
+        let a = &self.app;
+        f("app_proto", opt(a.app_proto, Value::Str));
+        f(
+            "server_name",
+            a.server_name.as_deref().map_or(Value::Null, Value::Str),
+        );
+        f(
+            "dns_name",
+            a.dns_name.as_deref().map_or(Value::Null, Value::Str),
+        );
+        f(
+            "http_requests",
+            opt(a.http_requests, |v| Value::U64(v as u64)),
+        );
+        f("http_4xx", opt(a.http_4xx, |v| Value::U64(v as u64)));
+        f("http_5xx", opt(a.http_5xx, |v| Value::U64(v as u64)));
+        f("tls_version", opt(a.tls_version, Value::Str));
     }
 
     /// A record with every optional field set, for schema listings and tests.
@@ -234,6 +287,15 @@ impl ConnRecord {
             history: String::new(),
             icmp_type: Some(0),
             icmp_code: Some(0),
+            app: AppFields {
+                app_proto: Some("http"),
+                server_name: Some("".into()),
+                dns_name: Some("".into()),
+                http_requests: Some(0),
+                http_4xx: Some(0),
+                http_5xx: Some(0),
+                tls_version: Some("TLSv1.3"),
+            },
         }
     }
 }

@@ -1,11 +1,16 @@
-//! Per-connection records as JSON Lines or CSV, from the record's single schema.
+//! Records as JSON Lines or CSV, from each record type's single schema
+//! ([`Schema`]): connection records, and the L7 logs' transactions.
 
 use std::io::{self, Write};
 
-use tcpsight_core::{ConnRecord, Value};
+use tcpsight_core::{ConnRecord, Schema, Value};
 
 use crate::RecordSink;
 use crate::text as format;
+
+/// Decimals of the epoch timestamps in record files: microseconds, which a float64
+/// column (what DuckDB and pandas infer) holds exactly for dates this century.
+pub const RECORD_TS_DIGITS: u8 = 6;
 
 /// The line formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,9 +25,13 @@ pub struct FlowWriter<W: Write> {
     ts_digits: u8,
     line: String,
     header_done: bool,
+    /// The CSV header, written before the first line or, with no lines, at the end.
+    names: Vec<&'static str>,
 }
 
 impl<W: Write> FlowWriter<W> {
+    /// `ts_digits`: decimals of epoch timestamps. Record files use 6 whatever the
+    /// capture (`RECORD_TS_DIGITS`): 9 would not survive a float64 column.
     pub fn new(out: W, format: FlowFormat, ts_digits: u8) -> Self {
         FlowWriter {
             out,
@@ -30,19 +39,30 @@ impl<W: Write> FlowWriter<W> {
             ts_digits,
             line: String::with_capacity(1024),
             header_done: false,
+            names: tcpsight_core::record::field_names(),
         }
     }
 
-    pub fn write(&mut self, r: &ConnRecord) -> io::Result<()> {
+    /// A writer of another record type than connections, whose fields are `names`.
+    pub fn with_names(mut self, names: Vec<&'static str>) -> Self {
+        self.names = names;
+        self
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if self.format == FlowFormat::Csv && !self.header_done {
+            writeln!(self.out, "{}", self.names.join(","))?;
+            self.header_done = true;
+        }
+        Ok(())
+    }
+
+    pub fn write<R: Schema>(&mut self, r: &R) -> io::Result<()> {
         self.line.clear();
         match self.format {
             FlowFormat::Jsonl => self.json_line(r),
             FlowFormat::Csv => {
-                if !self.header_done {
-                    let names = tcpsight_core::record::field_names();
-                    writeln!(self.out, "{}", names.join(","))?;
-                    self.header_done = true;
-                }
+                self.header()?;
                 self.csv_line(r)
             }
         }
@@ -50,7 +70,9 @@ impl<W: Write> FlowWriter<W> {
         self.out.write_all(self.line.as_bytes())
     }
 
+    /// Flushes; a CSV file without records still gets its header.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.header()?;
         self.out.flush()
     }
 }
@@ -66,7 +88,7 @@ impl<W: Write> RecordSink for FlowWriter<W> {
 }
 
 impl<W: Write> FlowWriter<W> {
-    fn json_line(&mut self, r: &ConnRecord) {
+    fn json_line<R: Schema>(&mut self, r: &R) {
         let digits = self.ts_digits;
         let line = &mut self.line;
         line.push('{');
@@ -92,7 +114,7 @@ impl<W: Write> FlowWriter<W> {
         line.push('}');
     }
 
-    fn csv_line(&mut self, r: &ConnRecord) {
+    fn csv_line<R: Schema>(&mut self, r: &R) {
         let digits = self.ts_digits;
         let line = &mut self.line;
         let mut first = true;
@@ -102,9 +124,7 @@ impl<W: Write> FlowWriter<W> {
             }
             first = false;
             match v {
-                // Field values never contain commas or quotes (addresses, enums, Zeek
-                // history letters), so no quoting is needed.
-                Value::Str(s) => line.push_str(s),
+                Value::Str(s) => csv_string(s, line),
                 Value::Addr(a) => format::addr(a, line),
                 other => value(other, digits, line, ""),
             }
@@ -112,17 +132,38 @@ impl<W: Write> FlowWriter<W> {
     }
 }
 
+/// One type per field whatever the capture's timestamp precision: durations are whole
+/// microseconds (rounded), so DuckDB, ClickHouse and pandas infer the same integer
+/// column from a microsecond and a nanosecond capture.
 fn value(v: Value, digits: u8, out: &mut String, null: &str) {
     match v {
         Value::Null => out.push_str(null),
         Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
         Value::U64(n) => format::int(n, out),
         Value::Epoch(ns) => format::epoch(ns, digits, out),
-        Value::Micros(ns) => format::micros(ns, out),
-        Value::MicrosF(ns) => format::micros_f(ns, out),
+        Value::Micros(ns) => format::int(ns.saturating_add(500) / 1000, out),
+        Value::MicrosF(ns) => format::int((ns.max(0.0) / 1000.0).round() as u64, out),
         Value::Str(s) => out.push_str(s),
         Value::Addr(a) => format::addr(a, out),
     }
+}
+
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+/// Most values (addresses, enums, Zeek history letters) need none; URIs, user agents
+/// and names seen on the wire may.
+fn csv_string(s: &str, out: &mut String) {
+    if !s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+        out.push_str(s);
+        return;
+    }
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 fn json_string(s: &str, out: &mut String) {
@@ -139,4 +180,26 @@ fn json_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_what_needs_it() {
+        let mut out = String::new();
+        for s in ["plain", "a,b", "say \"hi\"", "two\nlines", ""] {
+            csv_string(s, &mut out);
+            out.push('|');
+        }
+        assert_eq!(out, "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"||");
+    }
+
+    #[test]
+    fn json_escapes_quotes_backslashes_and_controls() {
+        let mut out = String::new();
+        json_string("a\"b\\c\u{1}d", &mut out);
+        assert_eq!(out, r#""a\"b\\c\u0001d""#);
+    }
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tcpsight_core::{
-    Config, ConnId, Datagram, ConnRecord, Endpoint, Engine, ExchangeEvent, HandshakeEvent, LinkType,
-    Observer, Payload, Side,
+    Config, ConnId, ConnRecord, Datagram, Endpoint, Engine, ExchangeEvent, HandshakeEvent,
+    LinkType, Observer, Payload, Side,
 };
 use tcpsight_io::{CaptureReader, MergedReader};
 use tcpsight_pipeline::source::MemorySource;
@@ -170,7 +170,10 @@ fn sharded_runs_report_what_one_engine_reports_in_its_order() {
         }
     }
     assert!(reports > 20_000, "only {reports} reports over the corpus");
-    assert!(datagrams > 1_000, "only {datagrams} UDP datagrams over the corpus");
+    assert!(
+        datagrams > 1_000,
+        "only {datagrams} UDP datagrams over the corpus"
+    );
 }
 
 #[test]

@@ -45,14 +45,39 @@ pub fn open(path: &str) -> Result<Box<dyn BufRead>, String> {
         .fill_buf()
         .map_err(|e| format!("{path}: {e}"))?
         .starts_with(&[0x1f, 0x8b]);
-    Ok(if gz {
+    let mut r: Box<dyn BufRead> = if gz {
         Box::new(BufReader::with_capacity(
             1 << 16,
             flate2::bufread::MultiGzDecoder::new(r),
         ))
     } else {
         Box::new(r)
-    })
+    };
+    // A capture file or other binary data is not a trace: say so once, rather than
+    // skipping every "line" of it.
+    if let Ok(head) = r.fill_buf()
+        && let Some(what) = binary_kind(head)
+    {
+        return Err(format!(
+            "{path}: {what}, not a kernel trace (probe reads what `tcpsight probe trace` \
+             writes; `tcpsight analyze` reads captures)"
+        ));
+    }
+    Ok(r)
+}
+
+/// What a file starting with `head` is, if it is binary rather than trace text.
+fn binary_kind(head: &[u8]) -> Option<&'static str> {
+    let magic = head
+        .get(..4)
+        .map(|m| u32::from_le_bytes(m.try_into().unwrap()));
+    match magic {
+        Some(0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1) => Some("a pcap capture"),
+        Some(0x0a0d_0d0a) => Some("a pcapng capture"),
+        Some(0xfd2f_b528) => Some("zstd-compressed data"),
+        _ if head.iter().take(4096).any(|&b| b == 0) => Some("binary data"),
+        _ => None,
+    }
 }
 
 /// Feeds every event of `r` to `each`. A read error (a truncated gzip file) ends the

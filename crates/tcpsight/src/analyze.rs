@@ -28,9 +28,9 @@ pub struct AnalyzeArgs {
     /// Write one record per connection to FILE (- for stdout)
     #[arg(long, value_name = "FILE")]
     flows: Option<String>,
-    /// Format of --flows
-    #[arg(long, value_enum, default_value = "jsonl")]
-    format: FlowFormat,
+    /// Format of --flows (default: from the file name, `.csv` for CSV, else JSON Lines)
+    #[arg(long, value_enum, requires = "flows")]
+    format: Option<FlowFormat>,
     /// Print the summary and table as one JSON document
     #[arg(long)]
     json: bool,
@@ -132,6 +132,47 @@ impl AnalyzeArgs {
         }
     }
 
+    /// The --flows format: as given, else as the file name says; a contradiction (a
+    /// `.csv` file asked for as JSON Lines, or the reverse) is refused.
+    fn flow_format(&self) -> Result<FlowFormat, String> {
+        let named = self.flows.as_deref().and_then(|p| {
+            let p = p.to_ascii_lowercase();
+            if p.ends_with(".csv") {
+                Some(FlowFormat::Csv)
+            } else if p.ends_with(".jsonl") || p.ends_with(".json") || p.ends_with(".ndjson") {
+                Some(FlowFormat::Jsonl)
+            } else {
+                None
+            }
+        });
+        match (self.format, named) {
+            (Some(f), Some(n)) if f != n => Err(format!(
+                "--format {} but --flows {} names the other format",
+                f.name(),
+                self.flows.as_deref().unwrap_or_default()
+            )),
+            (Some(f), _) | (None, Some(f)) => Ok(f),
+            (None, None) => Ok(FlowFormat::Jsonl),
+        }
+    }
+
+    /// Checks what clap cannot: option values that contradict each other.
+    fn validate(&self) -> Result<(), String> {
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            // Both times of day, or both absolute, compare as given; mixed ones only
+            // once the capture's date is known (then an empty window just matches nothing).
+            let comparable = matches!(
+                (since, until),
+                (TimeSpec::Absolute(_), TimeSpec::Absolute(_))
+                    | (TimeSpec::TimeOfDay(_), TimeSpec::TimeOfDay(_))
+            );
+            if comparable && since.resolve(0) >= until.resolve(0) {
+                return Err("--since must be before --until".into());
+            }
+        }
+        self.flow_format().map(|_| ())
+    }
+
     fn wants_summaries(&self) -> bool {
         self.buckets.is_some() || self.min_syns.is_some()
     }
@@ -153,6 +194,14 @@ struct Sinks<W: Write> {
 }
 
 impl<W: Write> Tap for Sinks<W> {
+    /// `--flows - | head`: once the reader is gone, reading on is wasted work.
+    fn on_frame(&mut self, _f: &tcpsight_io::FrameRef) -> Result<(), String> {
+        match &self.flow_error {
+            Some(e) if crate::pipe::is_broken(e) => Err("broken pipe".into()),
+            _ => Ok(()),
+        }
+    }
+
     fn on_progress(&mut self, p: &Progress) {
         if let Some(pb) = &self.progress {
             pb.set_position(p.bytes_read);
@@ -213,6 +262,10 @@ fn seconds(s: f64) -> u64 {
 }
 
 pub fn run(args: AnalyzeArgs) -> ExitCode {
+    if let Err(e) = args.validate() {
+        eprintln!("tcpsight: {e}");
+        return ExitCode::from(2);
+    }
     let (readers, mut errors) = crate::inputs::open_all(&args.files);
     if readers.is_empty() {
         return ExitCode::from(2);
@@ -263,8 +316,8 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         flows: flow_out.map(|w| {
             FlowWriter::new(
                 BufWriter::with_capacity(1 << 16, w),
-                args.format.into(),
-                ts_digits,
+                args.flow_format().unwrap_or(FlowFormat::Jsonl).into(),
+                tcpsight_export::lines::RECORD_TS_DIGITS,
             )
         }),
         flow_error: None,
@@ -311,6 +364,14 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
     };
     let st = match run {
         Ok(st) => st,
+        Err(_)
+            if sinks
+                .flow_error
+                .as_ref()
+                .is_some_and(crate::pipe::is_broken) =>
+        {
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("tcpsight: {e}");
             return ExitCode::from(2);
@@ -332,6 +393,9 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         sinks.flow_error = Some(e);
     }
     if let Some(e) = &sinks.flow_error {
+        if crate::pipe::is_broken(e) {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("tcpsight: writing flows: {e}");
         return ExitCode::from(2);
     }

@@ -5,6 +5,7 @@ mod capture;
 mod format;
 mod inputs;
 mod output;
+mod pipe;
 mod probe;
 mod statsock;
 mod top;

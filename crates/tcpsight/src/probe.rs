@@ -140,6 +140,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
     match r {
         Ok(()) if DAMAGED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::from(2),
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e == crate::pipe::BROKEN => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tcpsight: {e}");
             ExitCode::from(2)
@@ -158,7 +159,13 @@ fn output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, String> {
 
 /// Names the writer's target in errors.
 fn wr(target: &str) -> impl Fn(io::Error) -> String + '_ {
-    move |e| format!("writing {target}: {e}")
+    move |e| {
+        if crate::pipe::is_broken(&e) {
+            crate::pipe::BROKEN.to_string()
+        } else {
+            format!("writing {target}: {e}")
+        }
+    }
 }
 
 /// Formats from the running kernel's tracefs when readable, else the bundled ones.
@@ -338,6 +345,10 @@ fn summary_cmd(a: SummaryArgs) -> Result<(), String> {
 
 fn plot_cmd(a: PlotArgs) -> Result<(), String> {
     let (events, _) = read_all(&a.file)?;
+    if events.is_empty() {
+        // No directory of nothing beside the input.
+        return Err(format!("{}: no trace events to plot", a.file));
+    }
     let out_dir = a.out.clone().unwrap_or_else(|| {
         if a.file == "-" {
             PathBuf::from("probe.plots")

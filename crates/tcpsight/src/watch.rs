@@ -316,6 +316,9 @@ pub fn run(args: WatchArgs) -> ExitCode {
                 st = stats;
                 kernel = Some(k);
             }
+            Err(_) if w.error.as_ref().is_some_and(crate::pipe::is_broken) => {
+                return ExitCode::SUCCESS;
+            }
             Err(e) => {
                 eprintln!("tcpsight: {e}");
                 return ExitCode::from(2);
@@ -339,6 +342,9 @@ pub fn run(args: WatchArgs) -> ExitCode {
         let mut engine = Engine::new(engine_config(&args));
         let mut runner = Runner::new(Limits::default(), packet_filter);
         if let Err(e) = runner.run(&mut src, &mut engine, &mut w) {
+            if w.error.as_ref().is_some_and(crate::pipe::is_broken) {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("tcpsight: {e}");
             return ExitCode::from(2);
         }
@@ -355,7 +361,13 @@ pub fn run(args: WatchArgs) -> ExitCode {
             .and_then(|_| w.out.flush())
             .is_ok();
     if !ok {
-        return ExitCode::from(2);
+        // A reader that left early (`| head`) is not a failure, as for grep or tshark.
+        let broken = w.error.as_ref().is_some_and(crate::pipe::is_broken);
+        return if broken {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
     }
     if errors.is_empty() {
         ExitCode::SUCCESS
@@ -390,6 +402,10 @@ pub(crate) fn stop_on_signals() {
 
 impl<W: Write> Tap for Watcher<W> {
     fn on_frame(&mut self, f: &tcpsight_io::FrameRef) -> Result<(), String> {
+        // The reader went away (`watch | head`): nothing more can be shown.
+        if self.error.as_ref().is_some_and(crate::pipe::is_broken) {
+            return Err("broken pipe".into());
+        }
         if let Some(rec) = &mut self.record {
             rec.write(f.ts_ns, f.data, f.orig_len)
                 .map_err(|e| format!("writing the capture file: {e}"))?;

@@ -222,6 +222,9 @@ fn udp_datagrams_give_ports_and_payload() {
         assert_eq!(d.payload(&frame), b"hello");
         // A UDP header cut short is a frame without TCP, not an error.
         let cut = d.payload_at as usize - 4;
-        assert_eq!(decode(LinkType::ETHERNET, &frame[..cut], 100), Ok(Decoded::NotTcp));
+        assert_eq!(
+            decode(LinkType::ETHERNET, &frame[..cut], 100),
+            Ok(Decoded::NotTcp)
+        );
     }
 }

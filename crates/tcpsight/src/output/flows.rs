@@ -8,6 +8,15 @@ pub enum FlowFormat {
     Csv,
 }
 
+impl FlowFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowFormat::Jsonl => "jsonl",
+            FlowFormat::Csv => "csv",
+        }
+    }
+}
+
 impl From<FlowFormat> for tcpsight_export::lines::FlowFormat {
     fn from(f: FlowFormat) -> Self {
         match f {

@@ -130,23 +130,39 @@ fn flows_as_jsonl_and_csv_agree() {
     assert!(text(&j.stdout).contains("\"ts_first\":1300475168.652003,"));
 }
 
+/// Issue 15.7: a nanosecond capture gives the same column types as a microsecond one
+/// (integer microseconds, 6-decimal epoch seconds), and its nanoseconds stay exact in
+/// the integer `ts_first_ns`.
 #[test]
-fn nanosecond_capture_keeps_nine_decimals() {
-    let out = tcpsight(&[
-        "analyze",
-        &data("captures/tcpdump/tcp-handshake-nano.pcap"),
-        "--flows",
-        "-",
-    ]);
-    let s = text(&out.stdout);
-    let ts = s
-        .split("\"ts_first\":")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap();
-    assert_eq!(ts.split('.').nth(1).unwrap().len(), 9, "{ts}");
+fn record_fields_have_one_type_whatever_the_timestamp_precision() {
+    let fields = |capture: &str| -> serde_json::Map<String, serde_json::Value> {
+        let out = tcpsight(&["analyze", &data(capture), "--flows", "-"]);
+        let line = text(&out.stdout).lines().next().unwrap().to_string();
+        serde_json::from_str(&line).unwrap()
+    };
+    let nano = fields("captures/tcpdump/tcp-handshake-nano.pcap");
+    let micro = fields("captures/zeek/wikipedia.pcap");
+    let text_of = |m: &serde_json::Map<String, serde_json::Value>, k: &str| m[k].to_string();
+    assert_eq!(
+        text_of(&nano, "ts_first").split('.').nth(1).unwrap().len(),
+        6
+    );
+    let ns = nano["ts_first_ns"].as_u64().unwrap();
+    assert_ne!(ns % 1000, 0, "nanoseconds kept: {ns}");
+    for (k, v) in &nano {
+        let (a, b) = (v, &micro[k]);
+        if a.is_null() || b.is_null() {
+            continue;
+        }
+        assert_eq!(
+            (a.is_u64(), a.is_f64(), a.is_string(), a.is_boolean()),
+            (b.is_u64(), b.is_f64(), b.is_string(), b.is_boolean()),
+            "{k}: {a} vs {b}"
+        );
+        if k.ends_with("_us") {
+            assert!(a.is_u64(), "{k}: {a}");
+        }
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod golden;
 mod live;
 mod netns_capture;
 mod netns_watch;
+mod newcomer;
 mod oracle;
 mod probe;
 mod threads;

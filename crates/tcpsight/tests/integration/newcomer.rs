@@ -1,0 +1,148 @@
+//! What a new user hits first (issue 15): each test is named after what it guards.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn data(rel: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel);
+    p.to_str().unwrap().to_string()
+}
+
+fn tcpsight(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const BIG: &str = "captures/generated/netns-25s-client.pcap.gz";
+
+/// Reads one line of stdout, closes the pipe as `| head -1` does, and returns how the
+/// process ended and what it said on stderr.
+fn read_one_line_then_hang_up(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(!line.is_empty(), "{args:?} printed nothing");
+    let out = child.wait_with_output().unwrap();
+    (out.status, text(&out.stderr))
+}
+
+#[test]
+fn a_reader_that_leaves_early_ends_the_run_quietly_with_status_0() {
+    let big = data(BIG);
+    let probe = data("probe/loopback-lossy-6.18.txt.gz");
+    for args in [
+        vec!["analyze", big.as_str(), "--flows", "-"],
+        vec!["watch", "-r", big.as_str()],
+        vec!["probe", "parse", probe.as_str()],
+    ] {
+        let (status, stderr) = read_one_line_then_hang_up(&args);
+        assert!(status.success(), "{args:?}: {status} {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn probe_refuses_a_capture_file_with_one_clear_line_and_no_plot_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("x.pcap");
+    std::fs::copy(data("captures/zeek/wikipedia.pcap"), &pcap).unwrap();
+    let p = pcap.to_str().unwrap();
+    for sub in ["parse", "plot", "summary"] {
+        let out = tcpsight(&["probe", sub, p]);
+        assert_eq!(out.status.code(), Some(2), "probe {sub}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "probe {sub}: {err}");
+        assert!(err.contains("a pcap capture, not a kernel trace"), "{err}");
+        assert!(
+            out.stdout.is_empty(),
+            "probe {sub} printed {:?}",
+            text(&out.stdout)
+        );
+    }
+    assert!(!dir.path().join("x.pcap.plots").exists());
+}
+
+#[test]
+fn flows_format_follows_the_file_name_and_contradictions_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("f.csv");
+    let cap = data("captures/zeek/wikipedia.pcap");
+    let out = tcpsight(&["analyze", &cap, "--flows", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&csv).unwrap();
+    assert!(body.starts_with("ts_first,ts_last,"), "{body}");
+    assert_eq!(body.lines().count(), 11, "header and 10 connections");
+
+    let jsonl = dir.path().join("f.jsonl");
+    let out = tcpsight(&[
+        "analyze",
+        &cap,
+        "--format",
+        "csv",
+        "--flows",
+        jsonl.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--format csv"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = tcpsight(&["analyze", &cap, "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(2), "--format without --flows");
+    assert!(
+        text(&out.stderr).contains("--flows"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn since_after_until_is_an_error() {
+    let cap = data("captures/zeek/wikipedia.pcap");
+    let out = tcpsight(&[
+        "analyze", &cap, "--since", "19:07:00", "--until", "19:06:00",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--since must be before --until"));
+    let ok = tcpsight(&[
+        "analyze", &cap, "--since", "19:06:00", "--until", "19:07:00",
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+}
+
+#[test]
+fn a_csv_file_without_records_still_has_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("none.csv");
+    let cap = data("captures/zeek/wikipedia.pcap");
+    let out = tcpsight(&[
+        "analyze",
+        &cap,
+        "--port",
+        "1",
+        "--flows",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert!(body.starts_with("ts_first,"), "{body}");
+}
