@@ -2,6 +2,10 @@
 
 use tcpsight_io::{CaptureReader, ReadError};
 
+/// What watch and top say when given neither an interface nor a file.
+pub const NO_INPUT: &str =
+    "nothing to read: give -i IFACE to watch an interface live, or -r FILE to replay a capture";
+
 /// Opens every file; those that cannot be used are reported on stderr (one line each)
 /// and returned as errors, the others as readers.
 pub fn open_all(files: &[String]) -> (Vec<CaptureReader>, Vec<ReadError>) {

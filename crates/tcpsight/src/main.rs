@@ -45,6 +45,14 @@ enum Command {
     Probe(Box<probe::ProbeArgs>),
     /// Print the connection record schema (every field of --flows output)
     Fields,
+    /// Print a shell completion script (e.g. `tcpsight completions bash >
+    /// /etc/bash_completion.d/tcpsight`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (e.g. `tcpsight man | man -l -`)
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +69,22 @@ fn main() -> ExitCode {
                 println!("{name}");
             }
             ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "tcpsight", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Err(e) if !pipe::is_broken(&e) => {
+                    eprintln!("tcpsight: writing the manual page: {e}");
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
     }
 }

@@ -28,7 +28,6 @@ pub struct WatchArgs {
         short = 'r',
         long = "read",
         value_name = "FILE",
-        required_unless_present = "interface",
         conflicts_with = "interface"
     )]
     files: Vec<String>,
@@ -277,6 +276,10 @@ fn packet_filter_expr(args: &WatchArgs) -> Result<Option<String>, String> {
 }
 
 pub fn run(args: WatchArgs) -> ExitCode {
+    if args.files.is_empty() && args.interface.is_none() {
+        eprintln!("tcpsight: {}", crate::inputs::NO_INPUT);
+        return ExitCode::from(2);
+    }
     let expr = match packet_filter_expr(&args) {
         Ok(e) => e,
         Err(e) => {

@@ -68,7 +68,6 @@ pub struct TopArgs {
         long = "read",
         value_name = "FILE",
         num_args = 1..,
-        required_unless_present = "interface",
         conflicts_with = "interface"
     )]
     files: Vec<String>,
@@ -589,6 +588,10 @@ fn build_model(args: &TopArgs) -> Result<Model, String> {
 }
 
 pub fn run(args: TopArgs) -> ExitCode {
+    if args.files.is_empty() && args.interface.is_none() {
+        eprintln!("tcpsight: {}", crate::inputs::NO_INPUT);
+        return ExitCode::from(2);
+    }
     match run_inner(&args) {
         Ok(code) => code,
         Err(e) => {

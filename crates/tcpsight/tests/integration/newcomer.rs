@@ -146,3 +146,40 @@ fn a_csv_file_without_records_still_has_its_header() {
     assert_eq!(body.lines().count(), 1, "{body}");
     assert!(body.starts_with("ts_first,"), "{body}");
 }
+
+#[test]
+fn watch_and_top_without_input_say_what_to_give() {
+    for face in ["watch", "top"] {
+        let out = tcpsight(&[face]);
+        assert_eq!(out.status.code(), Some(2), "{face}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("give -i IFACE") && err.contains("-r FILE"),
+            "{face}: {err}"
+        );
+    }
+}
+
+#[test]
+fn shell_completions_and_the_manual_page_come_from_the_arguments() {
+    let bash = tcpsight(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let b = text(&bash.stdout);
+    assert!(b.contains("_tcpsight") && b.contains("--flows"), "{b}");
+    for shell in ["zsh", "fish"] {
+        let out = tcpsight(&["completions", shell]);
+        assert!(
+            out.status.success() && text(&out.stdout).contains("analyze"),
+            "{shell}"
+        );
+    }
+    let man = tcpsight(&["man"]);
+    assert!(man.status.success());
+    let m = text(&man.stdout);
+    assert!(
+        m.starts_with(".ie") || m.contains(".TH tcpsight"),
+        "{}",
+        &m[..200.min(m.len())]
+    );
+    assert!(m.contains("analyze"), "subcommands listed");
+}
