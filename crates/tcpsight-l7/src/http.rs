@@ -342,6 +342,36 @@ pub(crate) fn plausible_response(b: &[u8]) -> Option<bool> {
     }
 }
 
+/// Whether a message's first bytes can begin a start line, leniently (any method
+/// token): `Some(false)` once they cannot.
+fn start_line_ok(dir: Dir, b: &[u8]) -> Option<bool> {
+    match dir {
+        Dir::ToClient => plausible_response(b),
+        Dir::ToServer => {
+            // A method token (1-24 letters, '-' or '_') then a space.
+            for (i, &c) in b.iter().enumerate() {
+                if c == b' ' {
+                    return Some(i > 0);
+                }
+                if i >= 24 || !(c.is_ascii_alphabetic() || c == b'-' || c == b'_') {
+                    return Some(false);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// "HTTP/1.0 " or "HTTP/1.1 " and three digits and a space or CR at the start of `b`.
+fn status_line_at(b: &[u8]) -> bool {
+    b.len() >= 13
+        && b.starts_with(b"HTTP/1.")
+        && matches!(b[7], b'0' | b'1')
+        && b[8] == b' '
+        && b[9..12].iter().all(u8::is_ascii_digit)
+        && matches!(b[12], b' ' | b'\r' | b'\n')
+}
+
 fn text(b: &[u8], cap: usize) -> String {
     let b = &b[..b.len().min(cap)];
     let s = String::from_utf8_lossy(b).into_owned();
@@ -677,8 +707,24 @@ impl Http {
                 continue;
             }
             if !line_start {
-                match data[i..].iter().position(|&c| c == b'\n') {
-                    Some(p) => i += p,
+                // Responses may also restart mid-line: after a body whose length was
+                // lost, the next status line follows its last byte directly. A full
+                // "HTTP/1.x ddd " within this delivery is required there.
+                let resp = dir == Dir::ToClient;
+                match data[i..]
+                    .iter()
+                    .position(|&c| c == b'\n' || (resp && c == b'H'))
+                {
+                    Some(p) => {
+                        i += p;
+                        if data[i] == b'H' {
+                            if status_line_at(&data[i..]) {
+                                line_start = true;
+                            } else {
+                                i += 1;
+                            }
+                        }
+                    }
                     None => i = data.len(),
                 }
                 continue;
@@ -725,6 +771,21 @@ impl Http {
         let take = data.len().min(room);
         let start = side.buf.len();
         side.buf.extend_from_slice(&data[..take]);
+        if start < 32 && start_line_ok(dir, &side.buf[..side.buf.len().min(32)]) == Some(false) {
+            // Not a start line (a capture that began inside a body, or junk): no message
+            // starts here; skip to a plausible one.
+            side.release_buf();
+            side.phase = Phase::Resync { line_start: false };
+            if dir == Dir::ToServer
+                && let Some(d) = self.req.cur.take()
+            {
+                self.queue.retain(|e| e.tx.trans_depth != d);
+                self.next_depth -= 1;
+            }
+            // Bytes after the first line break are looked at again by the resync scan.
+            let nl = data[..take].iter().position(|&c| c == b'\n');
+            return nl.unwrap_or(take);
+        }
         // Look for the blank line ending the block, from a little before the new bytes.
         let from = side.scan.min(start.saturating_sub(3));
         let end = find_headers_end(&side.buf[from..]).map(|e| from + e);

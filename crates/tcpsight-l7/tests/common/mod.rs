@@ -170,6 +170,7 @@ pub fn flows(path: &str) -> Vec<Flow> {
     let mut r = tcpsight_io::CaptureReader::open(&full).expect("open capture");
     let mut conns: HashMap<(Addr, u16, Addr, u16), Conn> = HashMap::new();
     let mut n = 0;
+    let mut done: Vec<Conn> = Vec::new();
     while r.advance().expect("read") {
         let f = r.current().unwrap();
         let Some(t) = parse(f.link.0, f.data) else {
@@ -183,6 +184,17 @@ pub fn flows(path: &str) -> Vec<Flow> {
         };
         let syn = t.flags & 0x02 != 0;
         let ackf = t.flags & 0x10 != 0;
+        // A new SYN on a 4-tuple that already carried data is a new connection (port
+        // reuse), as tshark numbers it.
+        if syn
+            && !ackf
+            && let Some(old) = conns.get(&key)
+            && (!old.events.is_empty() || old.dirs.iter().any(|d| !d.ooo.is_empty()))
+            && (t.src, t.sport) == old.client
+        {
+            let old = conns.remove(&key).unwrap();
+            done.push(old);
+        }
         let c = conns.entry(key).or_insert_with(|| {
             // The client sent the SYN; a SYN/ACK's receiver; else the first sender.
             let from_client = !(syn && ackf);
@@ -204,8 +216,15 @@ pub fn flows(path: &str) -> Vec<Flow> {
         c.last_ns = ts;
         let d = if (t.src, t.sport) == c.client { 0 } else { 1 };
         let st = &mut c.dirs[d];
-        if st.isn.is_none() {
-            st.isn = Some(if syn { t.seq.wrapping_add(1) } else { t.seq });
+        if syn && st.next == 0 && st.ooo.is_empty() {
+            // A SYN (or SYN/ACK) before any data of its direction sets (or resets) the
+            // initial sequence number: earlier stray segments are forgotten.
+            *st = DirState {
+                isn: Some(t.seq.wrapping_add(1)),
+                ..Default::default()
+            };
+        } else if st.isn.is_none() {
+            st.isn = Some(t.seq);
         }
         // The peer's ACK tells what it received of the other direction.
         if ackf && let Some(pisn) = c.dirs[1 - d].isn {
@@ -227,6 +246,7 @@ pub fn flows(path: &str) -> Vec<Flow> {
     }
     let mut out: Vec<Flow> = conns
         .into_values()
+        .chain(done)
         .map(|mut c| {
             c.deliver(0, u64::MAX);
             c.deliver(1, u64::MAX);
