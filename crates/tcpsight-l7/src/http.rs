@@ -190,6 +190,9 @@ struct Entry {
     tx: HttpTransaction,
     req_done: bool,
     resp_done: bool,
+    /// Stands for a response whose transaction was already emitted (queue overflow):
+    /// read for its framing, never emitted.
+    discard: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +287,9 @@ pub struct Http {
     resp: Side,
     queue: VecDeque<Entry>,
     next_depth: u32,
+    /// Transactions emitted before their response came (queue overflow): that many
+    /// coming responses are theirs and are read but not paired with later requests.
+    owed_responses: u32,
     /// Transactions emitted.
     pub requests: u32,
     pub status_4xx: u32,
@@ -539,6 +545,7 @@ impl Http {
             resp: Side::new(),
             queue: VecDeque::new(),
             next_depth: 1,
+            owed_responses: 0,
             requests: 0,
             status_4xx: 0,
             status_5xx: 0,
@@ -588,8 +595,26 @@ impl Http {
         if self.queue.len() >= MAX_PENDING {
             // Too many unanswered requests: the oldest goes out without its response.
             if let Some(mut e) = self.queue.pop_front() {
-                e.tx.flags |= flags::NO_RESPONSE;
-                self.emit(e.tx, out);
+                if !e.resp_done {
+                    e.tx.flags |= flags::NO_RESPONSE;
+                    if self.resp.cur == Some(e.tx.trans_depth) {
+                        // Its response is being read: it goes on as a discarded one.
+                        self.queue.push_front(Entry {
+                            tx: HttpTransaction {
+                                trans_depth: e.tx.trans_depth,
+                                ..Default::default()
+                            },
+                            req_done: true,
+                            resp_done: false,
+                            discard: true,
+                        });
+                    } else {
+                        self.owed_responses += 1;
+                    }
+                }
+                if !e.discard {
+                    self.emit(e.tx, out);
+                }
             }
         }
         let depth = self.next_depth;
@@ -601,6 +626,7 @@ impl Http {
             },
             req_done: false,
             resp_done: false,
+            discard: false,
         });
         depth
     }
@@ -624,13 +650,31 @@ impl Http {
             .is_some_and(|e| e.req_done && e.resp_done)
         {
             let e = self.queue.pop_front().unwrap();
-            self.emit(e.tx, out);
+            if !e.discard {
+                self.emit(e.tx, out);
+            }
         }
     }
 
     /// The transaction the response side answers: the oldest one not answered yet, or a
     /// new request-less one.
     fn response_target(&mut self, out: &mut Vec<L7Event>) -> u32 {
+        if self.owed_responses > 0 {
+            // The response of a transaction emitted early: read, then dropped.
+            self.owed_responses -= 1;
+            // Depth 0 is never a real transaction's; one response is read at a time.
+            let depth = 0;
+            self.queue.push_front(Entry {
+                tx: HttpTransaction {
+                    trans_depth: depth,
+                    ..Default::default()
+                },
+                req_done: true,
+                resp_done: false,
+                discard: true,
+            });
+            return depth;
+        }
         if let Some(e) = self.queue.iter().find(|e| !e.resp_done) {
             return e.tx.trans_depth;
         }
@@ -1283,6 +1327,9 @@ impl Http {
             e.tx.response_first_ns = Some(self.resp.msg_first_ns);
         }
         while let Some(mut e) = self.queue.pop_front() {
+            if e.discard {
+                continue;
+            }
             if !e.resp_done && e.tx.status_code.is_none() {
                 e.tx.flags |= flags::NO_RESPONSE;
             }
