@@ -346,3 +346,48 @@ fn http_ndpi_and_suricata_captures_match_tshark() {
     assert_eq!(check_http("ndpi/gnutella.pcap", "gnutella"), (3, 3));
     assert_eq!(check_http("ndpi/instagram.pcap", "instagram"), (8, 3));
 }
+
+/// Writes the `l7_stream` fuzz seeds (fuzz/seeds/l7_stream/) from real connections, in
+/// that target's record format. Run by hand:
+/// `cargo test -p tcpsight-l7 --test captures write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = format!("{}/../../fuzz/seeds/l7_stream", env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // (capture, client port, name): small whole connections of each kind.
+    let picks = [
+        ("zeek/http-pipelined-requests.pcap", None, "http-pipelined"),
+        ("ndpi/1kxun.pcap", Some(49608), "http-100-continue"),
+        ("zeek/http-get-to-ssh-server-nsec.pcap", None, "http-to-ssh"),
+        ("zeek/tls-openjdk-sll2.pcap", None, "tls12-openjdk"),
+        ("ndpi/reddit-ipv6.pcap", Some(39736), "tls13-hello-retry"),
+        ("ndpi/reddit-ipv6.pcap", Some(40028), "tls13"),
+        ("zeek/http-1000-requests-one-dropped-response.pcap", None, "http-gap"),
+    ];
+    for (file, port, name) in picks {
+        let f = flows(&format!("{CAP}/{file}"))
+            .into_iter()
+            .find(|f| port.is_none_or(|p| f.client.1 == p))
+            .unwrap();
+        let mut seed = Vec::new();
+        for ev in &f.events {
+            if seed.len() > 6000 {
+                break;
+            }
+            match ev {
+                common::Ev::Data(d, _, b) => {
+                    let b = &b[..b.len().min(2000)];
+                    seed.push(matches!(d, tcpsight_l7::Dir::ToClient) as u8);
+                    seed.extend_from_slice(&(b.len() as u16).to_le_bytes());
+                    seed.extend_from_slice(b);
+                }
+                common::Ev::Gap(d, _, n) => {
+                    seed.push(matches!(d, tcpsight_l7::Dir::ToClient) as u8 | 2);
+                    seed.extend_from_slice(&(*n as u16).to_le_bytes());
+                }
+            }
+        }
+        std::fs::write(format!("{dir}/{name}"), seed).unwrap();
+    }
+}
