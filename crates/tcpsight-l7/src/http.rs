@@ -823,8 +823,23 @@ impl Http {
             if dir == Dir::ToServer
                 && let Some(d) = self.req.cur.take()
             {
-                self.queue.retain(|e| e.tx.trans_depth != d);
-                self.next_depth -= 1;
+                let answered = self
+                    .queue
+                    .iter()
+                    .any(|e| e.tx.trans_depth == d && e.resp_done);
+                if answered || self.resp.cur == Some(d) {
+                    // A response already went to it: keep it, as malformed.
+                    if let Some(e) = self.find(d) {
+                        e.tx.flags |= flags::REQ_MALFORMED;
+                        e.req_done = true;
+                    }
+                    self.flush_done(out);
+                } else {
+                    self.queue.retain(|e| e.tx.trans_depth != d);
+                    if self.next_depth == d + 1 {
+                        self.next_depth = d;
+                    }
+                }
             }
             // Bytes after the first line break are looked at again by the resync scan.
             let nl = data[..take].iter().position(|&c| c == b'\n');
@@ -915,6 +930,19 @@ impl Http {
             .ignore_invalid_headers_in_requests(true);
         let parsed = cfg.parse_request(&mut r, block);
         let Some(d) = self.req.cur else { return };
+        if !self.queue.iter().any(|e| e.tx.trans_depth == d) {
+            // Emitted early (queue overflow) while its headers were read: go on for the
+            // framing in a stand-in that is never emitted nor answered.
+            self.queue.push_back(Entry {
+                tx: HttpTransaction {
+                    trans_depth: d,
+                    ..Default::default()
+                },
+                req_done: false,
+                resp_done: true,
+                discard: true,
+            });
+        }
         let first_host = &mut self.first_host;
         let e = self
             .queue
@@ -981,8 +1009,8 @@ impl Http {
         let first = self.resp.msg_first_ns;
         let gap = core::mem::take(&mut self.resp.gap_in_msg);
         let d = match self.resp.cur {
-            Some(d) => d,
-            None => self.response_target(out),
+            Some(d) if self.queue.iter().any(|e| e.tx.trans_depth == d) => d,
+            _ => self.response_target(out),
         };
         self.resp.cur = Some(d);
         let e = self.find(d).unwrap();

@@ -363,7 +363,11 @@ fn write_fuzz_seeds() {
         ("zeek/tls-openjdk-sll2.pcap", None, "tls12-openjdk"),
         ("ndpi/reddit-ipv6.pcap", Some(39736), "tls13-hello-retry"),
         ("ndpi/reddit-ipv6.pcap", Some(40028), "tls13"),
-        ("zeek/http-1000-requests-one-dropped-response.pcap", None, "http-gap"),
+        (
+            "zeek/http-1000-requests-one-dropped-response.pcap",
+            None,
+            "http-gap",
+        ),
     ];
     for (file, port, name) in picks {
         let f = flows(&format!("{CAP}/{file}"))

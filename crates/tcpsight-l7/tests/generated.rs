@@ -755,8 +755,26 @@ fn field_lists_are_stable_and_flags_render_comma_joined() {
 fn analyzer_is_small() {
     let inline = std::mem::size_of::<Analyzer>();
     assert!(inline <= 200, "{inline}");
-    let a = Analyzer::new();
-    assert!(a.state_bytes() < 512, "{}", a.state_bytes());
+    let mut a = Analyzer::new();
+    let fresh = a.state_bytes();
+    assert!(fresh < 512, "{fresh}");
+    let mut out = Vec::new();
+    a.on_data(C, 1, &REQS[..60], &mut out);
+    let http_mid = a.state_bytes();
+    a.on_data(C, 1, &REQS[60..], &mut out);
+    let http_waiting = a.state_bytes();
+    let mut t = Analyzer::new();
+    let ch = client_hello(&foxio_example());
+    t.on_data(C, 1, &ch[..200], &mut out);
+    let tls_mid = t.state_bytes();
+    t.on_data(C, 1, &ch[200..], &mut out);
+    let tls_after_hello = t.state_bytes();
+    println!(
+        "Analyzer: {inline} bytes inline; state_bytes fresh {fresh}, HTTP inside a header \
+         block {http_mid}, HTTP with 5 requests waiting {http_waiting}, TLS inside the \
+         ClientHello {tls_mid}, TLS after it {tls_after_hello}"
+    );
+    assert!(tls_after_hello < 2048 && http_waiting < 8192);
 }
 
 #[test]
@@ -832,4 +850,33 @@ fn throughput_print() {
         bytes,
         secs * 1e3
     );
+}
+
+#[test]
+fn responses_racing_a_request_that_turns_out_malformed_or_overflowed_do_not_panic() {
+    // A 100 Continue answers a request whose first bytes then prove it is not one.
+    let (evs, _) = run(&[
+        D(C, 1, b"GET"),
+        D(S, 2, b"HTTP/1.1 100 Continue\r\n\r\n"),
+        D(C, 3, b"\x00\x01 junk\r\n\r\n"),
+        D(S, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    let t = http(&evs);
+    assert!(!t.is_empty());
+    // 40 request-less responses while a request's headers are still being read.
+    let mut resps = Vec::new();
+    for _ in 0..40 {
+        resps.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+    let (evs, _) = run(&[
+        D(C, 1, b"GET /slow HTTP/1.1\r\nHost: h\r\n"),
+        D(S, 2, &resps),
+        D(
+            C,
+            3,
+            b"Content-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\n\r\n",
+        ),
+    ]);
+    let t = http(&evs);
+    assert!(t.iter().any(|t| t.uri.as_deref() == Some("/next")));
 }
