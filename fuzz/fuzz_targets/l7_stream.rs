@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let mut ended = false;
     while let [ctrl, l0, l1, tail @ ..] = rest {
         ts += 1;
-        let dir = if ctrl & 1 == 0 { Dir::ToServer } else { Dir::ToClient };
+        let dir = if ctrl & 1 == 0 {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
         let len = u16::from_le_bytes([*l0, *l1]) as usize;
         if ctrl & 2 != 0 {
             a.on_gap(dir, ts, len as u64, &mut out);
