@@ -183,13 +183,16 @@ fn opt<T, F: FnOnce(T) -> Value<'static>>(v: Option<T>, f: F) -> Value<'static> 
 /// A record with one schema: its fields, named, in output order. Connection records
 /// and the L7 logs' records implement it, so every writer (JSON Lines, CSV, Parquet)
 /// serves each of them from the same definition.
+///
+/// Values may borrow from temporaries (a list joined for the call), so a visitor uses
+/// each value at once.
 pub trait Schema {
-    fn for_each_field<'a, F: FnMut(&'static str, Value<'a>)>(&'a self, f: F);
+    fn for_each_field<F: FnMut(&'static str, Value<'_>)>(&self, f: F);
 }
 
 impl Schema for ConnRecord {
     #[inline]
-    fn for_each_field<'a, F: FnMut(&'static str, Value<'a>)>(&'a self, f: F) {
+    fn for_each_field<F: FnMut(&'static str, Value<'_>)>(&self, f: F) {
         ConnRecord::for_each_field(self, f)
     }
 }

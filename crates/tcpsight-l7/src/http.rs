@@ -296,6 +296,11 @@ pub struct Http {
     pub status_5xx: u32,
     /// The Host of the first request that had one.
     pub first_host: Option<String>,
+    /// Whether transactions carry their text fields (URI, user agent, status message,
+    /// content type, server...). Without a log to write them to, only what the
+    /// connection's record needs is kept (method, status code, lengths, the first
+    /// Host): the strings were most of the parser's allocations.
+    pub details: bool,
 }
 
 impl Default for Http {
@@ -550,6 +555,7 @@ impl Http {
             status_4xx: 0,
             status_5xx: 0,
             first_host: None,
+            details: true,
         }
     }
 
@@ -813,6 +819,18 @@ impl Http {
         };
         let room = MAX_HEADER_BLOCK - side.buf.len();
         let take = data.len().min(room);
+        // The common case: a whole header block at the start of one delivery, parsed
+        // where it lies (copying the segment first cost more than parsing it).
+        if side.buf.is_empty()
+            && start_line_ok(dir, &data[..take.min(32)]) != Some(false)
+            && let Some(end) = find_headers_end(&data[..take])
+        {
+            match dir {
+                Dir::ToServer => self.request_headers(&data[..end], ts, out),
+                Dir::ToClient => self.response_headers(&data[..end], ts, out),
+            }
+            return end;
+        }
         let start = side.buf.len();
         side.buf.extend_from_slice(&data[..take]);
         if start < 32 && start_line_ok(dir, &side.buf[..side.buf.len().min(32)]) == Some(false) {
@@ -950,9 +968,12 @@ impl Http {
             .find(|e| e.tx.trans_depth == d)
             .expect("current request is queued");
         let tx = &mut e.tx;
+        let details = self.details;
         tx.method = r.method.map(|m| text(m.as_bytes(), MAX_FIELD));
-        tx.uri = r.path.map(|p| text(p.as_bytes(), MAX_URI));
-        tx.version = r.version.map(|v| format!("1.{v}"));
+        if details {
+            tx.uri = r.path.map(|p| text(p.as_bytes(), MAX_URI));
+            tx.version = r.version.map(|v| format!("1.{v}"));
+        }
         tx.request_gap_bytes += self.req.gap_in_msg;
         if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
             tx.flags |= flags::REQ_MALFORMED;
@@ -964,9 +985,13 @@ impl Http {
             return;
         }
         let get = |n| header(r.headers, n).map(|v| text(v, MAX_FIELD));
-        tx.host = get("host");
-        tx.user_agent = get("user-agent");
-        tx.referrer = get("referer");
+        if details || first_host.is_none() {
+            tx.host = get("host");
+        }
+        if details {
+            tx.user_agent = get("user-agent");
+            tx.referrer = get("referer");
+        }
         if first_host.is_none() {
             first_host.clone_from(&tx.host);
         }
@@ -1013,6 +1038,7 @@ impl Http {
             _ => self.response_target(out),
         };
         self.resp.cur = Some(d);
+        let details = self.details;
         let e = self.find(d).unwrap();
         let tx = &mut e.tx;
         tx.response_gap_bytes += gap;
@@ -1030,7 +1056,10 @@ impl Http {
             return;
         }
         let code = code.unwrap_or(0);
-        let reason = r.reason.map(|m| text(m.as_bytes(), MAX_FIELD));
+        let reason = r
+            .reason
+            .filter(|_| details)
+            .map(|m| text(m.as_bytes(), MAX_FIELD));
         if (100..200).contains(&code) && code != 101 {
             // Interim: the transaction goes on to its final response.
             tx.info_code = Some(code);
@@ -1040,11 +1069,13 @@ impl Http {
         }
         tx.status_code = Some(code);
         tx.status_msg = reason;
-        tx.response_version = r.version.map(|v| format!("1.{v}"));
         tx.response_first_ns = Some(first);
-        let get = |n| header(r.headers, n).map(|v| text(v, MAX_FIELD));
-        tx.content_type = get("content-type");
-        tx.server = get("server");
+        if details {
+            tx.response_version = r.version.map(|v| format!("1.{v}"));
+            let get = |n| header(r.headers, n).map(|v| text(v, MAX_FIELD));
+            tx.content_type = get("content-type");
+            tx.server = get("server");
+        }
         let method = tx.method.as_deref();
         let kind = if code == 101 || (method == Some("CONNECT") && (200..300).contains(&code)) {
             BodyKind::Tunnel
@@ -1371,9 +1402,11 @@ impl Http {
 }
 
 /// The end (exclusive) of a header block: after "\r\n\r\n" or "\n\n" (or "\n\r\n").
+/// Line breaks are found with memchr (SIMD): the byte loop was a sixth of the HTTP
+/// parser's time on real traffic.
 fn find_headers_end(b: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while let Some(p) = b[i..].iter().position(|&c| c == b'\n') {
+    while let Some(p) = memchr::memchr(b'\n', &b[i..]) {
         let nl = i + p;
         let rest = &b[nl + 1..];
         if rest.first() == Some(&b'\n') {

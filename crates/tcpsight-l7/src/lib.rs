@@ -109,10 +109,12 @@
 pub mod detect;
 pub mod dns;
 pub mod http;
+pub mod observe;
 pub mod tls;
 
 pub use detect::AppProto;
 pub use http::HttpTransaction;
+pub use observe::{L7, L7Log};
 pub use tls::TlsHandshake;
 
 use tcpsight_core::Value;
@@ -187,6 +189,7 @@ pub struct Analyzer {
     server_name: Option<String>,
     tls_version: Option<&'static str>,
     ended: bool,
+    details: bool,
 }
 
 impl Default for Analyzer {
@@ -204,7 +207,15 @@ impl Analyzer {
             server_name: None,
             tls_version: None,
             ended: false,
+            details: true,
         }
+    }
+
+    /// Whether HTTP transactions carry their text fields (see `http::Http::details`);
+    /// on by default. Off, the record's figures are the same, the log lines thinner.
+    pub fn with_details(mut self, details: bool) -> Self {
+        self.details = details;
+        self
     }
 
     /// In-order new bytes of `dir` (never repeated), seen at `ts_ns`. Events are pushed
@@ -264,7 +275,11 @@ impl Analyzer {
     fn start(&mut self, proto: AppProto, p: Prefix, out: &mut Vec<L7Event>) {
         self.proto = proto;
         self.state = match proto {
-            AppProto::Http => State::Http(Box::default()),
+            AppProto::Http => {
+                let mut h = Box::new(http::Http::new());
+                h.details = self.details;
+                State::Http(h)
+            }
             AppProto::Tls => State::Tls(Box::default()),
             _ => State::Done,
         };

@@ -13,6 +13,8 @@ use tcpsight_pipeline::{FileSource, FrameSource, Limits, Progress, Runner, Tap};
 use std::collections::HashMap;
 
 use tcpsight_core::Endpoint;
+use tcpsight_l7::observe::{Context, Logged, http_log_fields, tls_log_fields};
+use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
 
 use crate::output::dist::{self, BucketBy, Buckets, ConnSummary};
 use crate::output::filter::{ConnFilter, TimeSpec, parse_time};
@@ -31,6 +33,18 @@ pub struct AnalyzeArgs {
     /// Format of --flows (default: from the file name, `.csv` for CSV, else JSON Lines)
     #[arg(long, value_enum, requires = "flows")]
     format: Option<FlowFormat>,
+    /// Write one record per HTTP request/response to FILE (JSON Lines, or CSV for a
+    /// `.csv` name; - for stdout): docs/l7.md
+    #[arg(long, value_name = "FILE", help_heading = "Application layer")]
+    http_log: Option<String>,
+    /// Write one record per TLS handshake to FILE (JSON Lines, or CSV for `.csv`)
+    #[arg(long, value_name = "FILE", help_heading = "Application layer")]
+    tls_log: Option<String>,
+    /// Application-layer analysis: each record's app_proto, server_name, dns_name and
+    /// HTTP/TLS figures (implied by --http-log and --tls-log). Off by default: it about
+    /// halves the packet rate (BENCHMARKS.md)
+    #[arg(long, help_heading = "Application layer")]
+    l7: bool,
     /// Print the summary and table as one JSON document
     #[arg(long)]
     json: bool,
@@ -173,13 +187,83 @@ impl AnalyzeArgs {
         self.flow_format().map(|_| ())
     }
 
+    fn wants_l7(&self) -> bool {
+        self.l7 || self.http_log.is_some() || self.tls_log.is_some()
+    }
+
     fn wants_summaries(&self) -> bool {
         self.buckets.is_some() || self.min_syns.is_some()
     }
 }
 
+/// Where the HTTP and TLS logs go.
+#[derive(Default)]
+struct L7Logs {
+    http: Option<FlowWriter<Box<dyn Write>>>,
+    tls: Option<FlowWriter<Box<dyn Write>>>,
+    error: Option<(&'static str, io::Error)>,
+}
+
+impl L7Logs {
+    fn keep(&mut self, what: &'static str, r: io::Result<()>) {
+        if let Err(e) = r
+            && self.error.is_none()
+        {
+            self.error = Some((what, e));
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = self.http.as_mut() {
+            let r = w.flush();
+            self.keep("the HTTP log", r);
+        }
+        if let Some(w) = self.tls.as_mut() {
+            let r = w.flush();
+            self.keep("the TLS log", r);
+        }
+    }
+}
+
+impl L7Log for L7Logs {
+    fn http(&mut self, ctx: &Context, t: &HttpTransaction) {
+        if let Some(w) = self.http.as_mut() {
+            let r = w.write(&Logged { ctx, event: t });
+            self.keep("the HTTP log", r);
+        }
+    }
+    fn tls(&mut self, ctx: &Context, t: &TlsHandshake) {
+        if let Some(w) = self.tls.as_mut() {
+            let r = w.write(&Logged { ctx, event: t });
+            self.keep("the TLS log", r);
+        }
+    }
+}
+
+/// Opens a log file (`-` for stdout), its format from its name.
+fn log_writer(path: &str, names: Vec<&'static str>) -> Result<FlowWriter<Box<dyn Write>>, String> {
+    let out: Box<dyn Write> = if path == "-" {
+        Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
+    } else {
+        let f = File::create(path).map_err(|e| format!("{path}: cannot create: {e}"))?;
+        Box::new(BufWriter::with_capacity(1 << 16, f))
+    };
+    let format = if path.to_ascii_lowercase().ends_with(".csv") {
+        FlowFormat::Csv
+    } else {
+        FlowFormat::Jsonl
+    };
+    Ok(
+        FlowWriter::new(out, format.into(), tcpsight_export::lines::RECORD_TS_DIGITS)
+            .with_names(names),
+    )
+}
+
 struct Sinks<W: Write> {
     flows: Option<FlowWriter<W>>,
+    /// The application-layer analysis (unless --no-l7) and its logs.
+    l7: Option<L7>,
+    l7_logs: L7Logs,
     flow_error: Option<io::Error>,
     table: DestinationTable,
     outcomes: Outcomes,
@@ -210,6 +294,24 @@ impl<W: Write> Tap for Sinks<W> {
 }
 
 impl<W: Write> Observer for Sinks<W> {
+    fn on_handshake(&mut self, e: &tcpsight_core::HandshakeEvent) {
+        if let Some(l7) = self.l7.as_mut() {
+            l7.on_handshake(e);
+        }
+    }
+
+    fn on_payload(&mut self, p: &tcpsight_core::Payload) -> bool {
+        self.l7
+            .as_mut()
+            .is_some_and(|l7| l7.on_payload(p, &mut self.l7_logs))
+    }
+
+    fn on_datagram(&mut self, d: &tcpsight_core::Datagram) {
+        if let Some(l7) = self.l7.as_mut() {
+            l7.on_datagram(d);
+        }
+    }
+
     fn on_exchange(&mut self, e: &ExchangeEvent) {
         if self.filter.is_active() {
             self.pending
@@ -222,6 +324,19 @@ impl<W: Write> Observer for Sinks<W> {
     }
 
     fn on_connection(&mut self, r: &ConnRecord) {
+        // The record with its application-layer fields, copied only when there are some.
+        let filled;
+        let r = match self
+            .l7
+            .as_mut()
+            .and_then(|l7| l7.finish(r, &mut self.l7_logs))
+        {
+            Some(app) => {
+                filled = ConnRecord { app, ..r.clone() };
+                &filled
+            }
+            None => r,
+        };
         self.seen += 1;
         if self.filter.is_active() {
             let key = (
@@ -305,14 +420,36 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
             }
         },
     };
-    let flows_to_stdout = args.flows.as_deref() == Some("-");
+    // Records or logs on stdout: the report goes to stderr.
+    let flows_to_stdout = [&args.flows, &args.http_log, &args.tls_log]
+        .iter()
+        .any(|p| p.as_deref() == Some("-"));
     // Times of day in --since/--until fall on the UTC date of the first frame.
     let capture_start_ns = readers
         .iter()
         .filter_map(|r| r.current().map(|f| f.ts_ns))
         .min()
         .unwrap_or(0);
+    let mut l7_logs = L7Logs::default();
+    for (path, slot, names) in [
+        (&args.http_log, &mut l7_logs.http, http_log_fields()),
+        (&args.tls_log, &mut l7_logs.tls, tls_log_fields()),
+    ] {
+        if let Some(path) = path {
+            match log_writer(path, names) {
+                Ok(w) => *slot = Some(w),
+                Err(e) => {
+                    eprintln!("tcpsight: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
     let mut sinks = Sinks {
+        l7: args
+            .wants_l7()
+            .then(|| L7::default().with_details(args.http_log.is_some())),
+        l7_logs,
         flows: flow_out.map(|w| {
             FlowWriter::new(
                 BufWriter::with_capacity(1 << 16, w),
@@ -334,6 +471,8 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         handshake_timeout_ns: seconds(args.handshake_timeout),
         idle_timeout_ns: seconds(args.idle_timeout),
         max_connections: args.max_connections,
+        payload: args.wants_l7(),
+        datagrams: args.wants_l7(),
         ..Config::default()
     };
     let threads = args.threads as usize;
@@ -391,6 +530,13 @@ pub fn run(args: AnalyzeArgs) -> ExitCode {
         && let Err(e) = w.flush()
     {
         sinks.flow_error = Some(e);
+    }
+    sinks.l7_logs.flush();
+    if let Some((what, e)) = &sinks.l7_logs.error
+        && !crate::pipe::is_broken(e)
+    {
+        eprintln!("tcpsight: writing {what}: {e}");
+        return ExitCode::from(2);
     }
     if let Some(e) = &sinks.flow_error {
         if crate::pipe::is_broken(e) {

@@ -214,3 +214,58 @@ fn golden_ipv6_fragments() {
         "testdata/captures/zeek/ipv6-http-atomic-frag.pcap",
     );
 }
+
+/// The application layer (`--l7`, `--http-log`, `--tls-log`): the records' L7 fields and
+/// both logs, in JSON Lines and CSV, pinned on captures with HTTP, TLS and DNS (checked
+/// against tshark in l7.rs).
+fn golden_l7(tag: &str, capture: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let (code, out, err) = analyze(capture, &["--l7", "--flows", "-"]);
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&err));
+    failures.extend(check(&format!("{tag}.l7.flows.jsonl"), &out));
+    for ext in ["jsonl", "csv"] {
+        let http = dir.path().join(format!("http.{ext}"));
+        let tls = dir.path().join(format!("tls.{ext}"));
+        let (code, _, err) = analyze(
+            capture,
+            &[
+                "--http-log",
+                http.to_str().unwrap(),
+                "--tls-log",
+                tls.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&err));
+        failures.extend(check(
+            &format!("{tag}.http.{ext}"),
+            &std::fs::read(&http).unwrap(),
+        ));
+        failures.extend(check(
+            &format!("{tag}.tls.{ext}"),
+            &std::fs::read(&tls).unwrap(),
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn golden_l7_mix() {
+    golden_l7("l7-mix", "testdata/captures/generated/l7-mix.pcap");
+}
+
+#[test]
+fn golden_l7_http_pipelined() {
+    golden_l7(
+        "http-pipelined-requests",
+        "testdata/captures/zeek/http-pipelined-requests.pcap",
+    );
+}
+
+#[test]
+fn golden_l7_tls_subjectaltname() {
+    golden_l7(
+        "tls-subjectaltname",
+        "testdata/captures/suricata-verify/tls-subjectaltname.pcap",
+    );
+}

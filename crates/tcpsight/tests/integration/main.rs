@@ -13,6 +13,7 @@ mod cli;
 mod distributions;
 mod docs;
 mod golden;
+mod l7;
 mod live;
 mod netns_capture;
 mod netns_watch;
