@@ -68,3 +68,24 @@ fn every_capture_gives_the_same_output_with_any_number_of_threads() {
     }
     assert!(records > 15_000, "{records} records over the corpus");
 }
+
+/// With the application layer too: records with their L7 fields and the HTTP and TLS
+/// logs are the same with any number of threads (payload and datagrams reach the
+/// router in one engine's order).
+#[test]
+fn l7_records_and_logs_are_the_same_with_any_number_of_threads() {
+    let mut lines = 0;
+    for cap in captures() {
+        for extra in [
+            &["--l7", "--flows", "-"][..],
+            &["--http-log", "-"][..],
+            &["--tls-log", "-"][..],
+        ] {
+            let one = analyze(&cap, "1", extra);
+            lines += one.1.iter().filter(|&&b| b == b'\n').count();
+            let many = analyze(&cap, "3", extra);
+            assert!(one == many, "{cap} {extra:?}: --threads 3 differs from --threads 1");
+        }
+    }
+    assert!(lines > 20_000, "{lines} lines");
+}
