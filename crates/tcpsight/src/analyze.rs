@@ -24,9 +24,17 @@ use crate::output::table::{self, DestinationTable, GroupBy, SortBy};
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
-    /// Capture files (pcap or pcapng, optionally gzip/zstd); several are merged in time order
-    #[arg(required = true, value_name = "FILE")]
+    /// Capture files (pcap or pcapng, optionally gzip/zstd); several are merged in time
+    /// order. With -r, these words are a packet filter instead, as for tcpdump
+    #[arg(required_unless_present = "read", value_name = "FILE")]
     files: Vec<String>,
+    /// A capture file, as tcpdump, watch and top take it (repeatable); the words after
+    /// the options are then a tcpdump-syntax packet filter
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: Vec<String>,
+    /// Numeric output (tcpdump's -n): always so, accepted for tcpdump habits
+    #[arg(short = 'n', hide = true)]
+    numeric: bool,
     /// Write one record per connection to FILE (- for stdout)
     #[arg(long, value_name = "FILE")]
     flows: Option<String>,
@@ -134,6 +142,22 @@ pub struct AnalyzeArgs {
 }
 
 impl AnalyzeArgs {
+    /// With -r the files are those, and the positional words a filter (tcpdump's rule);
+    /// without, the positional words are the files.
+    fn normalize(&mut self) -> Result<(), String> {
+        if self.read.is_empty() {
+            return Ok(());
+        }
+        let words = std::mem::replace(&mut self.files, std::mem::take(&mut self.read));
+        if !words.is_empty() {
+            if self.packet_filter.is_some() {
+                return Err("a packet filter both with -f and as trailing words".into());
+            }
+            self.packet_filter = Some(words.join(" "));
+        }
+        Ok(())
+    }
+
     fn filter(&self) -> ConnFilter {
         ConnFilter {
             port: self.port,
@@ -376,8 +400,8 @@ fn seconds(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
 
-pub fn run(args: AnalyzeArgs) -> ExitCode {
-    if let Err(e) = args.validate() {
+pub fn run(mut args: AnalyzeArgs) -> ExitCode {
+    if let Err(e) = args.normalize().and_then(|_| args.validate()) {
         eprintln!("tcpsight: {e}");
         return ExitCode::from(2);
     }

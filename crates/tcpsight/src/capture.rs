@@ -21,6 +21,9 @@ use crate::watch::{STOP, stop_on_signals};
 
 #[derive(Args)]
 pub struct CaptureArgs {
+    /// Numeric output (tcpdump's -n): always so, accepted for tcpdump habits
+    #[arg(short = 'n', hide = true)]
+    numeric: bool,
     /// Interface to capture on (`any` for all; needs root or CAP_NET_RAW)
     #[arg(short = 'i', long, value_name = "IFACE")]
     interface: String,
@@ -235,8 +238,18 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         tcpsight_live::drop_privileges(user)?;
     }
     stop_on_signals();
+    // When it stops, said up front: a capture that ends after a minute surprises
+    // whoever expected tcpdump's "until Ctrl-C".
+    let until = if args.duration > 0.0 {
+        format!(
+            "stops after {} s (-t SECONDS; -t 0 for until Ctrl-C) or at Ctrl-C",
+            args.duration
+        )
+    } else {
+        "Ctrl-C to stop".to_string()
+    };
     eprintln!(
-        "tcpsight: capturing {} on {} to {}{}; Ctrl-C to stop",
+        "tcpsight: capturing {} on {} to {}{}; {until}",
         if args.all {
             "every packet"
         } else {

@@ -44,7 +44,11 @@ enum Command {
     /// Kernel TCP tracing (tcp_probe and friends): trace, parse, plot, summary
     Probe(Box<probe::ProbeArgs>),
     /// Print the connection record schema (every field of --flows output)
-    Fields,
+    Fields {
+        /// With each field's type and unit
+        #[arg(short, long)]
+        long: bool,
+    },
     /// Print a shell completion script (e.g. `tcpsight completions bash >
     /// /etc/bash_completion.d/tcpsight`)
     Completions {
@@ -64,11 +68,26 @@ fn main() -> ExitCode {
         Command::Stat(args) => statsock::stat(args),
         Command::Capture(args) => capture::run(*args),
         Command::Probe(args) => probe::run(*args),
-        Command::Fields => {
-            for name in tcpsight_core::record::field_names() {
-                println!("{name}");
+        Command::Fields { long } => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut res = Ok(());
+            tcpsight_core::ConnRecord::example().for_each_field(|name, v| {
+                if res.is_ok() {
+                    res = if long {
+                        writeln!(out, "{name:<28} {}", field_type(name, v))
+                    } else {
+                        writeln!(out, "{name}")
+                    };
+                }
+            });
+            match res {
+                Err(e) if !pipe::is_broken(&e) => {
+                    eprintln!("tcpsight: {e}");
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::SUCCESS,
             }
-            ExitCode::SUCCESS
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -86,5 +105,34 @@ fn main() -> ExitCode {
                 _ => ExitCode::SUCCESS,
             }
         }
+    }
+}
+
+/// A record field's type and unit, for `tcpsight fields --long`.
+fn field_type(name: &str, v: tcpsight_core::Value) -> &'static str {
+    use tcpsight_core::Value;
+    let base = name
+        .strip_prefix("c2s_")
+        .or_else(|| name.strip_prefix("s2c_"))
+        .unwrap_or(name);
+    match base {
+        "vlan" => return "integer, 802.1Q id (outer << 12 | inner; 0 untagged)",
+        "icmp_type" | "icmp_code" => return "integer, ICMP type / code",
+        "mss" => return "integer, bytes (from the SYN)",
+        "wscale" => return "integer, window scale shift (from the SYN)",
+        _ => {}
+    }
+    match v {
+        Value::Bool(_) => "boolean",
+        Value::Epoch(_) => "float, epoch seconds (6 decimals)",
+        Value::Micros(_) | Value::MicrosF(_) => "integer, microseconds",
+        Value::Addr(_) => "string, IP address",
+        Value::Str(_) => "string",
+        Value::U64(_) if name.ends_with("_ns") => "integer, nanoseconds since the epoch",
+        Value::U64(_) if name.ends_with("bytes") => "integer, bytes",
+        Value::U64(_) if name.ends_with("_port") => "integer, port",
+        Value::U64(_) => "integer, count",
+        Value::Null if name.ends_with("_us") => "integer, microseconds",
+        Value::Null => "null",
     }
 }

@@ -100,7 +100,8 @@ pub fn serve(path: &Path, shared: SharedStats) -> Result<SocketGuard, String> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(format!(
-                "{}: another process is listening on this socket",
+                "{}: another tcpsight watch is listening on this socket: give this one \
+                 its own with -U PATH (and `tcpsight stat -U PATH` to read it)",
                 path.display()
             ));
         }
@@ -227,4 +228,21 @@ pub fn stat(args: StatArgs) -> std::process::ExitCode {
         c["frames"], c["tcp_packets"], c["kernel_drops"]
     );
     std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: a second watch on a socket in use is told how to run beside it.
+    #[test]
+    fn a_second_watch_on_the_same_socket_is_told_to_use_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _first = serve(&path, Default::default()).unwrap();
+        let Err(e) = serve(&path, Default::default()) else {
+            panic!("a second listener on the same socket")
+        };
+        assert!(e.contains("-U PATH"), "{e}");
+    }
 }

@@ -23,6 +23,9 @@ use crate::watchfilter::{Filter, FilterSet, Net};
 
 #[derive(Args)]
 pub struct WatchArgs {
+    /// Numeric output (tcpdump's -n): always so, accepted for tcpdump habits
+    #[arg(short = 'n', hide = true)]
+    numeric: bool,
     /// Capture files to replay (pcap/pcapng, gzip/zstd, - for stdin), in capture time
     #[arg(
         short = 'r',

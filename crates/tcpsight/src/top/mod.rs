@@ -62,6 +62,10 @@ use view::{Screen, Thresholds};
 
 #[derive(Args)]
 pub struct TopArgs {
+    /// Numeric output (tcpdump's -n): accepted for tcpdump habits; names come only with
+    /// --resolve
+    #[arg(short = 'n', hide = true)]
+    numeric: bool,
     /// Capture files to replay (pcap/pcapng, gzip/zstd), merged in time order
     #[arg(
         short = 'r',

@@ -19,6 +19,16 @@ fn start(net: &NetPair, args: &[&str]) -> Child {
         .unwrap();
     let line = first_stderr_line(&mut c);
     assert!(line.contains("capturing"), "{line}");
+    // Issue 15: the start line says when it stops, and how to change it.
+    let timed = args.windows(2).any(|w| w[0] == "-t" && w[1] != "0");
+    if timed || !args.contains(&"-t") {
+        assert!(
+            line.contains("stops after") && line.contains("-t 0"),
+            "{line}"
+        );
+    } else {
+        assert!(line.contains("Ctrl-C to stop"), "{line}");
+    }
     c
 }
 

@@ -183,3 +183,46 @@ fn shell_completions_and_the_manual_page_come_from_the_arguments() {
     );
     assert!(m.contains("analyze"), "subcommands listed");
 }
+
+#[test]
+fn fields_long_gives_each_fields_type_and_unit() {
+    let short = text(&tcpsight(&["fields"]).stdout);
+    let long = text(&tcpsight(&["fields", "--long"]).stdout);
+    assert_eq!(short.lines().count(), long.lines().count());
+    for (name, line) in short.lines().zip(long.lines()) {
+        assert!(line.starts_with(name), "{line}");
+        let ty = line[name.len()..].trim();
+        assert!(!ty.is_empty() && ty != "null", "{name} has no type: {line}");
+        if name.ends_with("_us") {
+            assert_eq!(ty, "integer, microseconds", "{name}");
+        }
+    }
+}
+
+/// tcpdump habits: `-r FILE` then the filter as trailing words, and `-n` accepted.
+#[test]
+fn analyze_takes_r_file_and_trailing_filter_words_as_tcpdump_does() {
+    let cap = data("captures/zeek/wikipedia.pcap");
+    let out = tcpsight(&["analyze", "-n", "-r", &cap, "tcp", "port", "80"]);
+    if !out.status.success()
+        && text(&out.stderr).contains("libpcap")
+        && std::env::var_os("TCPSIGHT_REQUIRE_LIBPCAP").is_none()
+    {
+        eprintln!("skipped: libpcap is not installed (filters need it at run time)");
+        return;
+    }
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("Filter    \"tcp port 80\""), "{s}");
+    let same = tcpsight(&["analyze", &cap, "-f", "tcp port 80"]);
+    assert_eq!(text(&same.stdout), s);
+    let both = tcpsight(&["analyze", "-r", &cap, "-f", "port 80", "tcp"]);
+    assert_eq!(both.status.code(), Some(2));
+    for face in [
+        &["watch", "-n", "-r", &cap, "-q"][..],
+        &["top", "-n", "-r", &cap, "--once"][..],
+    ] {
+        let out = tcpsight(face);
+        assert!(out.status.success(), "{face:?}: {}", text(&out.stderr));
+    }
+}

@@ -84,7 +84,10 @@ fn l7_records_and_logs_are_the_same_with_any_number_of_threads() {
             let one = analyze(&cap, "1", extra);
             lines += one.1.iter().filter(|&&b| b == b'\n').count();
             let many = analyze(&cap, "3", extra);
-            assert!(one == many, "{cap} {extra:?}: --threads 3 differs from --threads 1");
+            assert!(
+                one == many,
+                "{cap} {extra:?}: --threads 3 differs from --threads 1"
+            );
         }
     }
     assert!(lines > 20_000, "{lines} lines");
