@@ -124,6 +124,9 @@ pub struct HostStats {
     out_msgs: u64,
     in_msgs: u64,
     response_ns: Values,
+    /// The server's part of each response time, and the rest (the network's).
+    server_ns: Values,
+    network_ns: Values,
     pkts: u64,
     retx: u64,
     gap_conns: u64,
@@ -156,6 +159,12 @@ impl HostStats {
         self.response_ns.add(response_ns);
     }
 
+    /// How one response time split: the server's time, and the network's (the rest).
+    pub fn add_split(&mut self, response_ns: u64, server_ns: u64) {
+        self.server_ns.add(server_ns);
+        self.network_ns.add(response_ns.saturating_sub(server_ns));
+    }
+
     /// Adds everything `other` counted: the same as adding its connections and responses.
     pub fn merge(&mut self, other: &HostStats) {
         self.conns += other.conns;
@@ -171,6 +180,8 @@ impl HostStats {
         self.out_msgs += other.out_msgs;
         self.in_msgs += other.in_msgs;
         self.response_ns.merge(&other.response_ns);
+        self.server_ns.merge(&other.server_ns);
+        self.network_ns.merge(&other.network_ns);
         self.pkts += other.pkts;
         self.retx += other.retx;
         self.gap_conns += other.gap_conns;
@@ -214,6 +225,8 @@ impl HostStats {
             out: h.out_msgs,
             inb: h.in_msgs,
             rtt_p95: h.response_ns.percentile(95.0),
+            server: [50.0, 95.0].map(|p| h.server_ns.percentile(p)),
+            network: [50.0, 95.0].map(|p| h.network_ns.percentile(p)),
             retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
             err: h.gap_conns,
         }
@@ -243,6 +256,9 @@ pub struct Row {
     pub out: u64,
     pub inb: u64,
     pub rtt_p95: Option<u64>,
+    /// p50 and p95 of the server's part of the response times, and of the network's.
+    pub server: [Option<u64>; 2],
+    pub network: [Option<u64>; 2],
     pub retx_pct: f64,
     pub err: u64,
 }
@@ -318,7 +334,9 @@ impl DestinationTable {
 
     pub fn on_exchange(&mut self, e: &ExchangeEvent) {
         let k = self.key(e.server.addr, e.server.port);
-        self.host(k).add_response(e.response_ns);
+        let h = self.host(k);
+        h.add_response(e.response_ns);
+        h.add_split(e.response_ns, e.server_ns);
     }
 
     pub fn on_connection(&mut self, r: &ConnRecord) {

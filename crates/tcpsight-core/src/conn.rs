@@ -35,8 +35,22 @@ pub(crate) enum HandshakeChange {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentEffect {
     pub handshake: HandshakeChange,
-    /// A response began: the time since its request's first byte.
-    pub response_ns: Option<u64>,
+    /// A response began: the time since its request's first byte, and the part of it
+    /// that was the server's (see [`Split`]).
+    pub response_ns: Option<(u64, u64)>,
+}
+
+/// Where the time of the connection's exchanges went (docs/fields.md, "Exchanges"):
+/// request transfer (first to last new request byte), server time (last request byte
+/// to first response byte, less one capture-to-server round trip), response transfer
+/// (first to last new response byte, until the next request or the end).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Split {
+    pub server_total: u64,
+    pub server_max: u64,
+    pub request_total: u64,
+    pub response_total: u64,
+    pub response_max: u64,
 }
 
 pub(crate) struct Conn {
@@ -70,6 +84,12 @@ pub(crate) struct Conn {
     // Exchanges: a message is a run of new payload in one direction.
     last_msg: Option<Side>,
     request_start: MaybeNs,
+    /// Time of the newest new byte of the current request, and of the current response
+    /// (with when it began).
+    request_last: u64,
+    response_first: MaybeNs,
+    response_last: u64,
+    split: Split,
     exchanges: u32,
     responses: ResponseTimes,
     history: History,
@@ -130,6 +150,10 @@ impl Conn {
             icmp: None,
             last_msg: None,
             request_start: MaybeNs::NONE,
+            request_last: 0,
+            response_first: MaybeNs::NONE,
+            response_last: 0,
+            split: Split::default(),
             exchanges: 0,
             responses: ResponseTimes::default(),
             history,
@@ -383,25 +407,74 @@ impl Conn {
 
     /// New payload from `side`: a new message when the direction flips; a server message
     /// answering a client one completes an exchange, whose response time is returned.
-    fn on_new_payload(&mut self, side: Side, now: u64) -> Option<u64> {
+    fn on_new_payload(&mut self, side: Side, now: u64) -> Option<(u64, u64)> {
         if self.last_msg == Some(side) {
+            match side {
+                Side::Client => self.request_last = self.request_last.max(now),
+                Side::Server => self.response_last = self.response_last.max(now),
+            }
             return None;
         }
         self.last_msg = Some(side);
         self.dirs[side.index()].messages += 1;
         match side {
             Side::Client => {
+                self.end_response();
                 self.request_start = MaybeNs::some(now);
+                self.request_last = now;
                 None
             }
             Side::Server => {
+                self.response_first = MaybeNs::some(now);
+                self.response_last = now;
                 let start = self.request_start.take()?;
                 let rt = now.saturating_sub(start);
                 self.exchanges += 1;
                 self.responses.add(rt);
-                Some(rt)
+                let server = now
+                    .saturating_sub(self.request_last)
+                    .saturating_sub(self.capture_to_server_ns());
+                let s = &mut self.split;
+                s.server_total += server;
+                s.server_max = s.server_max.max(server);
+                s.request_total += self.request_last.saturating_sub(start);
+                Some((rt, server))
             }
         }
+    }
+
+    /// The response in progress ended (the next request began, or the record is made).
+    fn end_response(&mut self) {
+        if let Some(first) = self.response_first.take() {
+            let t = self.response_last.saturating_sub(first);
+            self.split.response_total += t;
+            self.split.response_max = self.split.response_max.max(t);
+        }
+    }
+
+    /// One round trip from the capture point to the server and back: the part of the
+    /// wait between a request's last byte and the response's first byte that is the
+    /// network, wherever the capture point is. Near the client it is the whole path's
+    /// RTT; near the server about nothing, so the wait is the server's own time. From
+    /// the handshake (last SYN to SYN/ACK), else the client's data-to-ACK RTT minimum.
+    fn capture_to_server_ns(&self) -> u64 {
+        self.server_rtt_ns()
+            .or_else(|| {
+                let r = &self.dirs[Side::Client.index()].rtt;
+                (r.samples > 0).then_some(r.min_ns)
+            })
+            .unwrap_or(0)
+    }
+
+    /// The split as of now, the response in progress counted as ended.
+    pub fn split(&self) -> Split {
+        let mut s = self.split;
+        if let Some(first) = self.response_first.get() {
+            let t = self.response_last.saturating_sub(first);
+            s.response_total += t;
+            s.response_max = s.response_max.max(t);
+        }
+        s
     }
 
     fn mark_history(&mut self, seg: &TcpSegment, side: Side, class: SegClass) {
@@ -556,6 +629,7 @@ impl Conn {
 
     /// The final record. `trace_ended` says the trace ended with the handshake open.
     pub fn to_record(&self, trace_ended: bool) -> ConnRecord {
+        let split = self.split();
         let outcome = self.outcome.unwrap_or(if trace_ended {
             Outcome::Pending
         } else {
@@ -607,6 +681,11 @@ impl Conn {
             exchanges: self.exchanges,
             response_p50_ns: self.responses.percentile(50.0),
             response_max_ns: self.responses.max(),
+            server_total_ns: (self.exchanges > 0).then_some(split.server_total),
+            server_max_ns: (self.exchanges > 0).then_some(split.server_max),
+            request_transfer_total_ns: (self.exchanges > 0).then_some(split.request_total),
+            response_transfer_total_ns: (self.exchanges > 0).then_some(split.response_total),
+            response_transfer_max_ns: (self.exchanges > 0).then_some(split.response_max),
             conn_state: self.conn_state(),
             history: self.history.as_str().to_string(),
             icmp_type: self.icmp.map(|i| i.0),

@@ -124,6 +124,14 @@ pub struct ConnRecord {
     pub exchanges: u32,
     pub response_p50_ns: Option<u64>,
     pub response_max_ns: Option<u64>,
+    /// Where the exchanges' time went (null without exchanges): the server's time
+    /// (total and largest), the requests' transfers (total), the responses' transfers
+    /// (total and largest).
+    pub server_total_ns: Option<u64>,
+    pub server_max_ns: Option<u64>,
+    pub request_transfer_total_ns: Option<u64>,
+    pub response_transfer_total_ns: Option<u64>,
+    pub response_transfer_max_ns: Option<u64>,
     pub conn_state: &'static str,
     pub history: String,
     pub icmp_type: Option<u8>,
@@ -236,6 +244,20 @@ impl ConnRecord {
         f("exchanges", Value::U64(self.exchanges as u64));
         f("response_us_p50", opt(self.response_p50_ns, Value::Micros));
         f("response_us_max", opt(self.response_max_ns, Value::Micros));
+        f("server_us_total", opt(self.server_total_ns, Value::Micros));
+        f("server_us_max", opt(self.server_max_ns, Value::Micros));
+        f(
+            "request_transfer_us_total",
+            opt(self.request_transfer_total_ns, Value::Micros),
+        );
+        f(
+            "response_transfer_us_total",
+            opt(self.response_transfer_total_ns, Value::Micros),
+        );
+        f(
+            "response_transfer_us_max",
+            opt(self.response_transfer_max_ns, Value::Micros),
+        );
         f("conn_state", Value::Str(self.conn_state));
         f("history", Value::Str(&self.history));
         f("icmp_type", opt(self.icmp_type, |v| Value::U64(v as u64)));
@@ -286,6 +308,11 @@ impl ConnRecord {
             exchanges: 0,
             response_p50_ns: Some(0),
             response_max_ns: Some(0),
+            server_total_ns: Some(0),
+            server_max_ns: Some(0),
+            request_transfer_total_ns: Some(0),
+            response_transfer_total_ns: Some(0),
+            response_transfer_max_ns: Some(0),
             conn_state: "SF",
             history: String::new(),
             icmp_type: Some(0),

@@ -234,6 +234,10 @@ pub fn to_json(rows: &[Row], limit: usize) -> Json {
                     "out": r.out,
                     "in": r.inb,
                     "rtt_us_p95": us(r.rtt_p95),
+                    "server_us_p50": us(r.server[0]),
+                    "server_us_p95": us(r.server[1]),
+                    "network_us_p50": us(r.network[0]),
+                    "network_us_p95": us(r.network[1]),
                     "retx_pct": r.retx_pct,
                     "err": r.err,
                 })

@@ -95,6 +95,7 @@ struct Exchange {
     client: Endpoint,
     server: Endpoint,
     response_ns: u64,
+    server_ns: u64,
 }
 
 type ConnKey = (Endpoint, Endpoint, u32);
@@ -408,7 +409,9 @@ impl Model {
                 continue;
             }
             self.each_key(e.client, e.server, |k| {
-                hosts.entry(k).or_default().add_response(e.response_ns)
+                let h = hosts.entry(k).or_default();
+                h.add_response(e.response_ns);
+                h.add_split(e.response_ns, e.server_ns);
             });
         }
         let mut rows: Vec<(Key, Row)> = hosts
@@ -503,6 +506,7 @@ impl Observer for Model {
             client: e.client,
             server: e.server,
             response_ns: e.response_ns,
+            server_ns: e.server_ns,
         });
         while self.exchanges.len() > self.keep.saturating_mul(4) {
             self.exchanges.pop_front();

@@ -259,3 +259,39 @@ fn l7_is_off_by_default_and_records_then_carry_nulls() {
         );
     }
 }
+
+/// Issue 11, section 4: where each exchange's time went. On l7-mix the server sleeps
+/// 200 ms before answering /slow; on netns-25s the userspace wire delays every frame to
+/// the client by 20 ms and the servers answer at once (nginx from memory).
+#[test]
+fn exchange_time_splits_into_server_time_and_network_time() {
+    let (flows, http, _) = run("captures/generated/l7-mix.pcap");
+    let slow = http.iter().find(|t| s(t, "uri") == "/slow").unwrap();
+    let port = slow["client_port"].clone();
+    let conn = flows.iter().find(|f| f["client_port"] == port).unwrap();
+    let server_max = conn["server_us_max"].as_u64().unwrap();
+    assert!((199_000..215_000).contains(&server_max), "{conn}");
+    // The other exchanges of that connection took no server time to speak of.
+    let rest = conn["server_us_total"].as_u64().unwrap() - server_max;
+    assert!(rest < 10_000, "{conn}");
+    assert!(conn["response_transfer_us_total"].as_u64().is_some());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args([
+            "analyze",
+            &data("captures/generated/netns-25s-client.pcap.gz"),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let web = j["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "10.77.0.2")
+        .unwrap();
+    let f = |k: &str| web[k].as_f64().unwrap();
+    assert!(f("server_us_p50") < 2_000.0, "{web}");
+    assert!((19_000.0..30_000.0).contains(&f("network_us_p50")), "{web}");
+}

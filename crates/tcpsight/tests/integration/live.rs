@@ -214,7 +214,11 @@ fn stats_socket_totals_deltas_errors_and_stale_file() {
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another process is listening"));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another tcpsight watch is listening") && err.contains("-U PATH"),
+        "{err}"
+    );
 
     let mut a = UnixStream::connect(&sock).unwrap();
     let mut b = UnixStream::connect(&sock).unwrap();
