@@ -65,9 +65,10 @@ pub struct AnalyzeArgs {
     /// Reverse the sort order
     #[arg(long)]
     reverse: bool,
-    /// Rows in the table (0 = all)
-    #[arg(long, default_value_t = 20)]
-    limit: usize,
+    /// Rows in the table (0 = all; default 20 in the table, every row in --json, which
+    /// also gives `destinations_total`)
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Seconds (capture time) after the first SYN before an unanswered handshake times out
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     handshake_timeout: f64,
@@ -606,7 +607,10 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         if let Some(seen) = filtered {
             doc["connections_before_filter"] = seen.into();
         }
-        doc["destinations"] = table::to_json(&rows, args.limit);
+        // JSON is for scripts: every row unless a limit was asked for, and the total, so
+        // a cut list never passes for the whole.
+        doc["destinations"] = table::to_json(&rows, args.limit.unwrap_or(0));
+        doc["destinations_total"] = rows.len().into();
         if let Some(b) = &buckets {
             doc["distribution"] = dist::to_json(b, &summaries);
         }
@@ -659,7 +663,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }
         if !rows.is_empty() {
             t.push_str("\nDestinations\n");
-            t.push_str(&table::render(&rows, args.limit));
+            t.push_str(&table::render(&rows, args.limit.unwrap_or(20)));
         }
         if let Some(b) = &buckets {
             t.push('\n');

@@ -3,6 +3,7 @@
 //! all `analyze` needs for connection outcomes, durations and byte counts (from sequence
 //! numbers): yconalyzer's cheap capture, without its off-by-one.
 
+use crate::live_args::LiveArgs;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -51,18 +52,8 @@ pub struct CaptureArgs {
     /// Write pcapng instead of pcap
     #[arg(long)]
     pcapng: bool,
-    /// Bytes kept of each packet
-    #[arg(short = 's', long, default_value_t = tcpsight_live::MAX_SNAPLEN, value_name = "BYTES")]
-    snaplen: u32,
-    /// Kernel ring size in MB (whole 4 MB blocks, at least one)
-    #[arg(short = 'B', long = "buffer", default_value_t = 64, value_name = "MB")]
-    buffer_mb: u32,
-    /// Put the interface in promiscuous mode
-    #[arg(long)]
-    promisc: bool,
-    /// Drop privileges to this user once the capture and the first file are open
-    #[arg(long, value_name = "NAME")]
-    user: Option<String>,
+    #[command(flatten)]
+    live: LiveArgs,
     /// Packet filter in tcpdump syntax (needs libpcap at run time), run in the kernel
     #[arg(
         short = 'f',
@@ -199,7 +190,7 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         (None, true) => None,
     };
     let link = tcpsight_live::link_type(&args.interface);
-    let snaplen = args.snaplen.clamp(1, tcpsight_live::MAX_SNAPLEN);
+    let snaplen = args.live.snaplen.clamp(1, tcpsight_live::MAX_SNAPLEN);
     let filter = match &expr {
         Some(e) => Some(tcpsight_bpf::Program::compile(e, link.0, snaplen)?),
         None => None,
@@ -208,10 +199,7 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         &args.interface,
         LiveOptions {
             snaplen,
-            buffer_mb: args.buffer_mb,
-            promisc: args.promisc,
-            filter,
-            fanout_group: None,
+            ..args.live.options(filter)
         },
     )?;
     let format = if args.pcapng {
@@ -234,9 +222,7 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         frames: 0,
     };
     out.open(tcpsight_pipeline::wall_clock_ns())?;
-    if let Some(user) = &args.user {
-        tcpsight_live::drop_privileges(user)?;
-    }
+    args.live.drop_privileges()?;
     stop_on_signals();
     // When it stops, said up front: a capture that ends after a minute surprises
     // whoever expected tcpdump's "until Ctrl-C".

@@ -4,6 +4,7 @@ mod analyze;
 mod capture;
 mod format;
 mod inputs;
+mod live_args;
 mod output;
 mod pipe;
 mod probe;

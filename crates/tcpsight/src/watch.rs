@@ -2,6 +2,7 @@
 //! totals per named filter. `-i IFACE` watches an interface live (AF_PACKET ring);
 //! `-r FILE` replays captures through the same engine in capture time.
 
+use crate::live_args::LiveArgs;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use tcpsight_pipeline::{
 };
 
 use tcpsight_io::{CaptureWriter, MergedReader, WriteFormat};
-use tcpsight_live::{LiveCapture, LiveOptions};
+use tcpsight_live::LiveCapture;
 
 use crate::format::{thousands, utc};
 use crate::statsock::{self, SharedStats, Totals};
@@ -40,15 +41,8 @@ pub struct WatchArgs {
     /// Stop after this many seconds (live); default: until Ctrl-C or SIGTERM
     #[arg(short = 't', long, value_name = "SECONDS")]
     duration: Option<f64>,
-    /// Kernel ring size in MB (live; whole 4 MB blocks, at least one)
-    #[arg(short = 'B', long = "buffer", default_value_t = 64, value_name = "MB")]
-    buffer_mb: u32,
-    /// Put the interface in promiscuous mode (live)
-    #[arg(long)]
-    promisc: bool,
-    /// Drop privileges to this user once the capture and the stats socket are open (live)
-    #[arg(long, value_name = "NAME")]
-    user: Option<String>,
+    #[command(flatten)]
+    live: LiveArgs,
     /// Stats socket of a live watch, for `tcpsight stat` (newline-delimited JSON)
     #[arg(short = 'U', long = "socket", default_value = statsock::DEFAULT_SOCKET, value_name = "PATH")]
     socket: std::path::PathBuf,
@@ -61,9 +55,6 @@ pub struct WatchArgs {
     /// kernel, so unwanted packets never reach tcpsight
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     packet_filter: Option<String>,
-    /// Bytes kept of each frame (live); 96 is plenty for TCP/IP headers
-    #[arg(short = 's', long, default_value_t = tcpsight_live::MAX_SNAPLEN, value_name = "BYTES")]
-    snaplen: u32,
     /// Also write every frame watched to FILE (pcap), to replay later with -r: the same
     /// lines and totals come out (live, one capture thread)
     #[arg(
@@ -468,17 +459,15 @@ fn watch_live<W: Write>(
 ) -> Result<(tcpsight_core::CaptureStats, Kernel), String> {
     let link = tcpsight_live::link_type(iface);
     let filter = match expr {
-        Some(e) => Some(tcpsight_bpf::Program::compile(e, link.0, args.snaplen)?),
+        Some(e) => Some(tcpsight_bpf::Program::compile(
+            e,
+            link.0,
+            args.live.snaplen,
+        )?),
         None => None,
     };
     let threads = args.threads as usize;
-    let opts = LiveOptions {
-        buffer_mb: args.buffer_mb,
-        promisc: args.promisc,
-        snaplen: args.snaplen,
-        filter,
-        fanout_group: None,
-    };
+    let opts = args.live.options(filter);
     // The socket is opened before privileges are dropped.
     let cap = LiveCapture::open(iface, opts)?;
     let shared: SharedStats = Default::default();
@@ -495,15 +484,13 @@ fn watch_live<W: Write>(
                 BufWriter::with_capacity(1 << 20, f),
                 WriteFormat::Pcap,
                 link,
-                args.snaplen,
+                args.live.snaplen,
                 iface,
             )
             .map_err(|e| format!("{}: {e}", path.display()))?,
         );
     }
-    if let Some(user) = &args.user {
-        tcpsight_live::drop_privileges(user)?;
-    }
+    args.live.drop_privileges()?;
     stop_on_signals();
     eprintln!(
         "tcpsight: watching {iface} live (AF_PACKET ring, {} MB{}{}; stats socket {}); Ctrl-C to stop",

@@ -30,6 +30,7 @@ mod resolve;
 mod tests;
 mod view;
 
+use crate::live_args::LiveArgs;
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
@@ -48,7 +49,7 @@ use ratatui::crossterm::{cursor, execute};
 use serde_json::json;
 use tcpsight_core::{Addr, Config, Engine};
 use tcpsight_io::MergedReader;
-use tcpsight_live::{LiveCapture, LiveOptions};
+use tcpsight_live::LiveCapture;
 use tcpsight_pipeline::{
     FileSource, FrameSource, Limits, LiveSource, Paced, Progress, Runner, Speed, Step, Tap,
 };
@@ -100,9 +101,10 @@ pub struct TopArgs {
     /// Show only these endpoints: an address or CIDR network (repeatable; trtop's whitelist)
     #[arg(long, value_name = "HOST|NET")]
     only: Vec<String>,
-    /// Sliding window in seconds of capture time (at most a day)
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    window: f64,
+    /// Sliding window in seconds of capture time (at most a day; default 60, except that
+    /// a file replayed with --once shows the whole capture unless this is given)
+    #[arg(long, value_name = "SECONDS")]
+    window: Option<f64>,
     /// Start in cumulative mode (since start or reset) instead of the window (key w)
     #[arg(long)]
     cumulative: bool,
@@ -134,12 +136,8 @@ pub struct TopArgs {
     /// Most connections kept in memory (about 120 bytes each); the oldest go first
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     keep: usize,
-    /// Kernel ring size in MB (live)
-    #[arg(short = 'B', long = "buffer", default_value_t = 64, value_name = "MB")]
-    buffer_mb: u32,
-    /// Put the interface in promiscuous mode (live)
-    #[arg(long)]
-    promisc: bool,
+    #[command(flatten)]
+    live: LiveArgs,
     /// Seconds (capture time) after the first SYN before an unanswered handshake times out
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     handshake_timeout: f64,
@@ -503,17 +501,12 @@ fn open_source(args: &TopArgs) -> Result<(Feed, String), String> {
             Some(e) => Some(tcpsight_bpf::Program::compile(
                 e,
                 link.0,
-                tcpsight_live::MAX_SNAPLEN,
+                args.live.snaplen,
             )?),
             None => None,
         };
-        let opts = LiveOptions {
-            buffer_mb: args.buffer_mb,
-            promisc: args.promisc,
-            filter,
-            ..LiveOptions::default()
-        };
-        let cap = LiveCapture::open(iface, opts)?;
+        let cap = LiveCapture::open(iface, args.live.options(filter))?;
+        args.live.drop_privileges()?;
         let feed = Feed {
             src: Box::new(LiveSource::new(cap, 20)),
             runner: Runner::new(Limits::default(), None).progress_every(4096),
@@ -608,8 +601,12 @@ pub fn run(args: TopArgs) -> ExitCode {
     }
 }
 
+/// The sliding window when none is given, in seconds.
+const DEFAULT_WINDOW_S: f64 = 60.0;
+
 fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
-    if !(args.window > 0.0 && args.window <= model::MAX_WINDOW_S as f64) {
+    let window = args.window.unwrap_or(DEFAULT_WINDOW_S);
+    if !(window > 0.0 && window <= model::MAX_WINDOW_S as f64) {
         return Err(format!(
             "--window must be more than 0 and at most {} seconds",
             model::MAX_WINDOW_S
@@ -640,8 +637,11 @@ fn run_inner(args: &TopArgs) -> Result<ExitCode, String> {
         rtt_ms: args.hl_rtt,
         retx_pct: args.hl_retx,
     };
-    let ui = Ui::new(args.sort, args.reverse, args.cumulative);
-    let mut app = App::new(model, ui, seconds_ns(args.window), thresholds, source, live);
+    // A file read to its end at once is the whole capture, as analyze reports it; the
+    // window is for watching time go by.
+    let whole = args.once && !live && args.window.is_none();
+    let ui = Ui::new(args.sort, args.reverse, args.cumulative || whole);
+    let mut app = App::new(model, ui, seconds_ns(window), thresholds, source, live);
     if args.resolve {
         app.resolver = Some(Resolver::start(resolve::System));
     }

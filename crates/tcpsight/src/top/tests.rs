@@ -250,7 +250,7 @@ fn filter_prompt_and_result() {
     key(&mut a, KeyCode::Enter);
     let s = screen(&mut t, &mut a);
     golden("filter-applied", &s);
-    assert!(s.contains("| 1 rows"), "{s}");
+    assert!(s.contains("| 1 row"), "{s}");
     assert!(s.contains("fd77::2"));
     // outcome: terms count connections, not rows.
     key(&mut a, KeyCode::Char('/'));

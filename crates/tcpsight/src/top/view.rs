@@ -167,7 +167,8 @@ fn status_line(s: &Screen, shown: usize, hidden: usize) -> Line<'static> {
             conns.len()
         )));
     } else {
-        spans.push(Span::raw(format!(" | {shown} rows")));
+        let noun = if shown == 1 { "row" } else { "rows" };
+        spans.push(Span::raw(format!(" | {shown} {noun}")));
     }
     if hidden > 0 {
         spans.push(Span::raw(format!(" | {hidden} columns off screen")));

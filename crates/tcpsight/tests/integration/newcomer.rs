@@ -226,3 +226,58 @@ fn analyze_takes_r_file_and_trailing_filter_words_as_tcpdump_does() {
         assert!(out.status.success(), "{face:?}: {}", text(&out.stderr));
     }
 }
+
+/// Issue 15.3 and 15.4: on a file, `top --once --json` is the whole capture (as
+/// analyze), unless a window is asked for; `analyze --json` gives every destination
+/// and their total, not silently the first 20.
+#[test]
+fn json_outputs_cover_the_whole_capture_unless_told_otherwise() {
+    let cap = data(BIG);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = tcpsight(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let an = json(&["analyze", &cap, "--json"]);
+    let total = an["destinations_total"].as_u64().unwrap();
+    assert!(total > 20, "{total}");
+    assert_eq!(an["destinations"].as_array().unwrap().len() as u64, total);
+    let three = json(&["analyze", &cap, "--json", "--limit", "3"]);
+    assert_eq!(three["destinations"].as_array().unwrap().len(), 3);
+    assert_eq!(three["destinations_total"].as_u64(), Some(total));
+
+    let top = json(&["top", "-r", &cap, "--once", "--json"]);
+    assert_eq!(top["destinations"], an["destinations"]);
+    assert_eq!(top["mode"], "cumulative");
+    let windowed = json(&["top", "-r", &cap, "--once", "--json", "--window", "1"]);
+    assert_eq!(windowed["mode"], "window");
+}
+
+/// Issue 15 and 10: the live options are one group (-B, --promisc, --user, -s) in
+/// watch, top and capture, and -B refuses what would be gigabytes to a tcpdump user
+/// (whose -B is in KiB).
+#[test]
+fn live_options_are_one_group_and_b_refuses_tcpdump_kib_values() {
+    for face in ["watch", "top", "capture"] {
+        let help = text(&tcpsight(&[face, "--help"]).stdout);
+        for opt in [
+            "--buffer <MB>",
+            "--promisc",
+            "--user <NAME>",
+            "--snaplen <BYTES>",
+        ] {
+            assert!(help.contains(opt), "{face} --help lacks {opt}");
+        }
+        let mut args = vec![face, "-i", "lo", "-B", "65536"];
+        if face == "capture" {
+            args.extend(["-w", "/dev/null"]);
+        }
+        let out = tcpsight(&args);
+        assert_eq!(out.status.code(), Some(2), "{face}");
+        assert!(
+            text(&out.stderr).contains("65536"),
+            "{face}: {}",
+            text(&out.stderr)
+        );
+    }
+}

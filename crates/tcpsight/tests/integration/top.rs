@@ -64,10 +64,14 @@ fn once_json_agrees_with_analyze() {
 
 #[test]
 fn once_json_values_of_the_netns_capture() {
-    // The 25 s capture fits in the default 60 s window: window and cumulative agree.
+    // A file read at once shows the whole capture; the 25 s capture also fits in the
+    // 60 s window, so the window gives the same rows.
     let v = json(&["top", "-r", NETNS, "--once", "--json"]);
-    assert_eq!(v["mode"], "window");
-    assert_eq!(v["window_s"], 60.0);
+    assert_eq!(v["mode"], "cumulative");
+    let w = json(&["top", "-r", NETNS, "--once", "--json", "--window", "60"]);
+    assert_eq!(w["mode"], "window");
+    assert_eq!(w["window_s"], 60.0);
+    assert_eq!(w["destinations"], v["destinations"]);
     let d = v["destinations"].as_array().unwrap();
     assert_eq!(d.len(), 56);
     let first = &d[0];
@@ -131,7 +135,11 @@ fn once_text_and_save() {
     ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("tcpsight top: netns-25s-client.pcap.gz (replay max); window 60 s;"));
+    assert!(
+        text.starts_with("tcpsight top: netns-25s-client.pcap.gz (replay max); cumulative;"),
+        "{}",
+        text.lines().next().unwrap_or_default()
+    );
     assert!(text.contains("\nHost "));
     assert!(text.contains("\n10.77.0.2   9,012  306.78"));
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();

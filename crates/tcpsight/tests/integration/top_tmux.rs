@@ -185,7 +185,7 @@ fn replay_keys_and_restore() {
     t.typed("host:^fd77::2$");
     t.wait_for(&["filter> host:^fd77::2$_"]);
     t.keys(&["Enter"]);
-    let s = t.wait_for(&["filter host:^fd77::2$", "| 1 rows"]);
+    let s = t.wait_for(&["filter host:^fd77::2$", "| 1 row "]);
     assert!(row(&s, "fd77::2").is_some());
     assert!(row(&s, "10.77.0.2").is_none());
     // Drill down and back.
@@ -193,7 +193,7 @@ fn replay_keys_and_restore() {
     let s = t.wait_for(&["fd77::2: 26 recent connections", "Esc back"]);
     assert!(s.contains("[fd77::2]:80"));
     t.keys(&["Escape"]);
-    t.wait_for(&["| 1 rows", "Enter details"]);
+    t.wait_for(&["| 1 row ", "Enter details"]);
     // Pause, help.
     t.keys(&["Space"]);
     t.wait_for(&["PAUSED"]);
