@@ -485,6 +485,34 @@ pub fn interface_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, Str
     Ok(out)
 }
 
+/// The uid and gid of `user`.
+pub fn user_ids(user: &str) -> Result<(u32, u32), String> {
+    let name = std::ffi::CString::new(user).map_err(|_| format!("{user:?}: bad user name"))?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; checked, and read at
+    // once.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(format!("--user {user}: no such user"));
+        }
+        Ok(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+/// Gives `path` to `user` (chown), so that it can still remove it once privileges are
+/// dropped.
+pub fn give_to(path: &std::path::Path, user: &str) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let (uid, gid) = user_ids(user)?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{}: bad path", path.display()))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
+        return Err(os_error(&format!("{}: chown to {user}", path.display())));
+    }
+    Ok(())
+}
+
 /// Switches to `user` (its uid, gid, no supplementary groups) once the capture socket is
 /// open: the ring keeps working without the privileges that opened it.
 pub fn drop_privileges(user: &str) -> Result<(), String> {

@@ -81,21 +81,56 @@ impl Shared {
 pub type SharedStats = Arc<Mutex<Shared>>;
 
 /// Removes the socket file when the watch ends.
-pub struct SocketGuard(PathBuf);
+pub struct SocketGuard {
+    path: PathBuf,
+    /// The directory made for the socket (the default's /run/tcpsight), if it was.
+    made_dir: Option<PathBuf>,
+    /// Privileges dropped to this user: removing the socket may fail, and is said.
+    user: Option<String>,
+}
+
+impl SocketGuard {
+    /// Before privileges drop to `user`: the socket (and the directory made for it) go
+    /// to that user, so it can still remove the socket when it stops. A directory that
+    /// was there before is not changed: where `user` cannot write to it, the socket is
+    /// left behind (said at the end; the next watch replaces a stale socket).
+    pub fn give_to(&mut self, user: &str) -> Result<(), String> {
+        if let Some(dir) = &self.made_dir {
+            tcpsight_live::give_to(dir, user)?;
+        }
+        tcpsight_live::give_to(&self.path, user)?;
+        self.user = Some(user.to_string());
+        Ok(())
+    }
+}
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!(
+                "tcpsight: {}: cannot remove the stats socket{}: {e} (the next watch replaces it)",
+                self.path.display(),
+                self.user
+                    .as_deref()
+                    .map(|u| format!(" as {u}"))
+                    .unwrap_or_default()
+            );
+        }
     }
 }
 
 /// Binds the socket (mode 0660; a stale socket file is replaced only if nobody listens
 /// on it) and serves it from a background thread.
 pub fn serve(path: &Path, shared: SharedStats) -> Result<SocketGuard, String> {
+    let mut made_dir = None;
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
+        && !dir.exists()
     {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        made_dir = Some(dir.to_path_buf());
     }
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
@@ -116,7 +151,11 @@ pub fn serve(path: &Path, shared: SharedStats) -> Result<SocketGuard, String> {
             std::thread::spawn(move || client(conn, shared));
         }
     });
-    Ok(SocketGuard(path.to_path_buf()))
+    Ok(SocketGuard {
+        path: path.to_path_buf(),
+        made_dir,
+        user: None,
+    })
 }
 
 fn client(conn: UnixStream, shared: SharedStats) {

@@ -475,7 +475,10 @@ fn watch_live<W: Write>(
         g.names = w.filters.named.iter().map(|f| f.name.clone()).collect();
         g.totals = vec![Totals::default(); g.names.len()];
     }
-    let _socket = statsock::serve(&args.socket, shared.clone())?;
+    let mut socket = statsock::serve(&args.socket, shared.clone())?;
+    if let Some(user) = &args.live.user {
+        socket.give_to(user)?;
+    }
     if let Some(path) = &args.write {
         let f = std::fs::File::create(path)
             .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;

@@ -290,3 +290,29 @@ fn user_drops_privileges_and_capture_goes_on() {
             .any(|l| l["server"] == format!("127.0.0.1:{port}") && l["result"] == "success")
     );
 }
+
+/// Issue 15.8: `watch --user nobody` removes its socket when it stops, though it runs as
+/// nobody by then (the socket and the directory made for it were given to that user).
+#[test]
+fn watch_with_user_removes_its_socket_when_it_stops() {
+    if !is_root() {
+        eprintln!("skipped: live capture and --user need root (CI runs as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // nobody must reach the socket's directory to remove the socket in it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("made-here").join("watch.sock");
+    let sock_arg = sock.to_str().unwrap().to_string();
+    let child = start_watch(
+        "lo",
+        &["-t", "1", "-q", "-U", &sock_arg, "--user", "nobody"],
+    );
+    assert!(sock.exists(), "the socket is there while watch runs");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!sock.exists(), "socket left behind: {err}");
+    assert!(!err.contains("cannot remove"), "{err}");
+}
