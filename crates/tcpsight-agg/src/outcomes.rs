@@ -18,13 +18,14 @@ impl Outcomes {
     pub fn add(&mut self, r: &ConnRecord) {
         self.connections += 1;
         *self.by_outcome.entry(r.outcome).or_insert(0) += 1;
-        if r.outcome == Outcome::Established {
-            if r.syn_count > 1 {
-                self.dup_syn += 1;
-            }
-            if r.synack_count > 1 {
-                self.dup_synack += 1;
-            }
+        // Duplicates as the handshake's event counted them (tcpeek's definition, the
+        // one watch uses): SYN/ACKs the server repeated after the handshake completed at
+        // the capture point are in `synack_count`, not here.
+        if r.outcome == Outcome::Established
+            && let Some((syns, synacks)) = r.counts_at_decision
+        {
+            self.dup_syn += (syns > 1) as u64;
+            self.dup_synack += (synacks > 1) as u64;
         }
     }
 

@@ -99,6 +99,8 @@ pub(crate) struct Conn {
     /// `active_timeout` after the handshake, or after the first packet of a midstream
     /// connection).
     pub last_interim: u64,
+    /// SYNs and SYN/ACKs seen when the handshake was decided (its event's counts).
+    pub counts_at_decision: Option<(u32, u32)>,
     /// In-order payload delivery (`Config::payload`), from the first payload byte.
     pub streams: Option<Box<crate::stream::Streams>>,
 }
@@ -160,6 +162,7 @@ impl Conn {
             timer_at: u64::MAX,
             last_interim: 0,
             streams: None,
+            counts_at_decision: None,
         }
     }
 
@@ -690,6 +693,7 @@ impl Conn {
             history: self.history.as_str().to_string(),
             icmp_type: self.icmp.map(|i| i.0),
             icmp_code: self.icmp.map(|i| i.1),
+            counts_at_decision: self.counts_at_decision,
             app: Default::default(),
         }
     }

@@ -1107,7 +1107,16 @@ fn timed_out_at(conn: &Conn, now: u64, cfg: Config) -> u64 {
         .map_or(now, |f| f.saturating_add(cfg.handshake_timeout_ns).min(now))
 }
 
-fn emit_handshake(conn: &Conn, id: ConnId, outcome: Outcome, now: u64, obs: &mut impl Observer) {
+fn emit_handshake(
+    conn: &mut Conn,
+    id: ConnId,
+    outcome: Outcome,
+    now: u64,
+    obs: &mut impl Observer,
+) {
+    // What the handshake's counts were when it was decided: the one definition of a
+    // duplicate SYN and SYN/ACK (tcpeek's), for the event and the record alike.
+    conn.counts_at_decision = Some((conn.syn_count, conn.synack_count));
     obs.on_handshake(&HandshakeEvent {
         ts_ns: now,
         id,

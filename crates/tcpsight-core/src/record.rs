@@ -113,6 +113,10 @@ pub struct ConnRecord {
     pub close_first: Option<Close>,
     pub syn_count: u32,
     pub synack_count: u32,
+    /// SYNs and SYN/ACKs seen when the handshake was decided, as its event said (not in
+    /// the schema: the summaries' duplicate counts come from it, so analyze and watch
+    /// count duplicates alike; `syn_count`/`synack_count` count every one).
+    pub counts_at_decision: Option<(u32, u32)>,
     pub connect_ns: Option<u64>,
     pub server_rtt_ns: Option<u64>,
     pub client_rtt_ns: Option<u64>,
@@ -298,6 +302,7 @@ impl ConnRecord {
             close_first: Some(Close::Fin),
             syn_count: 0,
             synack_count: 0,
+            counts_at_decision: Some((1, 1)),
             connect_ns: Some(0),
             server_rtt_ns: Some(0),
             client_rtt_ns: Some(0),
