@@ -119,6 +119,7 @@ fn field_type(name: &str, v: tcpsight_core::Value) -> &'static str {
     match base {
         "vlan" => return "integer, 802.1Q id (outer << 12 | inner; 0 untagged)",
         "icmp_type" | "icmp_code" => return "integer, ICMP type / code",
+        "icmp_reason" => return "string, the ICMP error's name",
         "mss" => return "integer, bytes (from the SYN)",
         "wscale" => return "integer, window scale shift (from the SYN)",
         _ => {}

@@ -141,7 +141,11 @@ impl<W: Write> Watcher<W> {
                 "server_rtt_us": e.server_rtt_ns.map(|n| n as f64 / 1000.0),
                 "dup_syn": dup_syn,
                 "dup_synack": dup_sa,
-                "icmp": e.icmp.map(|(t, c)| json!({"type": t, "code": c})),
+                "icmp": e.icmp.map(|(t, c)| json!({
+                    "type": t,
+                    "code": c,
+                    "reason": tcpsight_core::record::icmp_reason(!e.client.addr.is_v4(), t, c),
+                })),
             });
             return writeln!(self.out, "{v}");
         }

@@ -315,3 +315,17 @@ fn analyze_and_watch_count_duplicate_handshake_packets_alike() {
         "SYN/ACKs repeated after the handshake stay in the records"
     );
 }
+
+/// ICMP errors by name, not only type and code (as tshark names them on the bundled
+/// capture: 10 ICMP host unreachable, 18 ICMPv6 no route to destination).
+#[test]
+fn icmp_errors_are_named() {
+    let flows = text(&tcpsight(&["analyze", &data(BIG), "--flows", "-"]).stdout);
+    let count = |reason: &str| {
+        flows
+            .matches(&format!("\"icmp_reason\":\"{reason}\""))
+            .count()
+    };
+    assert_eq!(count("host unreachable"), 10);
+    assert_eq!(count("no route to destination"), 18);
+}
