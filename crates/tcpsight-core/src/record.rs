@@ -439,6 +439,43 @@ macro_rules! prefixed {
 static C2S: [&str; DIR_FIELDS.len()] = prefixed!("c2s_");
 static S2C: [&str; DIR_FIELDS.len()] = prefixed!("s2c_");
 
+/// The name of an ICMP (or ICMPv6, when `v6`) error by type and code, as RFC 792,
+/// RFC 1812 and RFC 4443 name them; `None` for other messages.
+pub fn icmp_reason(v6: bool, icmp_type: u8, code: u8) -> Option<&'static str> {
+    Some(match (v6, icmp_type, code) {
+        (false, 3, 0) => "net unreachable",
+        (false, 3, 1) => "host unreachable",
+        (false, 3, 2) => "protocol unreachable",
+        (false, 3, 3) => "port unreachable",
+        (false, 3, 4) => "fragmentation needed",
+        (false, 3, 5) => "source route failed",
+        (false, 3, 6) => "destination network unknown",
+        (false, 3, 7) => "destination host unknown",
+        (false, 3, 9) | (false, 3, 10) => "administratively prohibited (host/net)",
+        (false, 3, 11) => "network unreachable for TOS",
+        (false, 3, 12) => "host unreachable for TOS",
+        (false, 3, 13) => "administratively prohibited",
+        (false, 3, 14) => "host precedence violation",
+        (false, 3, 15) => "precedence cutoff",
+        (false, 3, _) => "destination unreachable",
+        (false, 11, 0) => "TTL exceeded in transit",
+        (false, 11, 1) => "fragment reassembly time exceeded",
+        (false, 11, _) => "time exceeded",
+        (true, 1, 0) => "no route to destination",
+        (true, 1, 1) => "administratively prohibited",
+        (true, 1, 2) => "beyond scope of source address",
+        (true, 1, 3) => "address unreachable",
+        (true, 1, 4) => "port unreachable",
+        (true, 1, 5) => "source address failed policy",
+        (true, 1, 6) => "reject route to destination",
+        (true, 1, _) => "destination unreachable",
+        (true, 3, 0) => "hop limit exceeded in transit",
+        (true, 3, 1) => "fragment reassembly time exceeded",
+        (true, 3, _) => "time exceeded",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,41 +543,4 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), names.len(), "duplicate field names");
     }
-}
-
-/// The name of an ICMP (or ICMPv6, when `v6`) error by type and code, as RFC 792,
-/// RFC 1812 and RFC 4443 name them; `None` for other messages.
-pub fn icmp_reason(v6: bool, icmp_type: u8, code: u8) -> Option<&'static str> {
-    Some(match (v6, icmp_type, code) {
-        (false, 3, 0) => "net unreachable",
-        (false, 3, 1) => "host unreachable",
-        (false, 3, 2) => "protocol unreachable",
-        (false, 3, 3) => "port unreachable",
-        (false, 3, 4) => "fragmentation needed",
-        (false, 3, 5) => "source route failed",
-        (false, 3, 6) => "destination network unknown",
-        (false, 3, 7) => "destination host unknown",
-        (false, 3, 9) | (false, 3, 10) => "administratively prohibited (host/net)",
-        (false, 3, 11) => "network unreachable for TOS",
-        (false, 3, 12) => "host unreachable for TOS",
-        (false, 3, 13) => "administratively prohibited",
-        (false, 3, 14) => "host precedence violation",
-        (false, 3, 15) => "precedence cutoff",
-        (false, 3, _) => "destination unreachable",
-        (false, 11, 0) => "TTL exceeded in transit",
-        (false, 11, 1) => "fragment reassembly time exceeded",
-        (false, 11, _) => "time exceeded",
-        (true, 1, 0) => "no route to destination",
-        (true, 1, 1) => "administratively prohibited",
-        (true, 1, 2) => "beyond scope of source address",
-        (true, 1, 3) => "address unreachable",
-        (true, 1, 4) => "port unreachable",
-        (true, 1, 5) => "source address failed policy",
-        (true, 1, 6) => "reject route to destination",
-        (true, 1, _) => "destination unreachable",
-        (true, 3, 0) => "hop limit exceeded in transit",
-        (true, 3, 1) => "fragment reassembly time exceeded",
-        (true, 3, _) => "time exceeded",
-        _ => return None,
-    })
 }
