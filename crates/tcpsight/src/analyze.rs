@@ -213,7 +213,7 @@ impl AnalyzeArgs {
     }
 
     fn wants_l7(&self) -> bool {
-        self.l7 || self.http_log.is_some() || self.tls_log.is_some()
+        self.l7 || self.http_log.is_some() || self.tls_log.is_some() || self.group_by.is_l7()
     }
 
     fn wants_summaries(&self) -> bool {
@@ -286,6 +286,8 @@ fn log_writer(path: &str, names: Vec<&'static str>) -> Result<FlowWriter<Box<dyn
 
 struct Sinks<W: Write> {
     flows: Option<FlowWriter<W>>,
+    /// With --group-by name or app: the table keyed by those.
+    labels: Option<table::LabelTable>,
     /// The application-layer analysis (unless --no-l7) and its logs.
     l7: Option<L7>,
     l7_logs: L7Logs,
@@ -338,6 +340,10 @@ impl<W: Write> Observer for Sinks<W> {
     }
 
     fn on_exchange(&mut self, e: &ExchangeEvent) {
+        if let Some(l) = self.labels.as_mut() {
+            l.on_exchange(e);
+            return;
+        }
         if self.filter.is_active() {
             self.pending
                 .entry((e.client, e.server, e.vlan))
@@ -363,6 +369,7 @@ impl<W: Write> Observer for Sinks<W> {
             None => r,
         };
         self.seen += 1;
+        let label_exchanges = self.labels.as_mut().map(|l| l.take_exchanges(r));
         if self.filter.is_active() {
             let key = (
                 Endpoint {
@@ -387,7 +394,10 @@ impl<W: Write> Observer for Sinks<W> {
             s.push(ConnSummary::of(r));
         }
         self.outcomes.add(r);
-        self.table.on_connection(r);
+        match (self.labels.as_mut(), &label_exchanges) {
+            (Some(l), Some(x)) => l.on_connection(r, x),
+            _ => self.table.on_connection(r),
+        }
         if let Some(w) = self.flows.as_mut()
             && self.flow_error.is_none()
             && let Err(e) = w.write(r)
@@ -484,6 +494,10 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }),
         flow_error: None,
         table: DestinationTable::new(args.group_by),
+        labels: args
+            .group_by
+            .is_l7()
+            .then(|| table::LabelTable::new(args.group_by)),
         outcomes: Outcomes::default(),
         filter: args.filter(),
         capture_start_ns,
@@ -583,7 +597,10 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
     };
-    let rows = sinks.table.rows(span_s, args.sort, args.reverse);
+    let rows = match &sinks.labels {
+        Some(l) => l.rows(span_s, args.sort, args.reverse),
+        None => sinks.table.rows(span_s, args.sort, args.reverse),
+    };
     // With flows on stdout, the report goes to stderr so the two never mix.
     let mut report: Box<dyn Write> = if flows_to_stdout {
         Box::new(io::stderr())

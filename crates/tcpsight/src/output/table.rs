@@ -16,6 +16,75 @@ pub enum GroupBy {
     /// Server address and port
     #[value(name = "host:port")]
     HostPort,
+    /// The server's name: TLS SNI, else HTTP Host, else the name the client resolved in
+    /// DNS, else its address (no reverse lookup; implies --l7)
+    Name,
+    /// The application protocol (implies --l7)
+    App,
+}
+
+impl GroupBy {
+    /// Whether the rows are keyed by what the application layer showed.
+    pub fn is_l7(self) -> bool {
+        matches!(self, GroupBy::Name | GroupBy::App)
+    }
+}
+
+/// The per-destination table keyed by a label the application layer gives (a server
+/// name, an application protocol): the same figures as [`DestinationTable`], whose key
+/// is an address. A connection's exchanges wait for its record, which carries the label.
+pub struct LabelTable {
+    group: GroupBy,
+    hosts: std::collections::BTreeMap<String, HostStats>,
+    pending: std::collections::HashMap<tcpsight_core::ConnId, Vec<(u64, u64)>>,
+}
+
+impl LabelTable {
+    pub fn new(group: GroupBy) -> LabelTable {
+        LabelTable {
+            group,
+            hosts: Default::default(),
+            pending: Default::default(),
+        }
+    }
+
+    pub fn on_exchange(&mut self, e: &tcpsight_core::ExchangeEvent) {
+        self.pending
+            .entry(e.id)
+            .or_default()
+            .push((e.response_ns, e.server_ns));
+    }
+
+    /// The record's exchanges, taken back whether or not the record is counted.
+    pub fn take_exchanges(&mut self, r: &tcpsight_core::ConnRecord) -> Vec<(u64, u64)> {
+        self.pending.remove(&r.id).unwrap_or_default()
+    }
+
+    pub fn on_connection(&mut self, r: &tcpsight_core::ConnRecord, exchanges: &[(u64, u64)]) {
+        let label = match self.group {
+            GroupBy::App => r.app.app_proto.unwrap_or("-").to_string(),
+            _ => match &r.app.server_name {
+                Some(n) => n.to_string(),
+                None => r.server.to_string(),
+            },
+        };
+        let h = self.hosts.entry(label).or_default();
+        h.add_connection(&ConnFacts::of(r));
+        for &(resp, server) in exchanges {
+            h.add_response(resp);
+            h.add_split(resp, server);
+        }
+    }
+
+    pub fn rows(&self, span_s: f64, sort: SortBy, reverse: bool) -> Vec<Row> {
+        let mut rows: Vec<(String, Row)> = self
+            .hosts
+            .iter()
+            .map(|(k, h)| (k.clone(), h.row(k.clone(), span_s)))
+            .collect();
+        sort_rows(&mut rows, sort, reverse);
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,8 +113,9 @@ pub enum SortBy {
 impl From<GroupBy> for Grouping {
     fn from(g: GroupBy) -> Grouping {
         match g {
-            GroupBy::Host => Grouping::Host,
             GroupBy::HostPort => Grouping::HostPort,
+            // Name and app rows come from a LabelTable; the address table is unused.
+            GroupBy::Host | GroupBy::Name | GroupBy::App => Grouping::Host,
         }
     }
 }

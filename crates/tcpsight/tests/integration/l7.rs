@@ -295,3 +295,54 @@ fn exchange_time_splits_into_server_time_and_network_time() {
     assert!(f("server_us_p50") < 2_000.0, "{web}");
     assert!((19_000.0..30_000.0).contains(&f("network_us_p50")), "{web}");
 }
+
+/// `--group-by name` and `--group-by app`: the per-destination table keyed by what the
+/// application layer showed, with no reverse-DNS lookup; every connection in some row.
+#[test]
+fn the_table_groups_by_server_name_or_application_protocol() {
+    let json = |g: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+            .args([
+                "analyze",
+                &data("captures/generated/l7-mix.pcap"),
+                "--json",
+                "--group-by",
+                g,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let rows = |v: &Value| -> HashMap<String, u64> {
+        v["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (s(r, "host"), r["connections"].as_u64().unwrap()))
+            .collect()
+    };
+    let apps = rows(&json("app"));
+    let want: HashMap<String, u64> = [
+        ("http", 5),
+        ("tls", 5),
+        ("dns", 1),
+        ("ssh", 1),
+        ("smtp", 1),
+        ("redis", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(apps, want);
+    let names = rows(&json("name"));
+    assert_eq!(names["l7.test"], 6, "{names:?}");
+    assert_eq!(names["api.l7.test"], 1, "{names:?}");
+    assert!(names.contains_key("www.l7.test"), "{names:?}");
+    let total: u64 = names.values().sum();
+    assert_eq!(total, 14, "every connection in some row");
+}
