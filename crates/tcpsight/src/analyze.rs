@@ -32,6 +32,9 @@ pub struct AnalyzeArgs {
     /// the options are then a tcpdump-syntax packet filter
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     read: Vec<String>,
+    /// Stop after this many frames (after the packet filter), as tcpdump's -c
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    count: Option<u64>,
     /// Numeric output (tcpdump's -n): always so, accepted for tcpdump habits
     #[arg(short = 'n', hide = true)]
     numeric: bool,
@@ -530,7 +533,11 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
 
     let mut src = FileSource::new(MergedReader::new(readers));
     sinks.progress = progress.clone();
-    let mut runner = Runner::new(Limits::default(), packet_filter).progress_every(1 << 16);
+    let limits = Limits {
+        max_frames: args.count,
+        ..Limits::default()
+    };
+    let mut runner = Runner::new(limits, packet_filter).progress_every(1 << 16);
     let run = if threads > 1 {
         tcpsight_pipeline::run_sharded(&mut runner, &mut src, cfg, threads, &mut sinks)
             .map(|r| r.stats)

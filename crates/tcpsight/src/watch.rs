@@ -24,6 +24,9 @@ use crate::watchfilter::{Filter, FilterSet, Net};
 
 #[derive(Args)]
 pub struct WatchArgs {
+    /// Stop after this many frames (after the packet filter), as tcpdump's -c
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    count: Option<u64>,
     /// Numeric output (tcpdump's -n): always so, accepted for tcpdump habits
     #[arg(short = 'n', hide = true)]
     numeric: bool,
@@ -341,7 +344,11 @@ pub fn run(args: WatchArgs) -> ExitCode {
         w.digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
         let mut src = FileSource::new(MergedReader::new(readers));
         let mut engine = Engine::new(engine_config(&args));
-        let mut runner = Runner::new(Limits::default(), packet_filter);
+        let limits = Limits {
+            max_frames: args.count,
+            ..Limits::default()
+        };
+        let mut runner = Runner::new(limits, packet_filter);
         if let Err(e) = runner.run(&mut src, &mut engine, &mut w) {
             if w.error.as_ref().is_some_and(crate::pipe::is_broken) {
                 return ExitCode::SUCCESS;
@@ -518,7 +525,7 @@ fn watch_live<W: Write>(
     let limits = Limits {
         stop: Some(StopFlag::Static(&STOP)),
         deadline,
-        max_frames: None,
+        max_frames: args.count,
     };
     let mut src = LiveSource::new(cap, 100);
     let mut runner = Runner::new(limits, None).progress_every(4096);

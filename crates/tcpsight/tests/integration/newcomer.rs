@@ -329,3 +329,16 @@ fn icmp_errors_are_named() {
     assert_eq!(count("host unreachable"), 10);
     assert_eq!(count("no route to destination"), 18);
 }
+
+/// tcpdump's `-c COUNT` in analyze and watch: only the first COUNT frames are read.
+#[test]
+fn c_count_reads_only_the_first_frames() {
+    let cap = data("captures/zeek/wikipedia.pcap");
+    let an = text(&tcpsight(&["analyze", &cap, "-c", "20"]).stdout);
+    assert!(an.contains("Packets   20 frames"), "{an}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&tcpsight(&["analyze", &cap, "-c", "20", "--json"]).stdout).unwrap();
+    assert_eq!(json["frames"], 20);
+    let w = text(&tcpsight(&["watch", "-r", &cap, "-c", "20", "-q"]).stdout);
+    assert!(w.contains(" capture: 20 frames"), "{w}");
+}
