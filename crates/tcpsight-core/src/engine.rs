@@ -688,11 +688,12 @@ impl Engine {
     ) {
         let id = conn_id(self.shard, &self.generations, idx);
         let conn = self.slab[idx].as_mut().expect("live slot");
-        if conn.streams.is_none() {
-            if seg.payload_len == 0 {
-                return;
-            }
-            conn.streams = Some(Box::default());
+        match &conn.streams {
+            // Unwanted (every observer said so): nothing more to compute per packet.
+            Some(s) if s.done => return,
+            Some(_) => {}
+            None if seg.payload_len == 0 => return,
+            None => conn.streams = Some(Box::default()),
         }
         let (client, server) = (conn.client(), conn.server());
         let s = side.index();
@@ -706,9 +707,6 @@ impl Engine {
             None
         };
         let streams = conn.streams.as_mut().expect("just set");
-        if streams.done {
-            return;
-        }
         let mut out = PayloadOut {
             obs,
             ts_ns: now,

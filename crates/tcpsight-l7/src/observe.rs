@@ -166,16 +166,8 @@ impl L7 {
     /// its L7 fields are returned, `None` when nothing is known about it.
     pub fn finish(&mut self, r: &ConnRecord, log: &mut impl L7Log) -> Option<AppFields> {
         let dns_name = self.names_at_start.remove(&r.id);
-        let conn = self.conns.remove(&r.id);
-        if conn.is_none() && dns_name.is_none() {
-            return None;
-        }
-        let mut fields = AppFields {
-            dns_name: dns_name.clone(),
-            server_name: dns_name,
-            ..AppFields::default()
-        };
-        if let Some(mut c) = conn {
+        let mut conn = self.conns.remove(&r.id);
+        if let Some(c) = conn.as_mut() {
             c.analyzer.on_end(r.ts_last_ns, &mut self.events);
             let ctx = Context {
                 id: r.id,
@@ -183,27 +175,14 @@ impl L7 {
                 server: c.server,
             };
             self.emit(&ctx, log);
-            fill(&mut fields, &c.analyzer);
         }
-        Some(fields)
+        fields(dns_name, conn.as_ref().map(|c| &c.analyzer))
     }
 
     /// An interim record: the L7 fields so far, the analysis going on.
     pub fn so_far(&self, r: &ConnRecord) -> Option<AppFields> {
         let dns_name = self.names_at_start.get(&r.id).cloned();
-        let conn = self.conns.get(&r.id);
-        if conn.is_none() && dns_name.is_none() {
-            return None;
-        }
-        let mut fields = AppFields {
-            dns_name: dns_name.clone(),
-            server_name: dns_name,
-            ..AppFields::default()
-        };
-        if let Some(c) = conn {
-            fill(&mut fields, &c.analyzer);
-        }
-        Some(fields)
+        fields(dns_name, self.conns.get(&r.id).map(|c| &c.analyzer))
     }
 
     fn emit(&mut self, ctx: &Context, log: &mut impl L7Log) {
@@ -220,6 +199,23 @@ impl L7 {
             }
         }
     }
+}
+
+/// A record's L7 fields from the name looked up at its start and its analyzer's
+/// summary; `None` when neither says anything.
+fn fields(dns_name: Option<Box<str>>, analyzer: Option<&Analyzer>) -> Option<AppFields> {
+    if dns_name.is_none() && analyzer.is_none() {
+        return None;
+    }
+    let mut f = AppFields {
+        server_name: dns_name.clone(),
+        dns_name,
+        ..AppFields::default()
+    };
+    if let Some(a) = analyzer {
+        fill(&mut f, a);
+    }
+    Some(f)
 }
 
 /// The analyzer's summary into the record's fields; the SNI or Host wins over the DNS

@@ -111,50 +111,11 @@ enum Report {
     Connection(Box<ConnRecord>),
     Interim(Box<ConnRecord>),
     Tick(u64),
-    /// Payload copied out of its frame (only with `Config::payload`).
-    Payload(Box<OwnedPayload>),
+    /// Payload copied out of its frame (only with `Config::payload`): the event with
+    /// its bytes apart.
+    Payload(Box<(Payload<'static>, Vec<u8>)>),
     /// A UDP datagram copied out of its frame (only with `Config::datagrams`).
     Datagram(Box<(Datagram<'static>, Vec<u8>)>),
-}
-
-/// A [`Payload`] that owns its bytes, to cross from a worker to the router.
-struct OwnedPayload {
-    ts_ns: u64,
-    id: tcpsight_core::ConnId,
-    client: tcpsight_core::Endpoint,
-    server: tcpsight_core::Endpoint,
-    from: tcpsight_core::Side,
-    offset: u64,
-    gap: u64,
-    data: Vec<u8>,
-}
-
-impl OwnedPayload {
-    fn of(p: &Payload) -> OwnedPayload {
-        OwnedPayload {
-            ts_ns: p.ts_ns,
-            id: p.id,
-            client: p.client,
-            server: p.server,
-            from: p.from,
-            offset: p.offset,
-            gap: p.gap,
-            data: p.data.to_vec(),
-        }
-    }
-
-    fn view(&self) -> Payload<'_> {
-        Payload {
-            ts_ns: self.ts_ns,
-            id: self.id,
-            client: self.client,
-            server: self.server,
-            from: self.from,
-            offset: self.offset,
-            gap: self.gap,
-            data: &self.data,
-        }
-    }
 }
 
 /// A worker's observer: labels every report with its order key.
@@ -218,7 +179,8 @@ impl Observer for Recorder {
     /// The router's observers decide what they want; the worker cannot ask them, so it
     /// keeps delivering (the cost of payload in a sharded run: a copy per chunk).
     fn on_payload(&mut self, p: &Payload) -> bool {
-        self.push(Report::Payload(Box::new(OwnedPayload::of(p))));
+        let head = Payload { data: &[], ..*p };
+        self.push(Report::Payload(Box::new((head, p.data.to_vec()))));
         true
     }
     fn on_datagram(&mut self, d: &Datagram) {
@@ -410,7 +372,8 @@ impl<O: Observer + Tap> Router<'_, O> {
                 Report::Interim(r) => self.obs.on_interim(&r),
                 Report::Tick(t) => self.obs.on_tick(t),
                 Report::Payload(p) => {
-                    self.obs.on_payload(&p.view());
+                    let (head, data) = &*p;
+                    self.obs.on_payload(&Payload { data, ..*head });
                 }
                 Report::Datagram(d) => {
                     let (head, data) = &*d;

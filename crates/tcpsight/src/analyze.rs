@@ -177,16 +177,7 @@ impl AnalyzeArgs {
     /// The --flows format: as given, else as the file name says; a contradiction (a
     /// `.csv` file asked for as JSON Lines, or the reverse) is refused.
     fn flow_format(&self) -> Result<FlowFormat, String> {
-        let named = self.flows.as_deref().and_then(|p| {
-            let p = p.to_ascii_lowercase();
-            if p.ends_with(".csv") {
-                Some(FlowFormat::Csv)
-            } else if p.ends_with(".jsonl") || p.ends_with(".json") || p.ends_with(".ndjson") {
-                Some(FlowFormat::Jsonl)
-            } else {
-                None
-            }
-        });
+        let named = self.flows.as_deref().and_then(format_of_name);
         match (self.format, named) {
             (Some(f), Some(n)) if f != n => Err(format!(
                 "--format {} but --flows {} names the other format",
@@ -269,6 +260,18 @@ impl L7Log for L7Logs {
 }
 
 /// Opens a log file (`-` for stdout), its format from its name.
+/// The line format a file name asks for, if it says.
+fn format_of_name(path: &str) -> Option<FlowFormat> {
+    let p = path.to_ascii_lowercase();
+    if p.ends_with(".csv") {
+        Some(FlowFormat::Csv)
+    } else if p.ends_with(".jsonl") || p.ends_with(".json") || p.ends_with(".ndjson") {
+        Some(FlowFormat::Jsonl)
+    } else {
+        None
+    }
+}
+
 fn log_writer(path: &str, names: Vec<&'static str>) -> Result<FlowWriter<Box<dyn Write>>, String> {
     let out: Box<dyn Write> = if path == "-" {
         Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
@@ -276,11 +279,7 @@ fn log_writer(path: &str, names: Vec<&'static str>) -> Result<FlowWriter<Box<dyn
         let f = File::create(path).map_err(|e| format!("{path}: cannot create: {e}"))?;
         Box::new(BufWriter::with_capacity(1 << 16, f))
     };
-    let format = if path.to_ascii_lowercase().ends_with(".csv") {
-        FlowFormat::Csv
-    } else {
-        FlowFormat::Jsonl
-    };
+    let format = format_of_name(path).unwrap_or(FlowFormat::Jsonl);
     Ok(
         FlowWriter::new(out, format.into(), tcpsight_export::lines::RECORD_TS_DIGITS)
             .with_names(names),
@@ -291,7 +290,7 @@ struct Sinks<W: Write> {
     flows: Option<FlowWriter<W>>,
     /// With --group-by name or app: the table keyed by those.
     labels: Option<table::LabelTable>,
-    /// The application-layer analysis (unless --no-l7) and its logs.
+    /// The application-layer analysis (with --l7, a log or an L7 grouping) and its logs.
     l7: Option<L7>,
     l7_logs: L7Logs,
     flow_error: Option<io::Error>,

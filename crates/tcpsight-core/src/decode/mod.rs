@@ -49,12 +49,17 @@ impl TcpSegment {
     /// snaplen cut them.
     #[inline]
     pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
-        let start = (self.payload_at as usize).min(frame.len());
-        let end = start
-            .saturating_add(self.payload_len as usize)
-            .min(frame.len());
-        &frame[start..end]
+        captured(frame, self.payload_at, self.payload_len)
     }
+}
+
+/// The captured part of `len` bytes at `at` in `frame` (empty when the snaplen cut
+/// before them).
+#[inline]
+fn captured(frame: &[u8], at: u32, len: u32) -> &[u8] {
+    let start = (at as usize).min(frame.len());
+    let end = start.saturating_add(len as usize).min(frame.len());
+    &frame[start..end]
 }
 
 /// An ICMP or ICMPv6 error quoting the start of a TCP segment.
@@ -104,11 +109,7 @@ impl UdpDatagram {
     /// The captured payload bytes within `frame` (as [`TcpSegment::payload`]).
     #[inline]
     pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
-        let start = (self.payload_at as usize).min(frame.len());
-        let end = start
-            .saturating_add(self.payload_len as usize)
-            .min(frame.len());
-        &frame[start..end]
+        captured(frame, self.payload_at, self.payload_len)
     }
 }
 

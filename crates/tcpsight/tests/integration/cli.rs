@@ -1,25 +1,8 @@
 //! End-to-end runs of the `tcpsight` binary on captures in testdata/.
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn data(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel);
-    p.to_str().unwrap().to_string()
-}
-
-fn tcpsight(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcpsight"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::common::{data, tcpsight, text};
 
 const GENERATED: &str = "captures/generated/netns-25s-client.pcap.gz";
 

@@ -9,6 +9,27 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// A path under testdata/, as a string argument.
+pub fn data(rel: &str) -> String {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel);
+    p.to_str().unwrap().to_string()
+}
+
+/// Runs the binary with `args` to its end.
+pub fn tcpsight(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

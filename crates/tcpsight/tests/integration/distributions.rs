@@ -1,17 +1,11 @@
 //! Distributions, filters and drill-down; a control-only capture agrees with the full one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use crate::common::data;
 
-fn data(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel);
-    p.to_str().unwrap().to_string()
-}
+use serde_json::Value;
 
 fn run(args: &[&str]) -> (Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tcpsight"))

@@ -4,17 +4,11 @@
 //! tools/oracle/l7.sh) and against what the generator did.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use crate::common::data;
 
-fn data(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel);
-    p.to_str().unwrap().to_string()
-}
+use serde_json::Value;
 
 /// Runs analyze with both logs and flows; returns (flows, http, tls) as JSON objects.
 fn run(capture: &str) -> (Vec<Value>, Vec<Value>, Vec<Value>) {

@@ -1,16 +1,10 @@
 //! `tcpsight watch -r`: tcpeek's handshake monitor replayed from captures.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use crate::common::data;
 
-fn data(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel);
-    p.to_str().unwrap().to_string()
-}
+use serde_json::Value;
 
 fn watch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tcpsight"))
