@@ -41,5 +41,7 @@ pub use exphist::ExpHistogram;
 pub use loglinear::LogLinear;
 pub use outcomes::Outcomes;
 pub use percentiles::{Percentiles, Sketch};
-pub use table::{ConnFacts, DestinationTable, Grouping, HostKey, HostStats, Row, RowOrder};
+pub use table::{
+    ConnFacts, DestinationTable, Grouping, HostCounters, HostKey, HostStats, Row, RowOrder,
+};
 pub use totals::Totals;

@@ -187,6 +187,26 @@ impl HostStats {
         self.gap_conns += other.gap_conns;
     }
 
+    /// The destination's counters as counts (the row gives most as percentages):
+    /// what a time-binned log or a metrics exporter adds up across intervals.
+    pub fn counters(&self) -> HostCounters {
+        HostCounters {
+            conns: self.conns,
+            syn: self.syn,
+            synack: self.synack,
+            est: self.est,
+            rst: self.rst,
+            fin_out: self.fin_out,
+            fin_in: self.fin_in,
+            exchanges: self.response_ns.count(),
+            out_msgs: self.out_msgs,
+            in_msgs: self.in_msgs,
+            pkts: self.pkts,
+            retx: self.retx,
+            gap_conns: self.gap_conns,
+        }
+    }
+
     /// Connections counted.
     pub fn connections(&self) -> u64 {
         self.conns
@@ -231,6 +251,30 @@ impl HostStats {
             err: h.gap_conns,
         }
     }
+}
+
+/// One destination's counts (see [`HostStats::counters`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    pub conns: u64,
+    /// Connections whose SYN, SYN/ACK, handshake ACK were seen.
+    pub syn: u64,
+    pub synack: u64,
+    pub est: u64,
+    /// Connections with a RST, with a FIN from the client, from the server.
+    pub rst: u64,
+    pub fin_out: u64,
+    pub fin_in: u64,
+    /// Request/response exchanges (response times measured).
+    pub exchanges: u64,
+    /// Messages (PSH-separated) client to server, server to client.
+    pub out_msgs: u64,
+    pub in_msgs: u64,
+    pub pkts: u64,
+    /// Retransmitted packets.
+    pub retx: u64,
+    /// Connections with a capture gap.
+    pub gap_conns: u64,
 }
 
 fn pct(n: u64, d: u64) -> Option<f64> {

@@ -75,6 +75,17 @@ impl<W: Write> FlowWriter<W> {
         self.header()?;
         self.out.flush()
     }
+
+    /// The underlying writer (to ask it for its own error counts).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Flushes and gives the underlying writer back (to close or rename a file).
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.flush()?;
+        Ok(self.out)
+    }
 }
 
 impl<W: Write> RecordSink for FlowWriter<W> {

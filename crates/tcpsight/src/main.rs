@@ -5,6 +5,7 @@ mod capture;
 mod format;
 mod inputs;
 mod live_args;
+mod monitor;
 mod output;
 mod pipe;
 mod probe;
@@ -42,6 +43,9 @@ enum Command {
     /// Write a capture file from an interface: control packets only (SYN, FIN, RST,
     /// ICMP errors) by default, or --all
     Capture(Box<capture::CaptureArgs>),
+    /// Continuous measurement: rotated, time-binned record and bin files in a directory,
+    /// Prometheus metrics (--metrics); live, or from captures in capture time
+    Monitor(Box<monitor::MonitorArgs>),
     /// Kernel TCP tracing (tcp_probe and friends): trace, parse, plot, summary
     Probe(Box<probe::ProbeArgs>),
     /// Print the connection record schema (every field of --flows output)
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Stat(args) => statsock::stat(args),
         Command::Capture(args) => capture::run(*args),
         Command::Probe(args) => probe::run(*args),
+        Command::Monitor(args) => monitor::run(*args),
         Command::Fields { long } => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();

@@ -1,0 +1,322 @@
+//! The `/metrics` endpoint: a small HTTP/1.1 server on std's TcpListener (one request
+//! per connection, `Connection: close`), enough for Prometheus scrapes and curl.
+//!
+//! It never touches the packet path: requests are served on their own threads, at most
+//! `MAX_CLIENTS` at a time (others get 503 at once), each with read and write timeouts
+//! so a slow or silent client holds one thread for a bounded time. A request that is
+//! not HTTP gets 400; any method but GET and HEAD 405; any path but `/metrics` and `/`
+//! 404.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+
+/// Requests served at once.
+pub const MAX_CLIENTS: usize = 32;
+/// A request's head must arrive within this, and a response be taken within it.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+
+pub const TEXT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROTOBUF_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// A running server; dropping it stops accepting.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (`127.0.0.1:9465`, `[::1]:9465`, `:9465` for every address).
+    pub fn start(addr: &str, metrics: Metrics) -> Result<MetricsServer, String> {
+        let spec = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else {
+            addr.to_string()
+        };
+        let listener = TcpListener::bind(&spec)
+            .map_err(|e| format!("--metrics {addr}: cannot listen: {e}"))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let thread = std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(stream) = conn else { continue };
+                    if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                        let mut s = stream;
+                        let _ = s.set_write_timeout(Some(IO_TIMEOUT));
+                        let _ = respond(&mut s, 503, "text/plain", b"busy\n", false);
+                        continue;
+                    }
+                    busy.fetch_add(1, Ordering::Relaxed);
+                    let (m, b) = (metrics.clone(), busy.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-client".into())
+                        .spawn(move || {
+                            serve_one(stream, &m);
+                            b.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    if spawned.is_err() {
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| format!("--metrics: cannot start the server thread: {e}"))?;
+        Ok(MetricsServer {
+            addr: local,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The exposition formats, by the request's Accept header: Prometheus protobuf (native
+/// histograms), OpenMetrics text, else the Prometheus text format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    OpenMetrics,
+    Text,
+}
+
+pub const PROMETHEUS_TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What a request asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Metrics { format: Format, head: bool },
+    Index { head: bool },
+    NotFound,
+    BadMethod,
+    Bad,
+}
+
+/// Parses a request head (bytes up to and including the blank line).
+fn parse(head: &[u8]) -> Request {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Request::Bad,
+    }
+    let head_only = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Request::BadMethod,
+    };
+    let path = req.path.unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    match path {
+        "/metrics" => {
+            let accept = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("accept"))
+                .filter_map(|h| std::str::from_utf8(h.value).ok())
+                .collect::<Vec<_>>()
+                .join(",");
+            let format = if accept.contains("application/vnd.google.protobuf") {
+                Format::Protobuf
+            } else if accept.contains("application/openmetrics-text") {
+                Format::OpenMetrics
+            } else {
+                Format::Text
+            };
+            Request::Metrics {
+                format,
+                head: head_only,
+            }
+        }
+        "/" => Request::Index { head: head_only },
+        _ => Request::NotFound,
+    }
+}
+
+fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return (!buf.is_empty()).then_some(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if memchr_blank_line(&buf) || buf.len() >= MAX_HEAD {
+            return Some(buf);
+        }
+    }
+}
+
+fn memchr_blank_line(b: &[u8]) -> bool {
+    b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n")
+}
+
+fn serve_one(mut s: TcpStream, m: &Metrics) {
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = s.set_write_timeout(Some(IO_TIMEOUT));
+    let Some(head) = read_head(&mut s) else {
+        return;
+    };
+    let _ = match parse(&head) {
+        Request::Metrics {
+            format: Format::Protobuf,
+            head,
+        } => match m.encode_protobuf() {
+            Ok(body) => respond(&mut s, 200, PROTOBUF_TYPE, &body, head),
+            Err(e) => respond(&mut s, 500, "text/plain", e.as_bytes(), head),
+        },
+        Request::Metrics {
+            format: Format::OpenMetrics,
+            head,
+        } => respond(&mut s, 200, TEXT_TYPE, m.encode_text().as_bytes(), head),
+        Request::Metrics {
+            format: Format::Text,
+            head,
+        } => respond(
+            &mut s,
+            200,
+            PROMETHEUS_TEXT_TYPE,
+            m.encode_prometheus_text().as_bytes(),
+            head,
+        ),
+        Request::Index { head } => respond(
+            &mut s,
+            200,
+            "text/plain; charset=utf-8",
+            b"tcpsight: metrics at /metrics\n",
+            head,
+        ),
+        Request::NotFound => respond(
+            &mut s,
+            404,
+            "text/plain",
+            b"not found; try /metrics\n",
+            false,
+        ),
+        Request::BadMethod => respond(&mut s, 405, "text/plain", b"only GET and HEAD\n", false),
+        Request::Bad => respond(&mut s, 400, "text/plain", b"bad request\n", false),
+    };
+}
+
+fn respond(
+    s: &mut TcpStream,
+    code: u16,
+    ctype: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if code == 405 {
+        out.push_str("Allow: GET, HEAD\r\n");
+    }
+    out.push_str("\r\n");
+    s.write_all(out.as_bytes())?;
+    if !head_only {
+        s.write_all(body)?;
+    }
+    s.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(req).unwrap();
+        // The request is all there is (a cut request must not wait for the timeout).
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn requests_good_and_bad() {
+        let srv = MetricsServer::start("127.0.0.1:0", Metrics::new()).unwrap();
+        let a = srv.local_addr();
+        let ok = get(a, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains(PROMETHEUS_TEXT_TYPE), "{ok}");
+        assert!(
+            ok.contains("# TYPE tcpsight_frames_total counter\ntcpsight_frames_total 0"),
+            "{ok}"
+        );
+        assert!(!ok.contains("# EOF"), "{ok}");
+        let om = get(
+            a,
+            b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
+        );
+        assert!(
+            om.contains(TEXT_TYPE) && om.trim_end().ends_with("# EOF"),
+            "{om}"
+        );
+        let pb = get(
+            a,
+            b"GET /metrics HTTP/1.1\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited\r\n\r\n",
+        );
+        assert!(pb.contains(PROTOBUF_TYPE), "{pb}");
+        assert!(get(a, b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get(a, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(get(a, b"\x16\x03\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+        assert!(get(a, b"GET /metrics HTTP/1.1\r\n").starts_with("HTTP/1.1 400"));
+        let head = get(a, b"HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 200") && !head.contains("tcpsight_frames"),
+            "{head}"
+        );
+        // A silent client does not stop others being served.
+        let _silent = TcpStream::connect(a).unwrap();
+        assert!(get(a, b"GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn parse_never_panics() {
+        use proptest::prelude::*;
+        proptest!(|(b in proptest::collection::vec(any::<u8>(), 0..300))| {
+            let _ = parse(&b);
+        });
+    }
+}

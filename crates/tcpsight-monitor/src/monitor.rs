@@ -1,0 +1,605 @@
+//! The monitor's observer: connection records (final and interim), the L7 logs, time
+//! bins and a summary per rotation period, in an [`OutputDir`], all in capture time, so
+//! a replay of a capture writes the same bytes as the live run that saw its traffic.
+//!
+//! Time: the engine ticks at every `interval` boundary of capture time
+//! (`Config::tick_ns`); at each tick the interval's bins are written, and at a rotation
+//! boundary the period's files are committed (renamed to their final names) and the
+//! retention limits applied. A period opens at the first event in it, so hours without
+//! traffic leave no empty folders.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::json;
+use tcpsight_agg::Grouping;
+use tcpsight_core::record::field_names;
+use tcpsight_core::{
+    ConnRecord, Datagram, ExchangeEvent, HandshakeEvent, Observer, Payload, Schema, Value,
+};
+use tcpsight_export::lines::{FlowFormat, FlowWriter, RECORD_TS_DIGITS};
+use tcpsight_l7::observe::{Context, Logged, http_log_fields, tls_log_fields};
+use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
+
+use crate::bins::Bins;
+use crate::chunked::ChunkedFile;
+use crate::local::{Direction, LocalNets};
+use crate::metrics::Health;
+use crate::outdir::{OutputDir, write_atomic};
+
+/// How the record files are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// JSON Lines compressed with zstd (`.jsonl.zst`), the default.
+    JsonlZst,
+    Jsonl,
+    Csv,
+}
+
+impl RecordFormat {
+    fn ext(self) -> &'static str {
+        match self {
+            RecordFormat::JsonlZst => "jsonl.zst",
+            RecordFormat::Jsonl => "jsonl",
+            RecordFormat::Csv => "csv",
+        }
+    }
+    fn lines(self) -> FlowFormat {
+        match self {
+            RecordFormat::Csv => FlowFormat::Csv,
+            _ => FlowFormat::Jsonl,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// Bins per this much capture time.
+    pub interval_ns: u64,
+    /// A new period folder per this much capture time (a multiple of the interval).
+    pub rotate_ns: u64,
+    /// Remove periods that started longer than this before the current one.
+    pub keep_ns: Option<u64>,
+    /// Remove the oldest periods while the directory holds more than this.
+    pub max_bytes: Option<u64>,
+    pub local: Option<LocalNets>,
+    pub grouping: Grouping,
+    pub format: RecordFormat,
+    /// Application-layer analysis (records' L7 fields) and the HTTP and TLS logs.
+    pub l7: bool,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            interval_ns: 60_000_000_000,
+            rotate_ns: 3_600_000_000_000,
+            keep_ns: None,
+            max_bytes: None,
+            local: None,
+            grouping: Grouping::Host,
+            format: RecordFormat::JsonlZst,
+            l7: false,
+        }
+    }
+}
+
+/// A connection record as the monitor writes it: the record's fields, then whether it
+/// is `final` or `interim` (a long-lived connection's figures so far) and, with
+/// `--local`, its direction.
+pub struct MonitorRecord<'a> {
+    pub rec: &'a ConnRecord,
+    pub interim: bool,
+    pub direction: Option<Direction>,
+}
+
+impl Schema for MonitorRecord<'_> {
+    fn for_each_field<F: FnMut(&'static str, Value<'_>)>(&self, mut f: F) {
+        self.rec.for_each_field(&mut f);
+        f(
+            "record",
+            Value::Str(if self.interim { "interim" } else { "final" }),
+        );
+        f(
+            "direction",
+            self.direction.map_or(Value::Null, |d| Value::Str(d.name())),
+        );
+    }
+}
+
+/// The field names of the monitor's record files.
+pub fn monitor_record_fields() -> Vec<&'static str> {
+    let mut v = field_names();
+    v.extend(["record", "direction"]);
+    v
+}
+
+type Lines = FlowWriter<ChunkedFile>;
+
+/// One period's open files and counts.
+struct Period {
+    start_ns: u64,
+    dir: PathBuf,
+    flows: Option<Lines>,
+    http: Option<Lines>,
+    tls: Option<Lines>,
+    bins: Option<ChunkedFile>,
+    records: u64,
+    interim: u64,
+    bins_rows: u64,
+    http_records: u64,
+    tls_records: u64,
+}
+
+/// The L7 logs of the open period.
+struct PeriodLogs<'a> {
+    period: Option<&'a mut Period>,
+}
+
+impl L7Log for PeriodLogs<'_> {
+    fn http(&mut self, ctx: &Context, t: &HttpTransaction) {
+        if let Some(p) = self.period.as_deref_mut()
+            && let Some(w) = p.http.as_mut()
+        {
+            let _ = w.write(&Logged { ctx, event: t });
+            p.http_records += 1;
+        }
+    }
+    fn tls(&mut self, ctx: &Context, t: &TlsHandshake) {
+        if let Some(p) = self.period.as_deref_mut()
+            && let Some(w) = p.tls.as_mut()
+        {
+            let _ = w.write(&Logged { ctx, event: t });
+            p.tls_records += 1;
+        }
+    }
+}
+
+/// Totals over the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonitorTotals {
+    pub records: u64,
+    pub interim: u64,
+    pub lost: u64,
+    pub periods: u64,
+    pub bins_rows: u64,
+}
+
+pub struct Monitor {
+    cfg: MonitorConfig,
+    out: OutputDir,
+    period: Option<Period>,
+    bins: Bins,
+    interval_start: Option<u64>,
+    clock_ns: u64,
+    l7: Option<L7>,
+    /// Frames and wire bytes per period start, counted as they arrive.
+    frames: BTreeMap<u64, (u64, u64)>,
+    kernel: Option<(u64, u64)>,
+    kernel_at_open: Option<(u64, u64)>,
+    totals: MonitorTotals,
+    health: Option<Health>,
+    /// Capture time of the last write-error message (at most one a minute).
+    warned_at: Option<u64>,
+    /// Lines said about the run (rotations, retention, errors), for the caller's log.
+    pub log: Vec<String>,
+}
+
+impl Monitor {
+    pub fn new(cfg: MonitorConfig, out: OutputDir) -> Result<Monitor, String> {
+        if cfg.interval_ns == 0 || cfg.rotate_ns == 0 || !cfg.rotate_ns.is_multiple_of(cfg.interval_ns) {
+            return Err(format!(
+                "--rotate ({} s) must be a whole number of --interval ({} s)",
+                cfg.rotate_ns / 1_000_000_000,
+                cfg.interval_ns / 1_000_000_000
+            ));
+        }
+        Ok(Monitor {
+            bins: Bins::new(cfg.grouping, cfg.local.clone()),
+            l7: cfg.l7.then(|| L7::default().with_details(true)),
+            cfg,
+            out,
+            period: None,
+            interval_start: None,
+            clock_ns: 0,
+            frames: BTreeMap::new(),
+            kernel: None,
+            kernel_at_open: None,
+            totals: MonitorTotals::default(),
+            health: None,
+            warned_at: None,
+            log: Vec::new(),
+        })
+    }
+
+    /// Counts records not written in these metrics too.
+    pub fn with_health(mut self, h: Health) -> Self {
+        self.health = Some(h);
+        self
+    }
+
+    /// The engine's tick: the interval's length.
+    pub fn tick_ns(&self) -> u64 {
+        self.cfg.interval_ns
+    }
+
+    pub fn totals(&self) -> MonitorTotals {
+        self.totals
+    }
+
+    /// A frame arrived (before the engine sees it): counted in its period's summary.
+    pub fn count_frame(&mut self, ts_ns: u64, wire_len: u32) {
+        let start = ts_ns - ts_ns % self.cfg.rotate_ns;
+        let e = self.frames.entry(start).or_default();
+        e.0 += 1;
+        e.1 += wire_len as u64;
+    }
+
+    /// The kernel's (delivered, dropped) counters (live).
+    pub fn set_kernel(&mut self, k: (u64, u64)) {
+        self.kernel = Some(k);
+    }
+
+    fn advance(&mut self, ts_ns: u64) {
+        if ts_ns > self.clock_ns {
+            self.clock_ns = ts_ns;
+        }
+        if self.interval_start.is_none() {
+            let t = self.clock_ns;
+            self.interval_start = Some(t - t % self.cfg.interval_ns);
+        }
+    }
+
+    fn period(&mut self) -> Option<&mut Period> {
+        if self.period.is_none() {
+            let t = self.clock_ns;
+            self.open_period(t - t % self.cfg.rotate_ns);
+        }
+        self.period.as_mut()
+    }
+
+    fn open_period(&mut self, start_ns: u64) {
+        let dir = match self.out.new_period(start_ns) {
+            Ok(d) => d,
+            Err(e) => {
+                self.warn(format!(
+                    "{}: cannot create a period folder: {e}",
+                    self.out.root().display()
+                ));
+                return;
+            }
+        };
+        let fmt = self.cfg.format;
+        let compress = fmt == RecordFormat::JsonlZst;
+        let mut errors = Vec::new();
+        let mut open = |name: String, names: Vec<&'static str>| match ChunkedFile::create(
+            &dir, &name, compress,
+        ) {
+            Ok(f) => Some(FlowWriter::new(f, fmt.lines(), RECORD_TS_DIGITS).with_names(names)),
+            Err(e) => {
+                errors.push(format!("{}: cannot create {name}: {e}", dir.display()));
+                None
+            }
+        };
+        let flows = open(format!("flows.{}", fmt.ext()), monitor_record_fields());
+        let (http, tls) = if self.cfg.l7 {
+            (
+                open(format!("http.{}", fmt.ext()), http_log_fields()),
+                open(format!("tls.{}", fmt.ext()), tls_log_fields()),
+            )
+        } else {
+            (None, None)
+        };
+        let bins = match ChunkedFile::create(&dir, "bins.jsonl", false) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errors.push(format!("{}: cannot create bins.jsonl: {e}", dir.display()));
+                None
+            }
+        };
+        for e in errors {
+            self.warn(e);
+        }
+        self.kernel_at_open = self.kernel;
+        self.period = Some(Period {
+            start_ns,
+            dir,
+            flows,
+            http,
+            tls,
+            bins,
+            records: 0,
+            interim: 0,
+            bins_rows: 0,
+            http_records: 0,
+            tls_records: 0,
+        });
+    }
+
+    /// Says a problem on the log, at most once a minute of capture time for write
+    /// errors (a full disk would otherwise say it per record).
+    fn warn(&mut self, msg: String) {
+        let now = self.clock_ns;
+        if self
+            .warned_at
+            .is_some_and(|t| now.saturating_sub(t) < 60_000_000_000)
+        {
+            return;
+        }
+        self.warned_at = Some(now);
+        self.log.push(msg);
+    }
+
+    fn write_record(&mut self, r: &ConnRecord, interim: bool) {
+        let direction = self
+            .cfg
+            .local
+            .as_ref()
+            .map(|l| l.direction(&r.client, &r.server));
+        let Some(p) = self.period() else {
+            self.lost(1);
+            return;
+        };
+        if interim {
+            p.interim += 1;
+        } else {
+            p.records += 1;
+        }
+        let Some(w) = p.flows.as_mut() else {
+            self.lost(1);
+            return;
+        };
+        let _ = w.write(&MonitorRecord {
+            rec: r,
+            interim,
+            direction,
+        });
+        self.check_errors();
+    }
+
+    fn lost(&mut self, n: u64) {
+        self.totals.lost += n;
+        if let Some(h) = &self.health {
+            h.records_not_written.inc_by(n);
+        }
+    }
+
+    /// Write errors of the open files: said (rate-limited) and their lost lines counted.
+    fn check_errors(&mut self) {
+        let Some(p) = self.period.as_mut() else {
+            return;
+        };
+        let errs: Vec<_> = [p.flows.as_mut(), p.http.as_mut(), p.tls.as_mut()]
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.get_mut().take_error())
+            .collect();
+        let dir = p.dir.display().to_string();
+        for e in errs {
+            self.warn(format!(
+                "{dir}: cannot write records: {e}; measuring goes on, records not written are counted"
+            ));
+        }
+    }
+
+    fn write_bins(&mut self, end_ns: u64) {
+        let Some(start) = self.interval_start else {
+            return;
+        };
+        if self.bins.is_empty() {
+            return;
+        }
+        let end = end_ns.min(start + self.cfg.interval_ns).max(start);
+        let rows = self.bins.take_rows(start, end);
+        let n = rows.len() as u64;
+        if let Some(p) = self.period()
+            && let Some(f) = p.bins.as_mut()
+        {
+            for row in rows {
+                let _ = writeln!(f, "{row}");
+            }
+            p.bins_rows += n;
+        }
+        self.totals.bins_rows += n;
+    }
+
+    /// Commits the open period's files, writes its summary and applies retention.
+    fn close_period(&mut self, end_ns: u64) {
+        let Some(p) = self.period.take() else {
+            return;
+        };
+        let mut lost = 0u64;
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        let mut commit = |f: ChunkedFile, what: &str| {
+            let (r, (_, l), err) = f.commit();
+            lost += l;
+            if let Some(e) = err {
+                problems.push(format!("{what}: {e}"));
+            }
+            match r {
+                Ok(path) => files.push(
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                Err(e) => problems.push(format!("{what}: cannot rename: {e}")),
+            }
+        };
+        for (w, what) in [
+            (p.flows, "records"),
+            (p.http, "HTTP log"),
+            (p.tls, "TLS log"),
+        ] {
+            // into_inner only flushes a ChunkedFile, which cannot fail.
+            if let Some(Ok(f)) = w.map(FlowWriter::into_inner) {
+                commit(f, what);
+            }
+        }
+        if let Some(b) = p.bins {
+            commit(b, "bins");
+        }
+        let (frames, wire_bytes) = self
+            .frames
+            .range(p.start_ns..end_ns.max(p.start_ns + 1))
+            .fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1));
+        self.frames = self.frames.split_off(&end_ns);
+        let drops = match (self.kernel_at_open, self.kernel) {
+            (Some(a), Some(b)) => json!(b.1.saturating_sub(a.1)),
+            (None, Some(b)) => json!(b.1),
+            _ => serde_json::Value::Null,
+        };
+        let summary = json!({
+            "period_start": p.start_ns / 1_000_000_000,
+            "period_end": end_ns / 1_000_000_000,
+            "records": p.records,
+            "interim_records": p.interim,
+            "records_lost": lost,
+            "http_records": self.cfg.l7.then_some(p.http_records),
+            "tls_records": self.cfg.l7.then_some(p.tls_records),
+            "bins_rows": p.bins_rows,
+            "frames": frames,
+            "wire_bytes": wire_bytes,
+            "kernel_drops": drops,
+            "files": files,
+            "problems": problems,
+        });
+        if lost > 0 {
+            self.lost(lost);
+        }
+        for pr in &problems {
+            self.log.push(format!("{}: {pr}", p.dir.display()));
+        }
+        if let Err(e) = write_atomic(&p.dir, "summary.json", format!("{summary:#}\n").as_bytes()) {
+            self.log.push(format!(
+                "{}: cannot write summary.json: {e}",
+                p.dir.display()
+            ));
+        }
+        self.totals.records += p.records;
+        self.totals.interim += p.interim;
+        self.totals.periods += 1;
+        if self.cfg.keep_ns.is_some() || self.cfg.max_bytes.is_some() {
+            let said = self
+                .out
+                .retain(end_ns, self.cfg.keep_ns, self.cfg.max_bytes, None);
+            self.log.extend(said);
+        }
+    }
+
+    /// SIGHUP: ends the interval and the period now (capture time) and starts new ones.
+    pub fn rotate_now(&mut self) {
+        let now = self.clock_ns;
+        self.write_bins(now);
+        self.close_period(now);
+        self.interval_start = Some(now);
+        if self.cfg.l7 || self.period.is_none() {
+            self.open_period(now);
+        }
+    }
+
+    /// End of input or a stop signal: the last bins, the period's files committed.
+    pub fn finish(&mut self) {
+        let now = self.clock_ns;
+        self.write_bins(now);
+        let end = self.period.as_ref().map_or(now, |p| {
+            (p.start_ns + self.cfg.rotate_ns).min(now.max(p.start_ns) + 1)
+        });
+        self.close_period(end);
+    }
+}
+
+impl Monitor {
+    /// The record with its application-layer fields (None when there are none to add),
+    /// its HTTP and TLS log lines written: what other observers (the metrics) should
+    /// see of a connection.
+    pub fn record_with_l7(&mut self, r: &ConnRecord) -> Option<ConnRecord> {
+        self.advance(r.ts_last_ns);
+        self.l7.as_ref()?;
+        if self.period.is_none() {
+            let t = self.clock_ns;
+            self.open_period(t - t % self.cfg.rotate_ns);
+        }
+        let l7 = self.l7.as_mut()?;
+        let mut logs = PeriodLogs {
+            period: self.period.as_mut(),
+        };
+        let app = l7.finish(r, &mut logs)?;
+        Some(ConnRecord { app, ..r.clone() })
+    }
+
+    /// A finished connection (with its L7 fields already in): written and binned.
+    pub fn on_connection_filled(&mut self, r: &ConnRecord) {
+        self.advance(r.ts_last_ns);
+        self.write_record(r, false);
+        self.bins.on_connection(r);
+    }
+}
+
+impl Observer for Monitor {
+    fn on_handshake(&mut self, e: &HandshakeEvent) {
+        self.advance(e.ts_ns);
+        if let Some(l7) = self.l7.as_mut() {
+            l7.on_handshake(e);
+        }
+    }
+
+    fn on_exchange(&mut self, e: &ExchangeEvent) {
+        self.advance(e.ts_ns);
+        self.bins.on_exchange(e);
+    }
+
+    fn on_connection(&mut self, r: &ConnRecord) {
+        let filled = self.record_with_l7(r);
+        self.on_connection_filled(filled.as_ref().unwrap_or(r));
+    }
+
+    fn on_interim(&mut self, r: &ConnRecord) {
+        self.advance(r.ts_last_ns);
+        let filled;
+        let r = match self.l7.as_ref().and_then(|l7| l7.so_far(r)) {
+            Some(app) => {
+                filled = ConnRecord { app, ..r.clone() };
+                &filled
+            }
+            None => r,
+        };
+        self.write_record(r, true);
+    }
+
+    fn on_tick(&mut self, ts_ns: u64) {
+        self.advance(ts_ns);
+        self.write_bins(ts_ns);
+        self.interval_start = Some(ts_ns);
+        if let Some(p) = &self.period
+            && ts_ns >= p.start_ns + self.cfg.rotate_ns
+        {
+            self.close_period(ts_ns);
+        }
+    }
+
+    fn on_payload(&mut self, p: &Payload) -> bool {
+        if self.l7.is_none() {
+            return false;
+        }
+        self.advance(p.ts_ns);
+        if self.period.is_none() {
+            let t = self.clock_ns;
+            self.open_period(t - t % self.cfg.rotate_ns);
+        }
+        let Some(l7) = self.l7.as_mut() else {
+            return false;
+        };
+        let mut logs = PeriodLogs {
+            period: self.period.as_mut(),
+        };
+        l7.on_payload(p, &mut logs)
+    }
+
+    fn on_datagram(&mut self, d: &Datagram) {
+        if let Some(l7) = self.l7.as_mut() {
+            l7.on_datagram(d);
+        }
+    }
+}
