@@ -188,7 +188,10 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(cfg: MonitorConfig, out: OutputDir) -> Result<Monitor, String> {
-        if cfg.interval_ns == 0 || cfg.rotate_ns == 0 || !cfg.rotate_ns.is_multiple_of(cfg.interval_ns) {
+        if cfg.interval_ns == 0
+            || cfg.rotate_ns == 0
+            || !cfg.rotate_ns.is_multiple_of(cfg.interval_ns)
+        {
             return Err(format!(
                 "--rotate ({} s) must be a whole number of --interval ({} s)",
                 cfg.rotate_ns / 1_000_000_000,
@@ -390,7 +393,9 @@ impl Monitor {
         if self.bins.is_empty() {
             return;
         }
-        let end = end_ns.min(start + self.cfg.interval_ns).max(start);
+        // A bin spans its whole interval (a capture that ends, or a jump in time, leaves
+        // it partly empty), except when SIGHUP cuts it short.
+        let end = end_ns.clamp(start, start + self.cfg.interval_ns);
         let rows = self.bins.take_rows(start, end);
         let n = rows.len() as u64;
         if let Some(p) = self.period()
@@ -481,9 +486,13 @@ impl Monitor {
         self.totals.interim += p.interim;
         self.totals.periods += 1;
         if self.cfg.keep_ns.is_some() || self.cfg.max_bytes.is_some() {
-            let said = self
-                .out
-                .retain(end_ns, self.cfg.keep_ns, self.cfg.max_bytes, None);
+            // The period just closed is the newest: never removed.
+            let said = self.out.retain(
+                end_ns,
+                self.cfg.keep_ns,
+                self.cfg.max_bytes,
+                Some(p.dir.as_path()),
+            );
             self.log.extend(said);
         }
     }
@@ -502,7 +511,7 @@ impl Monitor {
     /// End of input or a stop signal: the last bins, the period's files committed.
     pub fn finish(&mut self) {
         let now = self.clock_ns;
-        self.write_bins(now);
+        self.write_bins(u64::MAX);
         let end = self.period.as_ref().map_or(now, |p| {
             (p.start_ns + self.cfg.rotate_ns).min(now.max(p.start_ns) + 1)
         });

@@ -15,6 +15,7 @@ mod docs;
 mod golden;
 mod l7;
 mod live;
+mod monitor;
 mod netns_capture;
 mod netns_watch;
 mod newcomer;

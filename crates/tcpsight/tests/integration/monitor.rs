@@ -1,0 +1,472 @@
+//! `tcpsight monitor`: period folders from a replay (records equal to analyze's, bins
+//! that add up, byte-identical runs, one thread or two), restarts that keep what is
+//! there, retention, and the metrics scraped by a real Prometheus server.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{data, tcpsight, text};
+
+const CAPTURE: &str = "captures/generated/netns-25s-client.pcap.gz";
+
+fn monitor(out: &Path, extra: &[&str]) -> String {
+    let capture = data(CAPTURE);
+    let mut args = vec!["monitor", "-r", &capture, "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = tcpsight(&args);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "monitor failed: {err}");
+    err
+}
+
+/// Every file under `dir` (relative path to bytes).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if e.file_type().unwrap().is_dir() {
+            for (k, v) in files(&e.path()) {
+                m.insert(format!("{name}/{k}"), v);
+            }
+        } else {
+            m.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+    m
+}
+
+fn unzstd(z: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut rest = z;
+    while !rest.is_empty() {
+        let mut d = ruzstd::decoding::StreamingDecoder::new(&mut rest).expect("zstd frame");
+        d.read_to_end(&mut out).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn analyze_records() -> Vec<Value> {
+    let o = tcpsight(&["analyze", &data(CAPTURE), "--flows", "-"]);
+    assert!(o.status.success());
+    json_lines(&text(&o.stdout))
+}
+
+#[test]
+fn monitor_replay_records_equal_analyze_and_bins_add_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let opts = [
+        "--interval",
+        "5s",
+        "--rotate",
+        "10s",
+        "--active-timeout",
+        "4s",
+        "--local",
+        "10.77.0.1/32",
+    ];
+    let said = monitor(&a, &opts);
+    monitor(&b, &opts);
+    let mut threaded = opts.to_vec();
+    threaded.extend(["--threads", "2"]);
+    monitor(&c, &threaded);
+    let fa = files(&a);
+    // The same capture gives the same bytes, whatever the thread count.
+    assert_eq!(fa, files(&b));
+    assert_eq!(fa, files(&c));
+    assert!(fa.keys().all(|k| !k.contains(".part")), "{:?}", fa.keys());
+    let periods: Vec<&str> = fa
+        .keys()
+        .filter_map(|k| k.strip_suffix("/summary.json"))
+        .collect();
+    // 25 s of capture from 12:01:00.9 in 10 s periods.
+    assert_eq!(
+        periods,
+        [
+            "2026_11_22_12_01",
+            "2026_11_22_12_01_10",
+            "2026_11_22_12_01_20",
+            "2026_11_22_12_01_30"
+        ]
+    );
+    let mut finals = Vec::new();
+    let mut interim = Vec::new();
+    let mut bins = Vec::new();
+    let mut summaries = Vec::new();
+    for (k, v) in &fa {
+        if k.ends_with("/flows.jsonl.zst") {
+            for mut r in json_lines(&unzstd(v)) {
+                let m = r.as_object_mut().unwrap();
+                let kind = m.remove("record").unwrap();
+                let dir = m.remove("direction").unwrap();
+                let client_local = m["client_ip"] == "10.77.0.1";
+                assert_eq!(dir, if client_local { "out" } else { "external" }, "{r}");
+                if kind == "interim" {
+                    interim.push(r);
+                } else {
+                    assert_eq!(kind, "final");
+                    finals.push(r);
+                }
+            }
+        } else if k.ends_with("/bins.jsonl") {
+            bins.extend(json_lines(&String::from_utf8(v.clone()).unwrap()));
+        } else if k.ends_with("/summary.json") {
+            summaries.push(serde_json::from_slice::<Value>(v).unwrap());
+        }
+    }
+    // The final records are analyze's records, field for field.
+    let mut expected: Vec<String> = analyze_records().iter().map(Value::to_string).collect();
+    let mut got: Vec<String> = finals.iter().map(Value::to_string).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got.len(), 9092);
+    assert!(got == expected, "final records differ from analyze --flows");
+    // Long connections were reported while open, each later ended by a final record.
+    assert!(!interim.is_empty());
+    let key = |r: &Value| {
+        (
+            r["client_ip"].to_string(),
+            r["client_port"].to_string(),
+            r["ts_first_ns"].to_string(),
+        )
+    };
+    let final_keys: std::collections::HashSet<_> = finals.iter().map(key).collect();
+    for r in &interim {
+        assert!(
+            final_keys.contains(&key(r)),
+            "interim without a final record: {r}"
+        );
+        let age = r["ts_last_ns"].as_u64().unwrap() - r["ts_first_ns"].as_u64().unwrap();
+        assert!(age > 0, "{r}");
+    }
+    // The bins count every connection once, and their histograms every connect time.
+    let conns: u64 = bins.iter().map(|r| r["conns"].as_u64().unwrap()).sum();
+    assert_eq!(conns, 9092);
+    let connects: u64 = bins
+        .iter()
+        .map(|r| r["hist_ns"]["connect"]["count"].as_u64().unwrap())
+        .sum();
+    let with_connect = finals.iter().filter(|r| !r["connect_us"].is_null()).count() as u64;
+    assert_eq!(connects, with_connect);
+    for r in &bins {
+        let span = r["interval_end"].as_u64().unwrap() - r["interval_start"].as_u64().unwrap();
+        assert_eq!(span, 5, "{r}");
+    }
+    // Summaries: every record and frame accounted for.
+    let sum = |k: &str| {
+        summaries
+            .iter()
+            .map(|s| s[k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(sum("records"), 9092);
+    assert_eq!(sum("interim_records"), interim.len() as u64);
+    assert_eq!(sum("records_lost"), 0);
+    let a = tcpsight(&["analyze", &data(CAPTURE), "--json"]);
+    let a: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(sum("frames"), a["frames"].as_u64().unwrap());
+    assert!(said.contains("9092 records"), "{said}");
+}
+
+#[test]
+fn monitor_restart_into_the_same_directory_keeps_what_is_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    monitor(&out, &["--format", "csv"]);
+    let first = files(&out);
+    monitor(&out, &["--format", "csv"]);
+    let both = files(&out);
+    for (k, v) in &first {
+        assert_eq!(both.get(k), Some(v), "{k} changed");
+    }
+    assert!(
+        both.contains_key("2026_11_22_12_00_r1/flows.csv"),
+        "{:?}",
+        both.keys()
+    );
+    let csv = String::from_utf8(first["2026_11_22_12_00/flows.csv"].clone()).unwrap();
+    assert!(csv.starts_with("ts_first,ts_last,"));
+    assert!(csv.lines().next().unwrap().ends_with(",record,direction"));
+    assert_eq!(csv.lines().count(), 9092 + 1);
+}
+
+#[test]
+fn monitor_keep_removes_old_periods_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    // 5 s periods, keep 12 s (0.00333 h): of 7 periods, those ending 12 s before the
+    // last go.
+    let said = monitor(
+        &out,
+        &["--interval", "5s", "--rotate", "5s", "--keep", "0.00333"],
+    );
+    let removed = said.matches("older than --keep").count();
+    assert!(removed >= 2, "{said}");
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let made: usize = said
+        .split(" period folders")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the monitor says how many period folders it made");
+    assert_eq!(made, 7, "{said}");
+    assert_eq!(left.len() + removed, made, "{left:?} {said}");
+    assert!(!left.iter().any(|n| n == "2026_11_22_12_01"), "{left:?}");
+}
+
+#[test]
+fn monitor_refuses_a_rotation_that_is_not_whole_intervals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tcpsight(&[
+        "monitor",
+        "-r",
+        &data(CAPTURE),
+        "-o",
+        tmp.path().to_str().unwrap(),
+        "--interval",
+        "7s",
+        "--rotate",
+        "10s",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("whole number of --interval"));
+}
+
+/// Finds a program, or says why the test skips (and fails when CI requires it).
+fn require(program: &str, env: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os(env).is_none(),
+            "{program} is required ({env} is set) but not installed"
+        );
+        eprintln!("skipped: {program} is not installed (Debian package prometheus)");
+    }
+    found
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str, path_and_query: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn urlencode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A PromQL query's vector result: labels to value.
+fn promql(addr: &str, q: &str) -> Vec<(Value, f64)> {
+    let body = http_get(addr, &format!("/api/v1/query?query={}", urlencode(q)));
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    v["data"]["result"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    let val = r["value"][1]
+                        .as_str()
+                        .unwrap_or("nan")
+                        .parse()
+                        .unwrap_or(f64::NAN);
+                    (r["metric"].clone(), val)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn monitor_metrics_scraped_by_prometheus_agree_with_the_records() {
+    if !require("prometheus", "TCPSIGHT_REQUIRE_PROMETHEUS") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-r", &data(CAPTURE), "-o"])
+        .arg(tmp.path().join("m"))
+        .args(["--metrics", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mon = Killed(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("serving metrics at http://").nth(1) {
+            addr = rest.split('/').next().map(str::to_string);
+            break;
+        }
+    }
+    let addr = addr.expect("the monitor says where it serves metrics");
+    // The text format passes promtool's checks.
+    let exposition = http_get(&addr, "/metrics");
+    assert!(
+        exposition.contains("tcpsight_connections_total"),
+        "{exposition}"
+    );
+    if Command::new("promtool").arg("--version").output().is_ok() {
+        let (ok, said) = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .output_with(&exposition);
+        assert!(ok, "promtool check metrics: {said}");
+    }
+    // A real Prometheus scrapes it (protobuf, native histograms).
+    let prom_port = free_port();
+    let prom_addr = format!("127.0.0.1:{prom_port}");
+    let cfg = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tcpsight\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .arg("--enable-feature=native-histograms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _prom = Killed(prom);
+    let records = analyze_records();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = promql(&prom_addr, "sum(tcpsight_connections_total)");
+        if r.first().is_some_and(|(_, v)| *v == records.len() as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the counters: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut outcomes: BTreeMap<String, f64> = BTreeMap::new();
+    for r in &records {
+        *outcomes
+            .entry(r["outcome"].as_str().unwrap().into())
+            .or_default() += 1.0;
+    }
+    let got: BTreeMap<String, f64> =
+        promql(&prom_addr, "sum by (outcome) (tcpsight_connections_total)")
+            .into_iter()
+            .map(|(m, v)| (m["outcome"].as_str().unwrap().to_string(), v))
+            .collect();
+    assert_eq!(got, outcomes);
+    let c2s: u64 = records
+        .iter()
+        .map(|r| r["c2s_payload_bytes"].as_u64().unwrap())
+        .sum();
+    let q = promql(&prom_addr, "sum(tcpsight_payload_bytes_total{dir=\"c2s\"})");
+    assert_eq!(q[0].1, c2s as f64);
+    // The native histogram: its count, and its p95 within a bucket (2^(1/8)) of the
+    // records' own p95 (bounded by the ranks either side of 0.95 n).
+    let server = "10.77.0.2";
+    let mut connect: Vec<f64> = records
+        .iter()
+        .filter(|r| r["server_ip"] == server)
+        .filter_map(|r| r["connect_us"].as_f64())
+        .map(|us| us / 1e6)
+        .collect();
+    connect.sort_by(f64::total_cmp);
+    let sel = format!("tcpsight_connect_seconds{{server=\"{server}\"}}");
+    let count = promql(&prom_addr, &format!("histogram_count({sel})"));
+    assert_eq!(
+        count[0].1,
+        connect.len() as f64,
+        "not a native histogram? {count:?}"
+    );
+    let p95 = promql(&prom_addr, &format!("histogram_quantile(0.95, sum({sel}))"))[0].1;
+    let n = connect.len() as f64;
+    let factor = 2f64.powf(1.0 / 8.0);
+    let lo = connect[((0.95 * n).floor() as usize).saturating_sub(1)] / factor;
+    let hi = connect[((0.95 * n).ceil() as usize).min(connect.len()) - 1] * factor;
+    assert!(lo <= p95 && p95 <= hi, "p95 {p95} not in [{lo}, {hi}]");
+    // SIGTERM stops the monitor cleanly.
+    let mut mon = mon;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(mon.0.id() as i32, libc::SIGTERM) };
+    let status = mon.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+trait OutputWith {
+    fn output_with(&mut self, input: &str) -> (bool, String);
+}
+
+impl OutputWith for Command {
+    fn output_with(&mut self, input: &str) -> (bool, String) {
+        let mut c = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            format!("{}{}", text(&o.stdout), text(&o.stderr)),
+        )
+    }
+}
