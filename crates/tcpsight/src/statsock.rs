@@ -208,6 +208,84 @@ pub struct StatArgs {
     /// Print the reply as JSON
     #[arg(long)]
     json: bool,
+    /// Print the totals in the Prometheus text format, for node_exporter's textfile
+    /// collector (tcpeekstat -g's job): `tcpsight stat --prometheus > DIR/tcpsight.prom`
+    #[arg(long, conflicts_with_all = ["json", "delta"])]
+    prometheus: bool,
+}
+
+/// A label value in the Prometheus text format.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A watch's totals (the socket's `get` reply) in the Prometheus text format.
+pub fn prometheus_text(v: &Value) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, &[(&str, &str, &str)]); 3] = [
+        (
+            "tcpsight_watch_handshakes_total",
+            "Handshakes decided, per watch filter and outcome (tcpeek's success and failure kinds)",
+            &[
+                ("success", "success", "total"),
+                ("timeout", "failure", "timeout"),
+                ("reject", "failure", "reject"),
+                ("unreach", "failure", "unreach"),
+            ],
+        ),
+        (
+            "tcpsight_watch_duplicate_syn_total",
+            "Successful handshakes whose SYN was sent more than once, per watch filter",
+            &[("", "success", "dupsyn")],
+        ),
+        (
+            "tcpsight_watch_duplicate_synack_total",
+            "Successful handshakes whose SYN/ACK was sent more than once, per watch filter",
+            &[("", "success", "dupsynack")],
+        ),
+    ];
+    for (name, help, series) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for f in v["filters"].as_array().into_iter().flatten() {
+            let filter = label_value(f["filter"].as_str().unwrap_or(""));
+            for (outcome, group, key) in series {
+                let n = f[*group][*key].as_u64().unwrap_or(0);
+                if outcome.is_empty() {
+                    out.push_str(&format!("{name}{{filter=\"{filter}\"}} {n}\n"));
+                } else {
+                    out.push_str(&format!(
+                        "{name}{{filter=\"{filter}\",outcome=\"{outcome}\"}} {n}\n"
+                    ));
+                }
+            }
+        }
+    }
+    let c = &v["capture"];
+    for (key, name, help) in [
+        (
+            "frames",
+            "tcpsight_watch_frames_total",
+            "Frames the watch read",
+        ),
+        (
+            "tcp_packets",
+            "tcpsight_watch_tcp_packets_total",
+            "TCP packets the watch analysed",
+        ),
+        (
+            "kernel_drops",
+            "tcpsight_watch_kernel_drops_total",
+            "Packets the kernel dropped (ring full)",
+        ),
+    ] {
+        let n = c[key].as_u64().unwrap_or(0);
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}\n"
+        ));
+    }
+    out
 }
 
 pub fn stat(args: StatArgs) -> std::process::ExitCode {
@@ -241,6 +319,10 @@ pub fn stat(args: StatArgs) -> std::process::ExitCode {
     };
     if args.json {
         println!("{v}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    if args.prometheus {
+        print!("{}", prometheus_text(&v));
         return std::process::ExitCode::SUCCESS;
     }
     println!(

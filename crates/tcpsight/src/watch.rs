@@ -17,6 +17,7 @@ use tcpsight_pipeline::{
 
 use tcpsight_io::{CaptureWriter, MergedReader, WriteFormat};
 use tcpsight_live::LiveCapture;
+use tcpsight_monitor::{LocalNets, Metrics, MetricsConfig, MetricsObserver, MetricsServer};
 
 use crate::format::{thousands, utc};
 use crate::statsock::{self, SharedStats, Totals};
@@ -84,6 +85,11 @@ pub struct WatchArgs {
     /// JSON lines (one per handshake, then one summary object) instead of text
     #[arg(long)]
     json: bool,
+    /// Serve Prometheus metrics at ADDR/metrics (e.g. 127.0.0.1:9465; :9465 for every
+    /// address): per destination, as `monitor --metrics` (docs/monitor.md). A replay
+    /// keeps serving after its end until stopped
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 struct Watcher<W: Write> {
@@ -101,6 +107,9 @@ struct Watcher<W: Write> {
     shared: Option<SharedStats>,
     /// `-w`: every frame watched, for a later replay.
     record: Option<CaptureWriter<BufWriter<std::fs::File>>>,
+    /// `--metrics`: the Prometheus series of every connection (not only the filters').
+    metrics: Option<MetricsObserver>,
+    last_progress: Progress,
 }
 
 fn endpoint(e: Endpoint) -> String {
@@ -178,7 +187,16 @@ impl<W: Write> Watcher<W> {
 }
 
 impl<W: Write> Observer for Watcher<W> {
+    fn on_exchange(&mut self, e: &tcpsight_core::ExchangeEvent) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.on_exchange(e);
+        }
+    }
+
     fn on_handshake(&mut self, e: &HandshakeEvent) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.on_handshake(e);
+        }
         let hits = self.filters.matching(e.client, e.server);
         if hits.is_empty() {
             return;
@@ -209,6 +227,9 @@ impl<W: Write> Observer for Watcher<W> {
     }
 
     fn on_connection(&mut self, r: &ConnRecord) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.on_connection(r);
+        }
         if r.outcome == Outcome::Pending {
             let c = Endpoint {
                 addr: r.client,
@@ -310,7 +331,41 @@ pub fn run(args: WatchArgs) -> ExitCode {
         flush_each: live,
         shared: None,
         record: None,
+        metrics: None,
+        last_progress: Progress::default(),
     };
+    let mut server = None;
+    if let Some(addr) = &args.metrics {
+        let m = Metrics::new();
+        let local = if args.local.is_empty() {
+            None
+        } else {
+            match LocalNets::parse(&args.local.join(",")) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("tcpsight: --local: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        };
+        match MetricsServer::start(addr, m.clone()) {
+            Ok(s) => {
+                eprintln!("tcpsight: metrics at http://{}/metrics", s.local_addr());
+                server = Some(s);
+            }
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        w.metrics = Some(MetricsObserver::new(
+            m,
+            MetricsConfig {
+                local,
+                ..MetricsConfig::default()
+            },
+        ));
+    }
     let mut errors = Vec::new();
     let mut kernel = None;
     let st;
@@ -362,6 +417,15 @@ pub fn run(args: WatchArgs) -> ExitCode {
         errors.extend(src.errors().iter().cloned());
         st = engine.stats();
     }
+    if w.metrics.is_some() {
+        // The run's final counts (a replay reports no progress on its way).
+        let last = Progress {
+            frames: st.frames,
+            tcp_packets: st.tcp_packets,
+            ..w.last_progress
+        };
+        w.on_progress(&last);
+    }
     let summary = summary(&w, &st, kernel);
     let ok = w.error.is_none()
         && w.out
@@ -377,6 +441,11 @@ pub fn run(args: WatchArgs) -> ExitCode {
             ExitCode::from(2)
         };
     }
+    if let Some(s) = &server
+        && !live
+    {
+        serve_until_stopped(s);
+    }
     if errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -388,6 +457,18 @@ fn engine_config(args: &WatchArgs) -> Config {
     Config {
         handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
         ..Config::default()
+    }
+}
+
+/// A replay's metrics stay up for scrapers until SIGINT or SIGTERM.
+fn serve_until_stopped(s: &MetricsServer) {
+    stop_on_signals();
+    eprintln!(
+        "tcpsight: end of input; serving metrics at http://{}/metrics until stopped",
+        s.local_addr()
+    );
+    while !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -424,6 +505,16 @@ impl<W: Write> Tap for Watcher<W> {
     /// Live: the socket's capture counters, and new kernel drops said on stderr at once
     /// (at most once a second), not only in the summary.
     fn on_progress(&mut self, p: &Progress) {
+        if let Some(m) = &self.metrics {
+            let h = &m.metrics().health;
+            let last = &self.last_progress;
+            h.frames.inc_by(p.frames.saturating_sub(last.frames));
+            h.tcp_packets
+                .inc_by(p.tcp_packets.saturating_sub(last.tcp_packets));
+            let drops = |p: &Progress| p.kernel.map_or(0, |k| k.1);
+            h.kernel_drops.inc_by(drops(p).saturating_sub(drops(last)));
+            self.last_progress = *p;
+        }
         let Some(shared) = &self.shared else {
             return;
         };

@@ -248,6 +248,40 @@ fn stats_socket_totals_deltas_errors_and_stale_file() {
     assert!(stat.status.success());
     let v: serde_json::Value = serde_json::from_slice(&stat.stdout).unwrap();
     assert_eq!(ok(&v), ok(&total));
+    // And in the Prometheus text format, for node_exporter's textfile collector.
+    let prom = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["stat", "-U", &sock_arg, "--prometheus"])
+        .output()
+        .unwrap();
+    assert!(prom.status.success());
+    let prom = String::from_utf8(prom.stdout).unwrap();
+    let filter = v["filters"][0]["filter"].as_str().unwrap();
+    let line = format!(
+        "tcpsight_watch_handshakes_total{{filter=\"{filter}\",outcome=\"success\"}} {}\n",
+        ok(&total)
+    );
+    assert!(prom.contains(&line), "{prom}");
+    if let Ok(mut check) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write as _;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(prom.as_bytes())
+            .unwrap();
+        let o = check.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(!sock.exists(), "the socket is removed on exit");

@@ -470,3 +470,71 @@ impl OutputWith for Command {
         )
     }
 }
+
+/// Starts `tcpsight ARGS` (a replay with `--metrics 127.0.0.1:0`) and returns it with
+/// the address it serves metrics at, once its input has ended.
+fn serving(args: &[&str]) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("serving metrics at http://").nth(1) {
+            let addr = rest.split('/').next().unwrap().to_string();
+            return (child, addr);
+        }
+    }
+    panic!("{args:?} never said where it serves metrics");
+}
+
+/// Sums of a counter's samples by one label, from the text exposition.
+fn sum_by(exposition: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for line in exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let key = format!("{label}=\"");
+        let Some(v) = series.split(&key).nth(1) else {
+            continue;
+        };
+        let v = v.split('"').next().unwrap().to_string();
+        *m.entry(v).or_default() += value.parse::<f64>().unwrap();
+    }
+    m
+}
+
+#[test]
+fn watch_metrics_count_what_analyze_counts_and_bad_requests_get_400() {
+    let capture = data(CAPTURE);
+    let (_watch, addr) = serving(&["watch", "-r", &capture, "-q", "--metrics", "127.0.0.1:0"]);
+    let text = http_get(&addr, "/metrics");
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    for r in analyze_records() {
+        *expected
+            .entry(r["outcome"].as_str().unwrap().into())
+            .or_default() += 1.0;
+    }
+    assert_eq!(
+        sum_by(&text, "tcpsight_connections_total", "outcome"),
+        expected
+    );
+    // Handshakes are counted when decided: every connection with a SYN but the pending.
+    let hs = sum_by(&text, "tcpsight_handshakes_total", "outcome");
+    assert_eq!(hs.get("established"), expected.get("established"));
+    assert!(!hs.contains_key("pending"), "{hs:?}");
+    assert!(text.contains("tcpsight_frames_total "), "{text}");
+    // Malformed requests get an answer, and the server keeps serving.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"\x00\x01 garbage\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(http_get(&addr, "/metrics").contains("tcpsight_connections_total"));
+}
