@@ -221,10 +221,14 @@ fn label_value(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One series of a family: its outcome label (empty: none), and where the reply holds
+/// its value (group, key).
+type Series = (&'static str, &'static str, &'static str);
+
 /// A watch's totals (the socket's `get` reply) in the Prometheus text format.
 pub fn prometheus_text(v: &Value) -> String {
     let mut out = String::new();
-    let families: [(&str, &str, &[(&str, &str, &str)]); 3] = [
+    let families: [(&str, &str, &[Series]); 3] = [
         (
             "tcpsight_watch_handshakes_total",
             "Handshakes decided, per watch filter and outcome (tcpeek's success and failure kinds)",
