@@ -512,9 +512,12 @@ impl Monitor {
     pub fn finish(&mut self) {
         let now = self.clock_ns;
         self.write_bins(u64::MAX);
-        let end = self.period.as_ref().map_or(now, |p| {
-            (p.start_ns + self.cfg.rotate_ns).min(now.max(p.start_ns) + 1)
-        });
+        // A period spans its whole rotation, as its bins do (a live run's period closed
+        // by the idle clock and a replay's closed at the end say the same).
+        let end = self
+            .period
+            .as_ref()
+            .map_or(now, |p| p.start_ns + self.cfg.rotate_ns);
         self.close_period(end);
     }
 }

@@ -378,6 +378,9 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
+    if t.lost > 0 {
+        errors += 1;
+    }
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else {

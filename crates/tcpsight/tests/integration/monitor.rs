@@ -538,3 +538,217 @@ fn watch_metrics_count_what_analyze_counts_and_bad_requests_get_400() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(http_get(&addr, "/metrics").contains("tcpsight_connections_total"));
 }
+
+/// Live (root): records of real connections in an interface's period folders, SIGHUP
+/// closing the period at once, SIGTERM committing every file, metrics served in the
+/// namespace while it runs.
+#[test]
+fn monitor_live_rotates_on_sighup_and_commits_on_sigterm() {
+    use crate::common::{NetPair, first_stderr_line, interrupt, request};
+    use std::net::SocketAddr;
+    let Some(net) = NetPair::new(47) else {
+        return;
+    };
+    let server = SocketAddr::new(net.server_ip(), 80);
+    net.serve(server, 2000);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("live");
+    let out_arg = out.to_str().unwrap().to_string();
+    let local = format!("{}/32", net.client_ip());
+    let mut mon = net
+        .tcpsight_cmd(&[
+            "monitor",
+            "-i",
+            &net.client_if,
+            "-o",
+            &out_arg,
+            "--interval",
+            "1s",
+            "--local",
+            &local,
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = first_stderr_line(&mut mon);
+    let addr = first
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    assert!(first_stderr_line(&mut mon).contains("monitoring"));
+    let refused = SocketAddr::new(net.server_ip(), 81);
+    NetPair::in_ns(&net.client_ns, move || {
+        for _ in 0..10 {
+            request(server, 2000).expect("request");
+        }
+        assert!(std::net::TcpStream::connect(refused).is_err());
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(mon.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&out).unwrap().count() < 2 {
+        assert!(Instant::now() < deadline, "SIGHUP made no new period");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    NetPair::in_ns(&net.client_ns, move || {
+        for _ in 0..5 {
+            request(server, 2000).expect("request");
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The metrics, from inside the namespace where the monitor listens.
+    let a = addr.clone();
+    let exposition = NetPair::in_ns(&net.client_ns, move || http_get(&a, "/metrics"))
+        .join()
+        .unwrap();
+    let hs = sum_by(&exposition, "tcpsight_handshakes_total", "outcome");
+    assert_eq!(hs.get("established"), Some(&15.0), "{exposition}");
+    assert_eq!(hs.get("rejected"), Some(&1.0), "{exposition}");
+    assert!(exposition.contains("direction=\"out\""), "{exposition}");
+    let o = interrupt(mon);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("SIGHUP: closing the current period"), "{err}");
+    let all = files(&out);
+    assert!(all.keys().all(|k| !k.contains(".part")), "{:?}", all.keys());
+    let mut by_folder: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (k, v) in &all {
+        if let Some(folder) = k.strip_suffix("/flows.jsonl.zst") {
+            let recs: Vec<Value> = json_lines(&unzstd(v))
+                .into_iter()
+                .filter(|r| r["record"] == "final" && r["server_ip"] == net.server_ip().to_string())
+                .collect();
+            by_folder.insert(folder.to_string(), recs);
+        }
+    }
+    assert_eq!(by_folder.len(), 2, "{:?}", all.keys());
+    let counts: Vec<(usize, usize)> = by_folder
+        .values()
+        .map(|rs| {
+            let est = rs.iter().filter(|r| r["outcome"] == "established").count();
+            let rej = rs.iter().filter(|r| r["outcome"] == "rejected").count();
+            (est, rej)
+        })
+        .collect();
+    // Every connection once; the first batch before SIGHUP, the second after.
+    assert_eq!(counts.iter().map(|c| c.0).sum::<usize>(), 15, "{counts:?}");
+    assert_eq!(counts.iter().map(|c| c.1).sum::<usize>(), 1, "{counts:?}");
+    assert!(counts[1].0 >= 5, "{counts:?}");
+    for r in by_folder.values().flatten() {
+        assert_eq!(r["direction"], "out", "{r}");
+    }
+}
+
+/// Root (mounts a small tmpfs): a full disk loses only what could not be written, is
+/// said once, and writing resumes when space returns; the run goes on to the end.
+#[test]
+fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
+    if !crate::common::is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tcpsight-test"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    // Fill the disk but for a little.
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 23 * 1024 * 1024 + 900 * 1024]).unwrap();
+    let mut pcap = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(data(CAPTURE)).unwrap())
+        .read_to_end(&mut pcap)
+        .unwrap();
+    let out = mnt.join("m");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args([
+            "monitor",
+            "-r",
+            "-",
+            "--format",
+            "jsonl",
+            "--interval",
+            "5s",
+            "--rotate",
+            "5s",
+            "-o",
+        ])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let half = pcap.len() / 2;
+    stdin.write_all(&pcap[..half]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_file(&filler).unwrap();
+    stdin.write_all(&pcap[half..]).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(
+        err.matches("cannot write records").count(),
+        1,
+        "said once a minute: {err}"
+    );
+    assert!(err.contains("records could not be written"), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    // What was written is whole lines, and the later periods were written in full.
+    let mut written = 0u64;
+    let mut lost = 0u64;
+    let mut summaries = Vec::new();
+    for (k, v) in files(&out) {
+        if k.ends_with("/flows.jsonl") {
+            let t = String::from_utf8(v).unwrap();
+            assert!(t.is_empty() || t.ends_with('\n'));
+            written += json_lines(&t)
+                .iter()
+                .filter(|r| r["record"] == "final")
+                .count() as u64;
+        } else if k.ends_with("/summary.json") {
+            let s: Value = serde_json::from_slice(&v).unwrap();
+            lost += s["records_lost"].as_u64().unwrap();
+            summaries.push(s);
+        }
+    }
+    assert!(lost > 0 && written > 0, "lost {lost}, written {written}");
+    assert!(
+        summaries.last().unwrap()["records_lost"] == 0,
+        "{summaries:?}"
+    );
+    // Every record is either in a file or counted as lost (interim lines count too).
+    let interim: u64 = summaries
+        .iter()
+        .map(|s| s["interim_records"].as_u64().unwrap())
+        .sum();
+    assert!(
+        written + lost >= 9092 && written + lost <= 9092 + interim,
+        "{written} + {lost}"
+    );
+}
