@@ -5,9 +5,9 @@
 //! resumes with the next chunk when space returns. Nothing already written is lost and
 //! no line is ever half-written.
 //!
-//! Compression is ruzstd's encoder, in Rust (the default build links no C library).
-//! ruzstd panics if its output writer fails, so each chunk is compressed into memory
-//! (which cannot fail) and then written. A file of concatenated zstd frames is one
+//! Compression is ruzstd's encoder, in Rust (the default build links no C library), on
+//! a writer thread per file, off the packet path. ruzstd panics if its output writer
+//! fails, so each chunk is compressed into memory (which cannot fail) and then written. A file of concatenated zstd frames is one
 //! valid zstd stream (`zstd -dc`, DuckDB and ClickHouse read it whole), and every frame
 //! on disk is complete: a monitor killed mid-period leaves readable frames behind in
 //! its `.part` file.
@@ -15,6 +15,9 @@
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use ruzstd::encoding::{CompressionLevel, compress_to_vec};
 
@@ -22,37 +25,109 @@ use ruzstd::encoding::{CompressionLevel, compress_to_vec};
 /// names and addresses), small enough to bound memory.
 pub const CHUNK_BYTES: usize = 1 << 20;
 
-pub struct ChunkedFile {
-    part: PathBuf,
-    path: PathBuf,
-    file: File,
-    /// Length of the file up to its last complete chunk.
-    good_len: u64,
-    buf: Vec<u8>,
-    lines_in_buf: u64,
-    compress: bool,
+/// Chunks waiting for the writer thread, at most: memory stays below
+/// `(QUEUE + 2) * CHUNK_BYTES` per file, and a disk slower than the traffic holds the
+/// run back (a live ring absorbs bursts and counts its drops) rather than losing lines.
+const QUEUE: usize = 2;
+
+/// What the writer thread reports.
+#[derive(Default)]
+struct State {
     lines_written: u64,
     lost_lines: u64,
-    /// The latest write error not yet taken by [`ChunkedFile::take_error`].
     error: Option<io::Error>,
 }
 
+/// A chunk of whole lines and their count.
+struct Chunk {
+    text: Vec<u8>,
+    lines: u64,
+}
+
+/// The writer thread's half: compresses (ruzstd does about 130 MB/s of record text,
+/// too slow for the packet thread) and writes each chunk whole or not at all.
+struct Writer {
+    file: File,
+    /// Length of the file up to its last complete chunk.
+    good_len: u64,
+    compress: bool,
+    state: Arc<Mutex<State>>,
+}
+
+impl Writer {
+    fn write_chunk(&mut self, c: &Chunk) {
+        let result = if self.compress {
+            let z = compress_to_vec(&c.text[..], CompressionLevel::Fastest);
+            self.file.write_all(&z).map(|()| z.len())
+        } else {
+            self.file.write_all(&c.text).map(|()| c.text.len())
+        };
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(n) => {
+                self.good_len += n as u64;
+                st.lines_written += c.lines;
+            }
+            Err(e) => {
+                // Cut the partial chunk off so the file stays whole lines (or frames).
+                let _ = self.file.set_len(self.good_len);
+                let _ = self.file.seek(SeekFrom::Start(self.good_len));
+                st.lost_lines += c.lines;
+                st.error = Some(e);
+            }
+        }
+    }
+
+    fn run(mut self, chunks: Receiver<Chunk>, spare: SyncSender<Vec<u8>>) -> File {
+        for mut c in chunks {
+            self.write_chunk(&c);
+            c.text.clear();
+            // Handed back for reuse; dropped if the other side has enough.
+            let _ = spare.try_send(c.text);
+        }
+        let _ = self.file.sync_all();
+        self.file
+    }
+}
+
+pub struct ChunkedFile {
+    part: PathBuf,
+    path: PathBuf,
+    buf: Vec<u8>,
+    lines_in_buf: u64,
+    chunks: Option<SyncSender<Chunk>>,
+    spare: Receiver<Vec<u8>>,
+    worker: Option<JoinHandle<File>>,
+    state: Arc<Mutex<State>>,
+}
+
 impl ChunkedFile {
-    /// Creates `dir/.NAME.part`; `commit` renames it to `dir/NAME`.
+    /// Creates `dir/.NAME.part`, written by a thread of its own; `commit` renames it to
+    /// `dir/NAME`.
     pub fn create(dir: &Path, name: &str, compress: bool) -> io::Result<ChunkedFile> {
         let part = dir.join(format!(".{name}.part"));
         let file = File::create(&part)?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let (tx, rx) = sync_channel::<Chunk>(QUEUE);
+        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let writer = Writer {
+            file,
+            good_len: 0,
+            compress,
+            state: state.clone(),
+        };
+        let worker = std::thread::Builder::new()
+            .name(format!("write {name}"))
+            .spawn(move || writer.run(rx, spare_tx))?;
         Ok(ChunkedFile {
             part,
             path: dir.join(name),
-            file,
-            good_len: 0,
-            buf: Vec::with_capacity(CHUNK_BYTES),
+            buf: Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 4)),
             lines_in_buf: 0,
-            compress,
-            lines_written: 0,
-            lost_lines: 0,
-            error: None,
+            chunks: Some(tx),
+            spare: spare_rx,
+            worker: Some(worker),
+            state,
         })
     }
 
@@ -64,50 +139,66 @@ impl ChunkedFile {
         if self.buf.is_empty() {
             return;
         }
-        let result = if self.compress {
-            let z = compress_to_vec(&self.buf[..], CompressionLevel::Fastest);
-            self.file.write_all(&z).map(|()| z.len())
-        } else {
-            self.file.write_all(&self.buf).map(|()| self.buf.len())
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 4)));
+        let c = Chunk {
+            text: std::mem::replace(&mut self.buf, next),
+            lines: std::mem::take(&mut self.lines_in_buf),
         };
-        match result {
-            Ok(n) => {
-                self.good_len += n as u64;
-                self.lines_written += self.lines_in_buf;
-            }
-            Err(e) => {
-                // Cut the partial chunk off so the file stays whole lines (or frames).
-                let _ = self.file.set_len(self.good_len);
-                let _ = self.file.seek(SeekFrom::Start(self.good_len));
-                self.lost_lines += self.lines_in_buf;
-                self.error = Some(e);
-            }
+        let lost = c.lines;
+        let sent = self.chunks.as_ref().is_some_and(|tx| tx.send(c).is_ok());
+        if !sent {
+            // The writer thread is gone (it cannot panic on I/O errors; only if it
+            // could not be kept): the lines are lost, and said.
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.lost_lines += lost;
+            st.error
+                .get_or_insert_with(|| io::Error::other("the writer thread stopped"));
         }
-        // Given up either way: a full disk must not make memory grow without bound.
-        self.buf.clear();
-        self.lines_in_buf = 0;
     }
 
-    /// Lines that reached the file, and lines lost to write errors, so far.
+    /// Lines that reached the file, and lines lost to write errors, so far (chunks
+    /// still queued are in neither).
     pub fn lines(&self) -> (u64, u64) {
-        (self.lines_written, self.lost_lines)
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.lines_written, st.lost_lines)
     }
 
     /// The latest write error, once.
     pub fn take_error(&mut self) -> Option<io::Error> {
-        self.error.take()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .error
+            .take()
     }
 
-    /// Writes what is buffered, syncs, and renames the file to its final name. Returns
-    /// the final path and the (written, lost) line counts; an error if the rename
-    /// failed (the `.part` file is left).
+    /// Writes what is buffered, waits for the writer, syncs, and renames the file to its
+    /// final name. Returns the final path and the (written, lost) line counts, and the
+    /// last write error if one was not taken yet; an error if the rename failed (the
+    /// `.part` file is left).
     pub fn commit(mut self) -> (io::Result<PathBuf>, (u64, u64), Option<io::Error>) {
         self.chunk();
+        drop(self.chunks.take());
+        let file = self.worker.take().and_then(|w| w.join().ok());
         let counts = self.lines();
-        let err = self.error.take();
-        let _ = self.file.sync_all();
+        let err = self.take_error();
+        drop(file);
         let r = fs::rename(&self.part, &self.path).map(|()| self.path.clone());
         (r, counts, err)
+    }
+}
+
+impl Drop for ChunkedFile {
+    /// Not committed (an error path): the writer finishes its queue and the `.part`
+    /// file stays, complete up to its last chunk.
+    fn drop(&mut self) {
+        drop(self.chunks.take());
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 

@@ -333,7 +333,10 @@ mod tests {
         }
         assert_eq!(ok + busy, 100);
         // Silent clients hold at most MAX_CLIENTS threads; the rest are served.
-        assert!(ok >= 100 - (200 - MAX_CLIENTS as i32).max(0), "{ok} served, {busy} busy");
+        assert!(
+            ok >= 100 - (200 - MAX_CLIENTS as i32).max(0),
+            "{ok} served, {busy} busy"
+        );
         drop(silent);
         assert!(get(a, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
     }
