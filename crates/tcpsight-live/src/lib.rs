@@ -10,6 +10,8 @@ use std::ffi::CString;
 use std::io;
 use std::ptr;
 
+pub mod owners;
+
 use tcpsight_bpf::Program;
 use tcpsight_core::LinkType;
 

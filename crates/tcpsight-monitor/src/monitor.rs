@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::json;
 use tcpsight_agg::Grouping;
@@ -92,6 +94,17 @@ pub struct MonitorRecord<'a> {
     pub rec: &'a ConnRecord,
     pub interim: bool,
     pub direction: Option<Direction>,
+    /// The local process owning the connection (live only).
+    pub owner: Option<&'a (u32, Arc<str>)>,
+}
+
+/// Which local process owns a connection: the live faces' socket-table lookup
+/// (tcpsight-live's `SocketOwners`), behind a trait so this crate stays free of it.
+pub trait OwnerLookup {
+    /// The owner of the connection between these two ends, either way round.
+    fn owner(&self, a: SocketAddr, b: SocketAddr) -> Option<(u32, Arc<str>)>;
+    /// A connection was just established: look soon, while its socket is open.
+    fn nudge(&self);
 }
 
 impl Schema for MonitorRecord<'_> {
@@ -105,13 +118,21 @@ impl Schema for MonitorRecord<'_> {
             "direction",
             self.direction.map_or(Value::Null, |d| Value::Str(d.name())),
         );
+        f(
+            "pid",
+            self.owner.map_or(Value::Null, |o| Value::U64(o.0 as u64)),
+        );
+        f(
+            "process",
+            self.owner.map_or(Value::Null, |o| Value::Str(&o.1)),
+        );
     }
 }
 
 /// The field names of the monitor's record files.
 pub fn monitor_record_fields() -> Vec<&'static str> {
     let mut v = field_names();
-    v.extend(["record", "direction"]);
+    v.extend(["record", "direction", "pid", "process"]);
     v
 }
 
@@ -184,6 +205,7 @@ pub struct Monitor {
     warned_at: Option<u64>,
     /// Lines said about the run (rotations, retention, errors), for the caller's log.
     pub log: Vec<String>,
+    owners: Option<Box<dyn OwnerLookup>>,
 }
 
 impl Monitor {
@@ -213,7 +235,14 @@ impl Monitor {
             health: None,
             warned_at: None,
             log: Vec::new(),
+            owners: None,
         })
+    }
+
+    /// Records get the owning process from `owners` (live).
+    pub fn with_owners(mut self, owners: Box<dyn OwnerLookup>) -> Self {
+        self.owners = Some(owners);
+        self
     }
 
     /// Counts records not written in these metrics too.
@@ -340,6 +369,12 @@ impl Monitor {
             .local
             .as_ref()
             .map(|l| l.direction(&r.client, &r.server));
+        let owner = self.owners.as_ref().and_then(|o| {
+            o.owner(
+                SocketAddr::new(r.client.ip(), r.client_port),
+                SocketAddr::new(r.server.ip(), r.server_port),
+            )
+        });
         let Some(p) = self.period() else {
             self.lost(1);
             return;
@@ -357,6 +392,7 @@ impl Monitor {
             rec: r,
             interim,
             direction,
+            owner: owner.as_ref(),
         });
         self.check_errors();
     }
@@ -552,6 +588,11 @@ impl Monitor {
 impl Observer for Monitor {
     fn on_handshake(&mut self, e: &HandshakeEvent) {
         self.advance(e.ts_ns);
+        if e.outcome == tcpsight_core::Outcome::Established
+            && let Some(o) = &self.owners
+        {
+            o.nudge();
+        }
         if let Some(l7) = self.l7.as_mut() {
             l7.on_handshake(e);
         }

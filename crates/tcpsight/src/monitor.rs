@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -13,8 +14,9 @@ use clap::Args;
 use tcpsight_agg::Grouping;
 use tcpsight_core::{Config, Engine, Observer};
 use tcpsight_io::MergedReader;
+use tcpsight_live::owners::SocketOwners;
 use tcpsight_monitor::metrics::Health;
-use tcpsight_monitor::monitor::{Monitor, MonitorConfig, RecordFormat};
+use tcpsight_monitor::monitor::{Monitor, MonitorConfig, OwnerLookup, RecordFormat};
 use tcpsight_monitor::outdir::OutputDir;
 use tcpsight_monitor::{LocalNets, Metrics, MetricsConfig, MetricsObserver, MetricsServer};
 use tcpsight_pipeline::{
@@ -91,8 +93,24 @@ pub struct MonitorArgs {
     /// Handshake timeout, seconds of capture time
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub timeout: f64,
+    /// No `pid` and `process` in records (live: the owner of each local connection,
+    /// from the kernel's socket tables)
+    #[arg(long)]
+    pub no_process: bool,
     #[command(flatten)]
     pub live: LiveArgs,
+}
+
+/// The socket tables' owners, for the monitor's records.
+struct Owners(SocketOwners);
+
+impl OwnerLookup for Owners {
+    fn owner(&self, a: std::net::SocketAddr, b: std::net::SocketAddr) -> Option<(u32, Arc<str>)> {
+        self.0.lookup(a, b).map(|o| (o.pid, o.comm))
+    }
+    fn nudge(&self) {
+        self.0.nudge();
+    }
 }
 
 /// `90`, `90s`, `5m`, `1h`, `1d`, `250ms` to nanoseconds.
@@ -261,6 +279,11 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
     };
     let metrics = args.metrics.as_ref().map(|_| Metrics::new());
     let mut monitor = Monitor::new(cfg, out)?;
+    if args.interface.is_some() && !args.no_process {
+        monitor = monitor.with_owners(Box::new(Owners(SocketOwners::start(
+            std::time::Duration::from_secs(2),
+        ))));
+    }
     if let Some(m) = &metrics {
         monitor = monitor.with_health(m.health.clone());
     }
@@ -310,6 +333,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         if let Some(user) = &args.live.user {
             tcpsight_live::give_to(&args.out, user)?;
         }
+
         args.live.drop_privileges()?;
         eprintln!(
             "tcpsight: monitoring {iface} live into {}; SIGHUP rotates, Ctrl-C stops",

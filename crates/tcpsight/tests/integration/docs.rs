@@ -24,8 +24,11 @@ fn every_record_field_is_documented() {
 /// monitor adds to records.
 #[test]
 fn every_metric_and_bins_field_is_documented() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/monitor.md"))
-        .unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/monitor.md"
+    ))
+    .unwrap();
     let mut missing = Vec::new();
     let m = tcpsight_monitor::Metrics::new();
     for line in m.encode_prometheus_text().lines() {
@@ -47,10 +50,13 @@ fn every_metric_and_bins_field_is_documented() {
             missing.push(key.clone());
         }
     }
-    for f in ["record", "direction"] {
+    for f in ["record", "direction", "pid", "process"] {
         if !doc.contains(&format!("`{f}`")) {
             missing.push(f.into());
         }
     }
-    assert!(missing.is_empty(), "missing from docs/monitor.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "missing from docs/monitor.md: {missing:?}"
+    );
 }

@@ -116,6 +116,9 @@ fn monitor_replay_records_equal_analyze_and_bins_add_up() {
                 let m = r.as_object_mut().unwrap();
                 let kind = m.remove("record").unwrap();
                 let dir = m.remove("direction").unwrap();
+                // A replay cannot know which process owned a connection.
+                assert_eq!(m.remove("pid"), Some(Value::Null));
+                assert_eq!(m.remove("process"), Some(Value::Null));
                 let client_local = m["client_ip"] == "10.77.0.1";
                 assert_eq!(dir, if client_local { "out" } else { "external" }, "{r}");
                 if kind == "interim" {
@@ -203,7 +206,12 @@ fn monitor_restart_into_the_same_directory_keeps_what_is_there() {
     );
     let csv = String::from_utf8(first["2026_11_22_12_00/flows.csv"].clone()).unwrap();
     assert!(csv.starts_with("ts_first,ts_last,"));
-    assert!(csv.lines().next().unwrap().ends_with(",record,direction"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",record,direction,pid,process")
+    );
     assert_eq!(csv.lines().count(), 9092 + 1);
 }
 
@@ -599,8 +607,14 @@ fn monitor_live_rotates_on_sighup_and_commits_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
     NetPair::in_ns(&net.client_ns, move || {
+        // Held open a while: a socket's owner is found by scanning the kernel's tables,
+        // which a connection of a quarter of a millisecond slips between.
         for _ in 0..5 {
-            request(server, 2000).expect("request");
+            let mut c = TcpStream::connect_timeout(&server, Duration::from_secs(3)).unwrap();
+            c.write_all(b"GET\n").unwrap();
+            let mut got = vec![0u8; 2000];
+            c.read_exact(&mut got).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
         }
     })
     .join()
@@ -646,6 +660,19 @@ fn monitor_live_rotates_on_sighup_and_commits_on_sigterm() {
     assert!(counts[1].0 >= 5, "{counts:?}");
     for r in by_folder.values().flatten() {
         assert_eq!(r["direction"], "out", "{r}");
+    }
+    // The client sockets were this test's (a thread of it in the client namespace): the
+    // records name this process, from the kernel's socket tables.
+    let me = std::process::id() as u64;
+    let held: Vec<&Value> = by_folder
+        .values()
+        .flatten()
+        .filter(|r| r["outcome"] == "established" && r["duration_us"].as_u64() > Some(250_000))
+        .collect();
+    assert_eq!(held.len(), 5);
+    for r in held {
+        assert_eq!(r["pid"].as_u64(), Some(me), "{r}");
+        assert!(r["process"].as_str().is_some_and(|p| !p.is_empty()), "{r}");
     }
 }
 
