@@ -6,12 +6,16 @@
 # anywhere):
 #
 #     sudo bash bench/live.sh           # tcpsight watch -i at each rate
+#     sudo FACES="watch monitor" bash bench/live.sh   # watch and monitor, interleaved
 #     sudo bash bench/live.sh sender    # the sender's methods alone, nothing listening
 #
 # Environment knobs (defaults in brackets):
 #   LOOPS [4]          times the capture is sent per run (239,962 frames each)
 #   RATES [100000 250000 500000 1000000 max]  offered packets/s ("max": as fast as it goes)
 #   THREADS [1 2]      tcpsight --threads values to try
+#   FACES [watch]      the faces to run: watch (-q --json), monitor (-o DIR --metrics,
+#                      records zstd-compressed, bins every 60 s); counts from the
+#                      monitor's summaries
 #   RUNS [3]           runs per (threads, rate); the table shows medians
 #   METHOD [mmsg]      tcpsight-send --method (mmsg, ring or sendto)
 #   BUFFER_MB [64]     tcpsight ring size
@@ -29,6 +33,7 @@ cd "$(dirname "$0")/.."
 LOOPS=${LOOPS:-4}
 RATES=${RATES:-100000 250000 500000 1000000 max}
 THREADS=${THREADS:-1 2}
+FACES=${FACES:-watch}
 RUNS=${RUNS:-3}
 METHOD=${METHOD:-mmsg}
 BUFFER_MB=${BUFFER_MB:-64}
@@ -79,19 +84,26 @@ if [ "${1:-}" = sender ]; then
   done
   exit 0
 fi
-fmt='%-4s %-7s %-8s %9s %9s %9s %7s %7s %6s %10s %8s %8s\n'
+fmt='%-4s %-7s %-7s %-8s %9s %9s %9s %7s %7s %6s %10s %8s %8s\n'
 echo "# $(date -u '+%F %H:%M UTC'), $(nproc) CPUs, $(uptime | sed 's/.*load/load/'), method $METHOD, $LOOPS x 239,962 frames per run"
-printf "$fmt" '' threads offered sent_pps sent seen k_drops v_drops cpu_s per_cpu_s send_cpu lossless
+printf "$fmt" '' face threads offered sent_pps sent seen k_drops v_drops cpu_s per_cpu_s send_cpu lossless
+# The monitor's frames and kernel drops, from its period summaries.
+monitor_count() { python3 -c 'import json,glob,sys; s=[json.load(open(p)) for p in glob.glob(sys.argv[1] + "/*/summary.json")]; print(sum((x[sys.argv[2]] or 0) for x in s))' "$1" "$2"; }
 declare -A col
 for t in $THREADS; do
   for r in $RATES; do
     pps=$r; [ "$r" = max ] && pps=0
-    k="$t $r"
+    for face in $FACES; do
+    k="$face $t $r"
     for _run in $(seq "$RUNS"); do
-      rm -f "$work/pid"
+      rm -f "$work/pid"; rm -rf "$work/mon"
+      if [ "$face" = monitor ]; then
+        cmd=("$BIN" monitor -i tsbB --threads "$t" -B "$BUFFER_MB" -o "$work/mon" --metrics 127.0.0.1:0)
+      else
+        cmd=("$BIN" watch -i tsbB -q --json --threads "$t" -B "$BUFFER_MB" -U "$work/s.sock")
+      fi
       ip netns exec "$rx" bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$work/pid" \
-        "$BIN" watch -i tsbB -q --json --threads "$t" -B "$BUFFER_MB" -U "$work/s.sock" \
-        >"$work/out.json" 2>"$work/err" &
+        "${cmd[@]}" >"$work/out.json" 2>"$work/err" &
       job=$!
       for _ in $(seq 50); do [ -s "$work/pid" ] && break; sleep 0.1; done
       tpid=$(cat "$work/pid")
@@ -105,18 +117,24 @@ for t in $THREADS; do
       sent=$(field sent "$work/send")
       spps=$(field pps "$work/send")
       scpu=$(field cpu_s "$work/send")
-      seen=$(json "$work/out.json" frames)
-      drops=$(json "$work/out.json" kernel_drops)
+      if [ "$face" = monitor ]; then
+        seen=$(monitor_count "$work/mon" frames)
+        drops=$(monitor_count "$work/mon" kernel_drops)
+      else
+        seen=$(json "$work/out.json" frames)
+        drops=$(json "$work/out.json" kernel_drops)
+      fi
       vdrops=$(( $(rxdrop) - d0 ))
       cpu=$(awk -v u="$ut" -v s="$st" -v hz="$hz" 'BEGIN {printf "%.2f", (u + s) / hz}')
       per=$(awk -v n="$seen" -v c="$cpu" 'BEGIN {printf "%.0f", (c > 0 ? n / c : 0)}')
       ok=0; if [ "$drops" = 0 ] && [ "$vdrops" = 0 ] && [ "$seen" -ge "$sent" ]; then ok=1; fi
-      printf "$fmt" run "$t" "$r" "$spps" "$sent" "$seen" "$drops" "$vdrops" "$cpu" "$per" "$scpu" "$ok"
+      printf "$fmt" run "$face" "$t" "$r" "$spps" "$sent" "$seen" "$drops" "$vdrops" "$cpu" "$per" "$scpu" "$ok"
       for c in spps sent seen drops vdrops cpu per scpu; do col[$k,$c]+=" ${!c}"; done
       col[$k,ok]=$(( ${col[$k,ok]:-0} + ok ))
     done
     m() { median <<<"${col[$k,$1]}"; }
-    printf "$fmt" med "$t" "$r" "$(m spps)" "$(m sent)" "$(m seen)" "$(m drops)" "$(m vdrops)" \
+    printf "$fmt" med "$face" "$t" "$r" "$(m spps)" "$(m sent)" "$(m seen)" "$(m drops)" "$(m vdrops)" \
       "$(m cpu)" "$(m per)" "$(m scpu)" "${col[$k,ok]}/$RUNS"
+    done
   done
 done

@@ -20,6 +20,8 @@ use crate::metrics::Metrics;
 pub const MAX_CLIENTS: usize = 128;
 /// A request's head must arrive within this, and a response be taken within it.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the accept loop looks for new connections and for the stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
 /// The largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
 
@@ -47,17 +49,31 @@ impl MetricsServer {
         let local = listener
             .local_addr()
             .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        // Non-blocking accepts polled every ACCEPT_POLL: stopping needs no connection
+        // to ourselves (which a namespace without loopback would refuse).
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let busy = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(stream) = conn else { continue };
+                while !flag.load(Ordering::Relaxed) {
+                    let stream = match listener.accept() {
+                        Ok((s, _)) => s,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(ACCEPT_POLL);
+                            continue;
+                        }
+                        Err(_) => {
+                            // Out of descriptors and the like: try again shortly.
+                            std::thread::sleep(ACCEPT_POLL);
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nonblocking(false);
                     if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
                         let mut s = stream;
                         let _ = s.set_write_timeout(Some(IO_TIMEOUT));
@@ -93,8 +109,6 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

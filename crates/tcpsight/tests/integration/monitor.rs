@@ -779,3 +779,58 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
         "{written} + {lost}"
     );
 }
+
+/// Regression (found by bench/live.sh): in a network namespace whose loopback is down,
+/// the metrics server could not wake its accept loop by connecting to itself, and a
+/// stopped monitor never exited. Root only.
+#[test]
+fn metrics_server_stops_in_a_namespace_without_loopback() {
+    if !crate::common::is_root() {
+        eprintln!("skipped: network namespaces need root (CI runs as root)");
+        return;
+    }
+    let ns = format!("tsnolo{}", std::process::id() % 100_000);
+    if !Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: cannot make a network namespace");
+        return;
+    }
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = Del(ns.clone());
+    let capture = data(CAPTURE);
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_tcpsight")])
+        .args(["watch", "-r", &capture, "-q", "--metrics", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().contains("until stopped") {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child (ip exec's the binary: the same process).
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the stopped watch did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
