@@ -13,7 +13,8 @@
 #   LOOPS [4]          times the capture is sent per run (239,962 frames each)
 #   RATES [100000 250000 500000 1000000 max]  offered packets/s ("max": as fast as it goes)
 #   THREADS [1 2]      tcpsight --threads values to try
-#   FACES [watch]      the faces to run: watch (-q --json), monitor (-o DIR --metrics,
+#   FACES [watch]      the faces to run: watch (-q --json), monitor (-o DIR, MONITOR_ARGS
+#                      [--metrics 127.0.0.1:0],
 #                      records zstd-compressed, bins every 60 s); counts from the
 #                      monitor's summaries
 #   RUNS [3]           runs per (threads, rate); the table shows medians
@@ -98,7 +99,8 @@ for t in $THREADS; do
     for _run in $(seq "$RUNS"); do
       rm -f "$work/pid"; rm -rf "$work/mon"
       if [ "$face" = monitor ]; then
-        cmd=("$BIN" monitor -i tsbB --threads "$t" -B "$BUFFER_MB" -o "$work/mon" --metrics 127.0.0.1:0)
+        # shellcheck disable=SC2206 # MONITOR_ARGS are options
+        cmd=("$BIN" monitor -i tsbB --threads "$t" -B "$BUFFER_MB" -o "$work/mon" ${MONITOR_ARGS:---metrics 127.0.0.1:0})
       else
         cmd=("$BIN" watch -i tsbB -q --json --threads "$t" -B "$BUFFER_MB" -U "$work/s.sock")
       fi

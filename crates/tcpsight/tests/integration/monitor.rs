@@ -576,6 +576,7 @@ fn monitor_live_rotates_on_sighup_and_commits_on_sigterm() {
             &local,
             "--metrics",
             "127.0.0.1:0",
+            "--process",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -614,7 +615,8 @@ fn monitor_live_rotates_on_sighup_and_commits_on_sigterm() {
             c.write_all(b"GET\n").unwrap();
             let mut got = vec![0u8; 2000];
             c.read_exact(&mut got).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
+            // Longer than a ring block's timeout plus the gap between two scans.
+            std::thread::sleep(Duration::from_millis(800));
         }
     })
     .join()
