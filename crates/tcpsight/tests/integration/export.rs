@@ -1,0 +1,496 @@
+//! The export sinks against the real engines that read them (docs/export.md): Parquet
+//! files read by DuckDB and chDB, IPFIX received by nfdump's nfcapd and decoded by
+//! tshark, rows inserted into a ClickHouse server started here; and anonymization
+//! applied to every output.
+//!
+//! Outside CI a missing engine skips its test with a line saying what to install; with
+//! TCPSIGHT_REQUIRE_EXPORT set (CI installs them all: .ci/run) a missing one fails.
+//! DuckDB and chDB come from a Python environment: TCPSIGHT_PYTHON, or
+//! target/export-venv/bin/python as .ci/run makes it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{data, tcpsight, text};
+
+/// Skips (prints why, returns None) or, when CI requires the engines, fails.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var_os("TCPSIGHT_REQUIRE_EXPORT").is_some() {
+        panic!("TCPSIGHT_REQUIRE_EXPORT is set but {what}");
+    }
+    eprintln!("skipped: {what}");
+    None
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A Python with duckdb and chdb.
+fn python() -> Option<PathBuf> {
+    let p = std::env::var_os("TCPSIGHT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/export-venv/bin/python"));
+    let ok = Command::new(&p)
+        .args(["-c", "import duckdb, chdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Some(p)
+    } else {
+        missing(&format!(
+            "no Python with duckdb and chdb at {} (python3 -m venv target/export-venv && target/export-venv/bin/pip install duckdb chdb, or set TCPSIGHT_PYTHON)",
+            p.display()
+        ))
+    }
+}
+
+/// Runs a Python script with arguments; its stdout parsed as JSON.
+fn run_python(py: &Path, script: &str, args: &[&str]) -> Value {
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "python failed: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("python prints JSON")
+}
+
+/// Per column of a Parquet file, as DuckDB and chDB read it: its type, the number of
+/// non-null values and their sum (integers; booleans' trues; instants in microseconds;
+/// text: total bytes), as decimal strings (sums overflow 64 bits).
+const READ_PARQUET: &str = r#"
+import json, sys
+import duckdb, chdb
+res = {}
+for f in sys.argv[1:]:
+    con = duckdb.connect()
+    cols = con.execute(f"describe select * from read_parquet('{f}')").fetchall()
+    d = {"types": {}, "cols": {}}
+    exprs = ["count(*)"]
+    for name, ty, *_ in cols:
+        d["types"][name] = ty
+        if ty == "BOOLEAN":
+            e = f'sum("{name}"::int)'
+        elif ty.startswith("TIMESTAMP"):
+            e = f'sum(epoch_us("{name}"))'
+        elif ty == "VARCHAR":
+            e = f'sum(strlen("{name}"))'
+        else:
+            e = f'sum("{name}"::hugeint)'
+        exprs += [e, f'count("{name}")']
+    row = con.execute(f"select {', '.join(exprs)} from read_parquet('{f}')").fetchone()
+    d["rows"] = row[0]
+    for i, (name, *_) in enumerate(cols):
+        d["cols"][name] = [str(row[1 + 2 * i] or 0), row[2 + 2 * i]]
+    h = {"types": {}, "cols": {}}
+    desc = json.loads(str(chdb.query(f"describe file('{f}', Parquet)", "JSONCompact")))["data"]
+    exprs = ["count()"]
+    for name, ty, *_ in desc:
+        h["types"][name] = ty
+        base = ty.removeprefix("Nullable(").removesuffix(")")
+        if base == "Bool":
+            e = f"sum(toUInt8(`{name}`))"
+        elif base.startswith("DateTime64"):
+            e = f"sum(toInt128(toUnixTimestamp64Micro(`{name}`)))"
+        elif base == "String":
+            e = f"sum(length(`{name}`))"
+        else:
+            e = f"sum(toInt128(`{name}`))"
+        exprs += [f"toString({e})", f"count(`{name}`)"]
+    q = f"select {', '.join(exprs)} from file('{f}', Parquet)"
+    row = json.loads(str(chdb.query(q, "JSONCompact")))["data"][0]
+    h["rows"] = int(row[0])
+    for i, (name, *_) in enumerate(desc):
+        h["cols"][name] = [str(row[1 + 2 * i] or 0), int(row[2 + 2 * i])]
+    res[f] = {"duckdb": d, "chdb": h}
+print(json.dumps(res))
+"#;
+
+/// The same figures from a JSON Lines file: per field, the non-null count and the sum
+/// as the typed columns hold it (`ts_first`/`ts_last` and the logs' instants from their
+/// 6-decimal text, in microseconds).
+fn jsonl_figures(path: &Path) -> (u64, BTreeMap<String, (i128, u64)>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut cols: BTreeMap<String, (i128, u64)> = BTreeMap::new();
+    let mut rows = 0;
+    for line in text.lines() {
+        rows += 1;
+        let v: Value = serde_json::from_str(line).unwrap();
+        for (k, v) in v.as_object().unwrap() {
+            let e = cols.entry(k.clone()).or_default();
+            let add = match v {
+                Value::Null => continue,
+                Value::Bool(b) => *b as i128,
+                Value::Number(n) if n.is_u64() => n.as_u64().unwrap() as i128,
+                // Epoch seconds with 6 decimals: exact in microseconds.
+                Value::Number(n) => (n.as_f64().unwrap() * 1e6).round() as i128,
+                Value::String(s) => s.len() as i128,
+                other => panic!("{k}: unexpected {other}"),
+            };
+            e.0 += add;
+            e.1 += 1;
+        }
+    }
+    (rows, cols)
+}
+
+/// Checks one engine's reading of a Parquet file against the JSON Lines of the same
+/// run; returns how many columns were compared.
+fn compare(engine: &str, got: &Value, rows: u64, want: &BTreeMap<String, (i128, u64)>) -> usize {
+    assert_eq!(got["rows"].as_u64(), Some(rows), "{engine}: row count");
+    let cols = got["cols"].as_object().unwrap();
+    let mut n = 0;
+    for (name, v) in cols {
+        let sum: i128 = v[0].as_str().unwrap().parse().unwrap();
+        let count = v[1].as_u64().unwrap();
+        let (wsum, wcount) = want.get(name).copied().unwrap_or((0, 0));
+        assert_eq!(count, wcount, "{engine}: non-null {name}");
+        // A float's microseconds may be off by one from the exact integer when the
+        // epoch float rounds; ts_*_ns check the instants exactly.
+        let tol = if got["types"][name].as_str().unwrap_or("").contains("TIME")
+            || got["types"][name]
+                .as_str()
+                .unwrap_or("")
+                .contains("DateTime")
+        {
+            count as i128
+        } else {
+            0
+        };
+        assert!(
+            (sum - wsum).abs() <= tol,
+            "{engine}: sum of {name}: {sum} vs {wsum}"
+        );
+        n += 1;
+    }
+    for name in want.keys() {
+        assert!(cols.contains_key(name), "{engine}: no column {name}");
+    }
+    n
+}
+
+/// The type every engine gives each kind of column (docs/export.md).
+fn expected_type(engine: &str, json_type: &str, nullable: bool, name: &str) -> String {
+    let t = match (engine, json_type) {
+        ("duckdb", "int") => "BIGINT",
+        ("duckdb", "bool") => "BOOLEAN",
+        ("duckdb", "str") => "VARCHAR",
+        ("duckdb", "ts") => "TIMESTAMP WITH TIME ZONE",
+        ("chdb", "int") => "Int64",
+        ("chdb", "bool") => "Bool",
+        ("chdb", "str") => "String",
+        ("chdb", "ts") => "DateTime64(6, 'UTC')",
+        _ => panic!("{engine} {json_type} ({name})"),
+    };
+    if engine == "chdb" && nullable {
+        format!("Nullable({t})")
+    } else {
+        t.to_string()
+    }
+}
+
+/// Each record field's kind, from `tcpsight fields --long` (docs/fields.md's types).
+fn record_kinds() -> BTreeMap<String, &'static str> {
+    let out = tcpsight(&["fields", "--long"]);
+    assert!(out.status.success());
+    let mut m = BTreeMap::new();
+    for line in text(&out.stdout).lines() {
+        let (name, ty) = line.split_once(' ').unwrap();
+        let ty = ty.trim();
+        let kind = if ty.starts_with("boolean") {
+            "bool"
+        } else if ty.starts_with("float, epoch") {
+            "ts"
+        } else if ty.starts_with("string") {
+            "str"
+        } else {
+            "int"
+        };
+        m.insert(name.to_string(), kind);
+    }
+    m
+}
+
+struct Case {
+    capture: &'static str,
+    l7: bool,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        capture: "captures/generated/netns-25s-client.pcap.gz",
+        l7: false,
+    },
+    Case {
+        capture: "captures/generated/l7-mix.pcap",
+        l7: true,
+    },
+    Case {
+        capture: "captures/ndpi/reddit-ipv6.pcap",
+        l7: true,
+    },
+    Case {
+        capture: "captures/suricata-verify/filestore-5408-icmp-unreach.pcap",
+        l7: false,
+    },
+];
+
+/// `--flows x.parquet` (and the L7 logs as Parquet) read by DuckDB and chDB: the same
+/// rows, non-null counts and sums in every column as the JSON Lines of the same run,
+/// the documented types, and the record count and outcomes of `analyze --json`.
+#[test]
+fn parquet_read_by_duckdb_and_chdb_matches_json() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut expect = Vec::new();
+    for (i, c) in CASES.iter().enumerate() {
+        let p = |n: &str| dir.path().join(format!("{i}-{n}"));
+        let cap = data(c.capture);
+        let mut base = vec!["analyze", cap.as_str(), "--no-progress"];
+        if c.l7 {
+            base.push("--l7");
+        }
+        let (fj, fp) = (p("flows.jsonl"), p("flows.parquet"));
+        let (hj, hp) = (p("http.jsonl"), p("http.parquet"));
+        let (tj, tp) = (p("tls.jsonl"), p("tls.parquet"));
+        let mut a = base.clone();
+        a.extend(["--json", "--flows", fj.to_str().unwrap()]);
+        if c.l7 {
+            a.extend(["--http-log", hj.to_str().unwrap()]);
+            a.extend(["--tls-log", tj.to_str().unwrap()]);
+        }
+        let out = tcpsight(&a);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut a = base.clone();
+        a.extend(["--flows", fp.to_str().unwrap()]);
+        if c.l7 {
+            a.extend(["--http-log", hp.to_str().unwrap()]);
+            a.extend(["--tls-log", tp.to_str().unwrap()]);
+        }
+        let out = tcpsight(&a);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        files.push(fp.to_str().unwrap().to_string());
+        expect.push((fp.clone(), fj, Some(report), "records"));
+        if c.l7 {
+            files.push(hp.to_str().unwrap().to_string());
+            expect.push((hp, hj, None, "http"));
+            files.push(tp.to_str().unwrap().to_string());
+            expect.push((tp, tj, None, "tls"));
+        }
+    }
+    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    let got = run_python(&py, READ_PARQUET, &args);
+    let record_kinds = record_kinds();
+    let mut compared = 0;
+    for (parquet, jsonl, report, schema) in &expect {
+        let (rows, want) = jsonl_figures(jsonl);
+        let g = &got[parquet.to_str().unwrap()];
+        for engine in ["duckdb", "chdb"] {
+            compared += compare(engine, &g[engine], rows, &want);
+        }
+        if let Some(report) = report {
+            assert_eq!(report["connections"].as_u64(), Some(rows));
+            // Types: the documented kind of every field, nullable where the JSON had
+            // nulls or the field is documented nullable (chDB shows Nullable()).
+            assert_eq!(
+                g["duckdb"]["types"].as_object().unwrap().len(),
+                record_kinds.len()
+            );
+            for (name, kind) in &record_kinds {
+                let duck = g["duckdb"]["types"][name].as_str().unwrap();
+                assert_eq!(duck, expected_type("duckdb", kind, false, name), "{name}");
+                let ch = g["chdb"]["types"][name].as_str().unwrap();
+                let nullable = ch.starts_with("Nullable(");
+                assert_eq!(ch, expected_type("chdb", kind, nullable, name), "{name}");
+                // A field with a null in this capture must be nullable.
+                let (_, count) = want.get(name).copied().unwrap_or((0, 0));
+                if count < rows {
+                    assert!(nullable, "{name} has nulls but is not Nullable");
+                }
+            }
+        }
+        assert!(
+            rows > 0 || *schema != "records",
+            "{} empty",
+            jsonl.display()
+        );
+    }
+    // Outcome counts: DuckDB's grouping of the Parquet file against analyze --json.
+    let first = &expect[0];
+    let q = format!(
+        "import duckdb, json; print(json.dumps(dict(duckdb.sql(\"select outcome, count(*) from '{}' group by 1\").fetchall())))",
+        first.0.display()
+    );
+    let by_outcome = run_python(&py, &q, &[]);
+    let report = first.2.as_ref().unwrap();
+    for (k, v) in report["outcomes"].as_object().unwrap() {
+        assert_eq!(
+            by_outcome[k].as_u64().unwrap_or(0),
+            v.as_u64().unwrap(),
+            "outcome {k}"
+        );
+    }
+    eprintln!(
+        "compared {compared} columns of {} Parquet files with DuckDB and chDB",
+        expect.len()
+    );
+}
+
+/// The reference key of the CryptoPAn distribution (tests of tcpsight-anon check it
+/// against the published sample trace).
+const KEY: [u8; 32] = [
+    21, 34, 23, 141, 51, 164, 207, 128, 19, 10, 91, 22, 73, 144, 125, 16, 216, 152, 143, 131, 121,
+    121, 101, 39, 98, 87, 76, 45, 42, 132, 34, 2,
+];
+
+fn lines(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `--anonymize KEYFILE`: every output (records, both L7 logs, the destinations table
+/// in --json) is the plain run's with each address mapped by CryptoPAn under the key,
+/// and nothing else changed; IPv6 too; --keep-clear leaves its blocks alone and
+/// --anonymize-names hashes the names.
+#[test]
+fn anonymize_maps_every_output_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let keyfile = dir.path().join("key");
+    std::fs::write(&keyfile, format!("{key_hex}\n")).unwrap();
+    let pan = tcpsight_anon::CryptoPan::new(&KEY);
+    let map = |s: &str| pan.ip(s.parse().unwrap()).to_string();
+    let mut mapped_addrs = 0;
+    for (i, cap) in [
+        "captures/generated/l7-mix.pcap",
+        "captures/generated/netns-25s-client.pcap.gz",
+        "captures/ndpi/reddit-ipv6.pcap",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cap = data(cap);
+        let run = |tag: &str, extra: &[&str]| {
+            let p = |n: &str| dir.path().join(format!("{i}-{tag}-{n}"));
+            let (f, h, t) = (p("f.jsonl"), p("h.jsonl"), p("t.jsonl"));
+            let mut a = vec![
+                "analyze",
+                cap.as_str(),
+                "--no-progress",
+                "--json",
+                "--limit",
+                "0",
+                "--flows",
+                f.to_str().unwrap(),
+                "--http-log",
+                h.to_str().unwrap(),
+                "--tls-log",
+                t.to_str().unwrap(),
+            ];
+            a.extend(extra);
+            let out = tcpsight(&a);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            (report, lines(&f), lines(&h), lines(&t))
+        };
+        let plain = run("plain", &[]);
+        let anon = run("anon", &["--anonymize", keyfile.to_str().unwrap()]);
+        // Records and logs: equal after mapping the plain run's addresses.
+        for (what, p, a) in [
+            ("records", &plain.1, &anon.1),
+            ("http log", &plain.2, &anon.2),
+            ("tls log", &plain.3, &anon.3),
+        ] {
+            assert_eq!(p.len(), a.len(), "{what}");
+            for (p, a) in p.iter().zip(a) {
+                let mut want = p.clone();
+                for k in ["client_ip", "server_ip"] {
+                    let orig = p[k].as_str().unwrap();
+                    want[k] = map(orig).into();
+                    assert_ne!(a[k].as_str().unwrap(), orig, "{what} {k} not mapped");
+                    mapped_addrs += 1;
+                }
+                assert_eq!(a, &want, "{what}");
+            }
+        }
+        // The table: the same rows, hosts mapped.
+        let rows = |r: &Value| -> BTreeMap<String, Value> {
+            r["destinations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| (d["host"].as_str().unwrap().to_string(), d.clone()))
+                .collect()
+        };
+        let (pt, at) = (rows(&plain.0), rows(&anon.0));
+        assert_eq!(pt.len(), at.len());
+        for (host, row) in &pt {
+            let mut want = row.clone();
+            want["host"] = map(host).into();
+            assert_eq!(at.get(&map(host)), Some(&want), "table row {host}");
+        }
+        // Everything but the table is the same summary.
+        let strip = |r: &Value| {
+            let mut r = r.clone();
+            r.as_object_mut().unwrap().remove("destinations");
+            r
+        };
+        assert_eq!(strip(&plain.0), strip(&anon.0));
+        if i == 0 {
+            // --keep-clear: the server block stays; --anonymize-names: names hashed.
+            let kept = run(
+                "kept",
+                &[
+                    "--anonymize",
+                    keyfile.to_str().unwrap(),
+                    "--keep-clear",
+                    "10.0.0.0/8,fd00::/8",
+                    "--anonymize-names",
+                ],
+            );
+            let mut names = 0;
+            for (p, k) in plain.1.iter().zip(&kept.1) {
+                assert_eq!(p["server_ip"], k["server_ip"]);
+                if let Some(n) = p["server_name"].as_str() {
+                    let h = k["server_name"].as_str().unwrap();
+                    assert!(h.ends_with(".anon") && !h.contains(n), "{n} -> {h}");
+                    names += 1;
+                }
+            }
+            assert!(names > 0, "l7-mix has server names");
+            for (p, k) in plain.3.iter().zip(&kept.3) {
+                if let Some(n) = p["server_name"].as_str() {
+                    assert!(k["server_name"].as_str().unwrap().ends_with(".anon"), "{n}");
+                }
+            }
+            for (p, k) in plain.2.iter().zip(&kept.2) {
+                if let Some(n) = p["host"].as_str() {
+                    assert!(k["host"].as_str().unwrap().ends_with(".anon"), "{n}");
+                }
+            }
+        }
+    }
+    assert!(mapped_addrs > 18_000, "{mapped_addrs} addresses mapped");
+    // A bad key is refused in one line, before any work.
+    std::fs::write(&keyfile, "too short").unwrap();
+    let out = tcpsight(&[
+        "analyze",
+        &data("captures/generated/l7-mix.pcap"),
+        "--anonymize",
+        keyfile.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("a key is 32 bytes"), "{err}");
+}
