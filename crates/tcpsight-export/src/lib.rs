@@ -7,9 +7,11 @@
 //! (`ConnRecord::for_each_field`), so the formats cannot drift apart.
 
 pub mod columns;
+pub mod ipfix;
 pub mod lines;
 pub mod parquet;
 pub mod text;
+pub mod worker;
 
 use std::io;
 

@@ -63,6 +63,19 @@ pub struct AnalyzeArgs {
     /// Print the summary and table as one JSON document
     #[arg(long)]
     json: bool,
+    /// Send every record as IPFIX (RFC 7011 biflows, UDP) to a collector at HOST:PORT
+    /// (nfcapd, GoFlow2, ...): docs/export.md
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Export")]
+    ipfix: Option<String>,
+    /// At the end, how long to wait for the network exports to deliver what is queued
+    /// before counting it as lost
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        help_heading = "Export"
+    )]
+    export_wait: f64,
     /// Anonymize every address in every output (records, logs, table, exports) with
     /// CryptoPAn under the 32-byte key in KEYFILE (raw, 64 hex digits or base64):
     /// prefix-preserving, the same mapping in every run with the same key (docs/export.md)
@@ -373,6 +386,19 @@ fn log_writer(path: &str, http: bool) -> Result<Writer, String> {
     Writer::open(path, format, log_columns(http))
 }
 
+/// The network exports the options ask for.
+fn open_exports(args: &AnalyzeArgs) -> Result<Vec<Box<dyn RecordSink>>, String> {
+    let wait = std::time::Duration::from_secs_f64(args.export_wait.clamp(0.0, 3600.0));
+    let mut v: Vec<Box<dyn RecordSink>> = Vec::new();
+    if let Some(target) = &args.ipfix {
+        let x = tcpsight_export::ipfix::IpfixExporter::udp(target, Default::default())
+            .map_err(|e| format!("--ipfix {target}: {e}"))?
+            .with_wait(wait);
+        v.push(Box::new(x));
+    }
+    Ok(v)
+}
+
 /// The anonymizer the options ask for.
 fn anonymizer(args: &AnalyzeArgs) -> Result<Option<Anonymizer>, String> {
     let Some(path) = &args.anonymize else {
@@ -390,8 +416,8 @@ fn anonymizer(args: &AnalyzeArgs) -> Result<Option<Anonymizer>, String> {
 
 struct Sinks {
     flows: Option<Writer>,
-    /// Streams of records to other engines (ClickHouse, IPFIX), by name.
-    exports: Vec<(String, Box<dyn RecordSink>)>,
+    /// Streams of records to other engines (ClickHouse, IPFIX).
+    exports: Vec<Box<dyn RecordSink>>,
     /// Addresses (and names) anonymized before any output sees a record.
     anon: Option<Anonymizer>,
     /// With --group-by name or app: the table keyed by those.
@@ -531,7 +557,7 @@ impl Observer for Sinks {
         {
             self.flow_error = Some(e);
         }
-        for (_, x) in &mut self.exports {
+        for x in &mut self.exports {
             // Network sinks never fail a write: they count what they could not send.
             let _ = x.write(r);
         }
@@ -622,13 +648,20 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
             }
         }
     }
+    let exports = match open_exports(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut sinks = Sinks {
         l7: args
             .wants_l7()
             .then(|| L7::default().with_details(args.http_log.is_some())),
         l7_logs,
         flows,
-        exports: Vec::new(),
+        exports,
         anon,
         flow_error: None,
         table: DestinationTable::new(args.group_by),
@@ -712,12 +745,20 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
     {
         sinks.flow_error = Some(e);
     }
-    for (name, x) in &mut sinks.exports {
-        if let Err(e) = x.finish() {
-            eprintln!("tcpsight: {name}: {e}");
-        }
-        if let Some(line) = x.report() {
-            eprintln!("tcpsight: {name}: {line}");
+    // Network exports: one line each on what was delivered; records not delivered
+    // make the exit status 2, after the report.
+    let mut export_lost = false;
+    for x in &mut sinks.exports {
+        match x.finish() {
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                export_lost = true;
+            }
+            Ok(()) => {
+                if let Some(line) = x.report() {
+                    eprintln!("tcpsight: {line}");
+                }
+            }
         }
     }
     sinks.l7_logs.finish();
@@ -861,7 +902,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
     {
         return ExitCode::from(2);
     }
-    if errors.is_empty() {
+    if errors.is_empty() && !export_lost {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

@@ -494,3 +494,309 @@ fn anonymize_maps_every_output_and_nothing_else() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("a key is 32 bytes"), "{err}");
 }
+
+fn tool(name: &str, arg: &str) -> bool {
+    Command::new(name)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stdout.is_empty() || !o.stderr.is_empty())
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The records of a run: (client, client port, server, server port) -> (c2s, s2c pkts).
+fn flow_packets(records: &[Value]) -> Vec<(String, u64, String, u64, u64, u64)> {
+    let mut v: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r["client_ip"].as_str().unwrap().to_string(),
+                r["client_port"].as_u64().unwrap(),
+                r["server_ip"].as_str().unwrap().to_string(),
+                r["server_port"].as_u64().unwrap(),
+                r["c2s_pkts"].as_u64().unwrap(),
+                r["s2c_pkts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `--ipfix HOST:PORT` received by nfdump's collector (nfcapd, started here on a
+/// loopback port): nfdump reads back every connection, with its addresses, ports and
+/// packets in each direction (RFC 5103 reverse elements), IPv4 and IPv6.
+#[test]
+fn ipfix_received_by_nfcapd() {
+    if !tool("nfcapd", "-V") || !tool("nfdump", "-V") {
+        missing::<()>("nfcapd/nfdump not installed (apt-get install nfdump)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("nf");
+    std::fs::create_dir(&flows_dir).unwrap();
+    let port = free_udp_port();
+    let nfcapd = Command::new("nfcapd")
+        .args([
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-B",
+            "8388608",
+            "-w",
+        ])
+        .arg(&flows_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nfcapd starts");
+    // Let it bind.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let target = format!("127.0.0.1:{port}");
+    let mut want = Vec::new();
+    for cap in [
+        "captures/generated/netns-25s-client.pcap.gz",
+        "captures/ndpi/reddit-ipv6.pcap",
+        "captures/generated/l7-mix.pcap",
+    ] {
+        let f = dir.path().join("f.jsonl");
+        let out = tcpsight(&[
+            "analyze",
+            &data(cap),
+            "--no-progress",
+            "--l7",
+            "--flows",
+            f.to_str().unwrap(),
+            "--ipfix",
+            &target,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        let recs = lines(&f);
+        assert!(
+            err.contains(&format!("IPFIX to {target}: {} records sent", recs.len())),
+            "{err}"
+        );
+        want.extend(flow_packets(&recs));
+    }
+    want.sort();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SIGTERM: nfcapd writes its file and stops.
+    unsafe { libc::kill(nfcapd.id() as i32, libc::SIGTERM) };
+    let status = nfcapd.wait_with_output().unwrap();
+    let log = text(&status.stderr);
+    let file = std::fs::read_dir(&flows_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("nfcapd.2"))
+        })
+        .unwrap_or_else(|| panic!("no nfcapd file; its log: {log}"));
+    let out = Command::new("nfdump")
+        .arg("-r")
+        .arg(&file)
+        .args(["-N", "-o", "csv"])
+        .output()
+        .expect("nfdump runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // CSV with a header; full IPv6 addresses (the fmt: output shortens them).
+    let csv = text(&out.stdout);
+    let mut rows = csv.lines();
+    let head: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let col = |n: &str| head.iter().position(|h| *h == n).unwrap();
+    let (sa, sp, da, dp, ip, op, pr) = (
+        col("sa"),
+        col("sp"),
+        col("da"),
+        col("dp"),
+        col("ipkt"),
+        col("opkt"),
+        col("pr"),
+    );
+    let mut got: Vec<(String, u64, String, u64, u64, u64)> = rows
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("Summary"))
+        .map(|l| {
+            let p: Vec<&str> = l.split(',').map(str::trim).collect();
+            assert!(p[pr] == "TCP" || p[pr] == "6", "{l}");
+            (
+                p[sa].to_string(),
+                p[sp].parse().unwrap(),
+                p[da].to_string(),
+                p[dp].parse().unwrap(),
+                p[ip].parse().unwrap(),
+                p[op].parse().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "flows read back by nfdump; nfcapd: {log}"
+    );
+    let only_got: Vec<_> = got.iter().filter(|g| !want.contains(g)).take(5).collect();
+    let only_want: Vec<_> = want.iter().filter(|w| !got.contains(w)).take(5).collect();
+    assert!(
+        got == want,
+        "nfdump differs: {only_got:?} vs tcpsight's {only_want:?}"
+    );
+    assert!(want.iter().any(|f| f.0.contains(':')), "IPv6 flows too");
+}
+
+/// Writes UDP payloads as a pcap of raw IPv4 packets (127.0.0.1 -> 127.0.0.1).
+fn udp_pcap(path: &Path, port: u16, payloads: &[Vec<u8>]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
+    for (i, p) in payloads.iter().enumerate() {
+        let len = 28 + p.len();
+        b.extend_from_slice(&(1_700_000_000u32 + i as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
+        ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        let mut sum = 0u32;
+        for c in ip.chunks(2) {
+            sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        b.extend_from_slice(&ip);
+        b.extend_from_slice(&40000u16.to_be_bytes());
+        b.extend_from_slice(&port.to_be_bytes());
+        b.extend_from_slice(&((8 + p.len()) as u16).to_be_bytes());
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(p);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// tshark decodes every IPFIX message tcpsight sends without a malformed packet or an
+/// expert warning, finds the templates and one data record per connection.
+#[test]
+fn ipfix_decoded_by_tshark() {
+    if !tool("tshark", "-v") {
+        missing::<()>("tshark not installed (apt-get install tshark)");
+        return;
+    }
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let rx = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.jsonl");
+    let out = tcpsight(&[
+        "analyze",
+        &data("captures/generated/l7-mix.pcap"),
+        "--no-progress",
+        "--l7",
+        "--flows",
+        f.to_str().unwrap(),
+        "--ipfix",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let msgs = rx.join().unwrap();
+    let records = lines(&f).len();
+    assert!(!msgs.is_empty());
+    let pcap = dir.path().join("ipfix.pcap");
+    udp_pcap(&pcap, port, &msgs);
+    let decode = format!("udp.port=={port},cflow");
+    let run = |extra: &[&str]| {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args(["-d", &decode])
+            .args(extra)
+            .output()
+            .expect("tshark runs");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let bad = run(&["-Y", "_ws.malformed || _ws.expert.severity >= warning"]);
+    assert!(bad.trim().is_empty(), "tshark found problems:\n{bad}");
+    let fields = run(&[
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=;",
+        "-e",
+        "cflow.version",
+        "-e",
+        "cflow.template_id",
+        "-e",
+        "cflow.srcport",
+    ]);
+    let mut data_records = 0;
+    let mut templates = 0;
+    for line in fields.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols[0], "10", "IPFIX version: {line}");
+        templates += cols
+            .get(1)
+            .map_or(0, |t| t.split(';').filter(|s| !s.is_empty()).count());
+        data_records += cols
+            .get(2)
+            .map_or(0, |t| t.split(';').filter(|s| !s.is_empty()).count());
+    }
+    assert_eq!(data_records, records, "{fields}");
+    assert!(templates >= 2, "{fields}");
+}
+
+/// A collector that is not there: the analysis is not slowed, the summary still
+/// comes, and the loss is one warning line and one summary line (exit status 2).
+#[test]
+fn ipfix_to_a_dead_collector() {
+    let port = free_udp_port();
+    let cap = data("captures/generated/netns-25s-client.pcap.gz");
+    let t = std::time::Instant::now();
+    let out = tcpsight(&[
+        "analyze",
+        &cap,
+        "--no-progress",
+        "--ipfix",
+        &format!("127.0.0.1:{port}"),
+        "--export-wait",
+        "1",
+    ]);
+    let took = t.elapsed();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(text(&out.stdout).contains("9,092"), "the report is there");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() <= 3, "{err}");
+    assert!(
+        err.contains("not delivered") && err.contains("refused"),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

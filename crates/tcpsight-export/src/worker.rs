@@ -1,0 +1,159 @@
+//! The sender thread of the network sinks (ClickHouse, IPFIX): records go through a
+//! bounded queue, so the thread that analyses packets never waits for a network; a
+//! record that finds the queue full is dropped and counted. The sink's `finish` closes
+//! the queue and waits for the thread at most until a deadline; what is still
+//! undelivered then is counted as failed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a sink delivered, shared by the caller and its thread.
+#[derive(Default)]
+pub struct Stats {
+    /// Records delivered (inserted, or handed to the network for UDP).
+    pub sent: AtomicU64,
+    /// Records dropped because the queue was full (a long outage).
+    pub dropped: AtomicU64,
+    /// Records given up after the deadline or refused by the other side.
+    pub failed: AtomicU64,
+    /// Attempts that failed (each retried later).
+    pub errors: AtomicU64,
+    /// Messages, batches or datagrams sent.
+    pub batches: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// When `finish` stops waiting.
+    pub deadline: Mutex<Option<Instant>>,
+}
+
+impl Stats {
+    pub fn past_deadline(&self) -> bool {
+        self.deadline
+            .lock()
+            .ok()
+            .and_then(|d| *d)
+            .is_some_and(|d| Instant::now() >= d)
+    }
+
+    pub fn error(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some(e);
+        }
+    }
+
+    pub fn get(&self, c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    /// "9,092 records sent in 3 batches; 12 dropped (queue full); ...", for reports.
+    pub fn summary(&self, unit: &str) -> String {
+        let mut s = format!(
+            "{} records sent in {} {unit}",
+            self.get(&self.sent),
+            self.get(&self.batches)
+        );
+        let (d, f, e) = (
+            self.get(&self.dropped),
+            self.get(&self.failed),
+            self.get(&self.errors),
+        );
+        if d > 0 {
+            s.push_str(&format!("; {d} dropped (queue full)"));
+        }
+        if f > 0 {
+            s.push_str(&format!("; {f} not delivered"));
+        }
+        if e > 0 {
+            let last = self
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_default();
+            s.push_str(&format!("; {e} failed attempts (last: {last})"));
+        }
+        s
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.get(&self.dropped) + self.get(&self.failed)
+    }
+}
+
+/// A warning sink for the thread: one line per outage, not per attempt.
+pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub fn stderr_warn() -> Warn {
+    Arc::new(|line: &str| eprintln!("tcpsight: {line}"))
+}
+
+/// The caller's end of a sender thread carrying `T`.
+pub struct Worker<T: Send + 'static> {
+    tx: Option<SyncSender<T>>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<Stats>,
+}
+
+impl<T: Send + 'static> Worker<T> {
+    /// Starts `run(queue, stats)` on a thread with a queue of `capacity` items.
+    pub fn start(
+        name: &str,
+        capacity: usize,
+        run: impl FnOnce(Receiver<T>, Arc<Stats>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let stats = Arc::new(Stats::default());
+        let s = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(rx, s))?;
+        Ok(Worker {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Queues an item; never waits. A full queue drops it (counted).
+    pub fn push(&mut self, item: T) {
+        match self.tx.as_ref().map(|tx| tx.try_send(item)) {
+            Some(Ok(())) => {}
+            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Closes the queue and waits for the thread to deliver what it has, giving up at
+    /// `wait` from now (the thread counts the rest as failed).
+    pub fn finish(&mut self, wait: Duration) {
+        if let Ok(mut d) = self.stats.deadline.lock() {
+            *d = Some(Instant::now() + wait);
+        }
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Worker<T> {
+    fn drop(&mut self) {
+        self.finish(Duration::ZERO);
+    }
+}
+
+/// Sleeps `d`, in short steps so a deadline stops it early; false when past it.
+pub fn sleep_unless_deadline(stats: &Stats, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stats.past_deadline() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+    }
+    !stats.past_deadline()
+}
