@@ -6,6 +6,7 @@
 //! them. Every writer takes its columns from the record's one schema
 //! (`ConnRecord::for_each_field`), so the formats cannot drift apart.
 
+pub mod clickhouse;
 pub mod columns;
 pub mod ipfix;
 pub mod lines;

@@ -50,11 +50,16 @@ impl Stats {
 
     /// "9,092 records sent in 3 batches; 12 dropped (queue full); ...", for reports.
     pub fn summary(&self, unit: &str) -> String {
-        let mut s = format!(
-            "{} records sent in {} {unit}",
-            self.get(&self.sent),
-            self.get(&self.batches)
-        );
+        let batches = self.get(&self.batches);
+        let unit = if batches == 1 {
+            match unit {
+                "batches" => "batch",
+                u => u.strip_suffix('s').unwrap_or(u),
+            }
+        } else {
+            unit
+        };
+        let mut s = format!("{} records sent in {batches} {unit}", self.get(&self.sent));
         let (d, f, e) = (
             self.get(&self.dropped),
             self.get(&self.failed),
@@ -94,6 +99,10 @@ pub fn stderr_warn() -> Warn {
 pub struct Worker<T: Send + 'static> {
     tx: Option<SyncSender<T>>,
     thread: Option<JoinHandle<()>>,
+    /// Says the thread has ended (it may be stuck in a slow peer's read).
+    done: Receiver<()>,
+    /// Records accepted by the queue.
+    queued: u64,
     pub stats: Arc<Stats>,
 }
 
@@ -105,14 +114,20 @@ impl<T: Send + 'static> Worker<T> {
         run: impl FnOnce(Receiver<T>, Arc<Stats>) + Send + 'static,
     ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(capacity.max(1));
+        let (done_tx, done) = sync_channel(1);
         let stats = Arc::new(Stats::default());
         let s = stats.clone();
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || run(rx, s))?;
+            .spawn(move || {
+                run(rx, s);
+                let _ = done_tx.send(());
+            })?;
         Ok(Worker {
             tx: Some(tx),
             thread: Some(thread),
+            done,
+            queued: 0,
             stats,
         })
     }
@@ -120,7 +135,7 @@ impl<T: Send + 'static> Worker<T> {
     /// Queues an item; never waits. A full queue drops it (counted).
     pub fn push(&mut self, item: T) {
         match self.tx.as_ref().map(|tx| tx.try_send(item)) {
-            Some(Ok(())) => {}
+            Some(Ok(())) => self.queued += 1,
             Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -128,15 +143,30 @@ impl<T: Send + 'static> Worker<T> {
     }
 
     /// Closes the queue and waits for the thread to deliver what it has, giving up at
-    /// `wait` from now (the thread counts the rest as failed).
+    /// `wait` from now: what is not delivered by then (queued, or in a request to a
+    /// peer that does not answer) is counted as failed, and the thread is left to end
+    /// on its own.
     pub fn finish(&mut self, wait: Duration) {
+        if self.tx.is_none() {
+            return;
+        }
         if let Ok(mut d) = self.stats.deadline.lock() {
             *d = Some(Instant::now() + wait);
         }
         self.tx = None;
-        if let Some(t) = self.thread.take() {
+        let ended = self
+            .done
+            .recv_timeout(wait + Duration::from_millis(300))
+            .is_ok();
+        if let Some(t) = self.thread.take()
+            && ended
+        {
             let _ = t.join();
         }
+        let sent = self.stats.get(&self.stats.sent);
+        self.stats
+            .failed
+            .store(self.queued.saturating_sub(sent), Ordering::Relaxed);
     }
 }
 

@@ -67,6 +67,18 @@ pub struct AnalyzeArgs {
     /// (nfcapd, GoFlow2, ...): docs/export.md
     #[arg(long, value_name = "HOST:PORT", help_heading = "Export")]
     ipfix: Option<String>,
+    /// Insert every record into ClickHouse over HTTP, in batches, e.g.
+    /// http://host:8123/?table=tcpsight.connections (user and password from
+    /// TCPSIGHT_CLICKHOUSE_USER / TCPSIGHT_CLICKHOUSE_PASSWORD): docs/export.md
+    #[arg(long, value_name = "URL", help_heading = "Export")]
+    clickhouse: Option<String>,
+    /// Create the ClickHouse database and table first if they do not exist
+    #[arg(long, requires = "clickhouse", help_heading = "Export")]
+    clickhouse_create: bool,
+    /// Records that wait for ClickHouse during an outage; beyond, they are dropped and
+    /// counted
+    #[arg(long, value_name = "N", default_value_t = tcpsight_export::clickhouse::DEFAULT_QUEUE, requires = "clickhouse", help_heading = "Export")]
+    clickhouse_queue: usize,
     /// At the end, how long to wait for the network exports to deliver what is queued
     /// before counting it as lost
     #[arg(
@@ -393,6 +405,17 @@ fn open_exports(args: &AnalyzeArgs) -> Result<Vec<Box<dyn RecordSink>>, String> 
     if let Some(target) = &args.ipfix {
         let x = tcpsight_export::ipfix::IpfixExporter::udp(target, Default::default())
             .map_err(|e| format!("--ipfix {target}: {e}"))?
+            .with_wait(wait);
+        v.push(Box::new(x));
+    }
+    if let Some(url) = &args.clickhouse {
+        let opts = tcpsight_export::clickhouse::ClickHouseOptions {
+            queue: args.clickhouse_queue,
+            create: args.clickhouse_create,
+            ..Default::default()
+        };
+        let x = tcpsight_export::clickhouse::ClickHouseSink::new(url, opts)
+            .map_err(|e| format!("--clickhouse {e}"))?
             .with_wait(wait);
         v.push(Box::new(x));
     }

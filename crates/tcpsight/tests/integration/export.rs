@@ -800,3 +800,357 @@ fn ipfix_to_a_dead_collector() {
     );
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP POST to a ClickHouse server: (status, body).
+fn http_post(port: u16, body: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let t = text(&resp);
+    let code = t.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = t.split_once("\r\n\r\n").unwrap_or((&t, ""));
+    // Chunked bodies: the chunks' text without their size lines.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Ok((code, body))
+}
+
+/// A ClickHouse server of this test's own: a config in a temp directory, loopback
+/// ports, a plain process (not the system service), killed when dropped.
+struct ClickHouse {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ClickHouse {
+    fn start() -> Option<ClickHouse> {
+        if Command::new("clickhouse-server")
+            .arg("--help")
+            .output()
+            .is_err()
+        {
+            return missing("clickhouse-server not installed (apt-get install clickhouse-server)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let (http, tcp) = (free_tcp_port(), free_tcp_port());
+        std::fs::write(
+            dir.path().join("users.xml"),
+            "<yandex><profiles><default></default></profiles><users><default><password></password>\
+             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile>\
+             <quota>default</quota></default></users><quotas><default></default></quotas></yandex>",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("config.xml"),
+            format!(
+                "<yandex><logger><level>warning</level><log>{d}/server.log</log>\
+                 <errorlog>{d}/error.log</errorlog><console>0</console></logger>\
+                 <http_port>{http}</http_port><tcp_port>{tcp}</tcp_port>\
+                 <listen_host>127.0.0.1</listen_host><path>{d}/data/</path>\
+                 <tmp_path>{d}/tmp/</tmp_path><user_files_path>{d}/files/</user_files_path>\
+                 <format_schema_path>{d}/schemas/</format_schema_path>\
+                 <users_config>{d}/users.xml</users_config>\
+                 <default_profile>default</default_profile><default_database>default</default_database>\
+                 <mark_cache_size>268435456</mark_cache_size>\
+                 <uncompressed_cache_size>268435456</uncompressed_cache_size></yandex>"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("clickhouse-server")
+            .arg(format!("--config-file={d}/config.xml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("clickhouse-server starts");
+        let ch = ClickHouse {
+            child,
+            port: http,
+            _dir: dir,
+        };
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(60) {
+            if let Ok((200, _)) = http_post(http, "SELECT 1") {
+                return Some(ch);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("clickhouse-server did not answer on port {http} within 60 s");
+    }
+
+    fn query(&self, q: &str) -> String {
+        let (code, body) = http_post(self.port, q).unwrap();
+        assert_eq!(code, 200, "{q}: {body}");
+        body
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--clickhouse URL` into a real ClickHouse server (Debian's 18.16, started here):
+/// the same rows come back, and every column's non-null count and sum equals the
+/// JSON Lines of the same run; a missing table is one clear line, then
+/// `--clickhouse-create` makes it from the schema.
+#[test]
+fn clickhouse_rows_read_back() {
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}/?table=tcpsight.connections", ch.port);
+    let dir = tempfile::tempdir().unwrap();
+    let cap = data("captures/generated/netns-25s-client.pcap.gz");
+    // No table yet: refused by the server, said once, analysis complete, status 2.
+    let out = tcpsight(&[
+        "analyze",
+        &cap,
+        "--no-progress",
+        "--clickhouse",
+        &url,
+        "--export-wait",
+        "1",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("HTTP ") && err.contains("9092 not delivered"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 2, "{err}");
+    let mut recs = Vec::new();
+    for (i, cap) in [cap.as_str(), &data("captures/generated/l7-mix.pcap")]
+        .iter()
+        .enumerate()
+    {
+        let f = dir.path().join(format!("{i}.jsonl"));
+        let out = tcpsight(&[
+            "analyze",
+            cap,
+            "--no-progress",
+            "--l7",
+            "--flows",
+            f.to_str().unwrap(),
+            "--clickhouse",
+            &url,
+            "--clickhouse-create",
+        ]);
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let n = lines(&f).len();
+        assert!(err.contains(&format!("{n} records sent")), "{err}");
+        recs.extend(lines(&f));
+    }
+    let all = dir.path().join("all.jsonl");
+    std::fs::write(
+        &all,
+        recs.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let (rows, want) = jsonl_figures(&all);
+    // Types of the table, as the server has them.
+    let types: BTreeMap<String, String> = ch
+        .query("SELECT name, type FROM system.columns WHERE database = 'tcpsight' AND table = 'connections' FORMAT TSV")
+        .lines()
+        .map(|l| {
+            let (n, t) = l.split_once('\t').unwrap();
+            (n.to_string(), t.to_string())
+        })
+        .collect();
+    assert_eq!(types.len(), want.len().max(types.len()));
+    let mut exprs = vec!["toString(count())".to_string()];
+    for (name, ty) in &types {
+        let base = ty.trim_start_matches("Nullable(").trim_end_matches(')');
+        let e = match base {
+            "String" => format!("sum(length({name}))"),
+            b if b.starts_with("DateTime") => format!("sum(toUInt64({name}))"),
+            _ if name.ends_with("_ns") => format!("sum(intDiv({name}, 1000000))"),
+            _ => format!("sum({name})"),
+        };
+        exprs.push(format!("toString({e})"));
+        exprs.push(format!("toString(count({name}))"));
+    }
+    let row = ch.query(&format!(
+        "SELECT {} FROM tcpsight.connections FORMAT TSV",
+        exprs.join(", ")
+    ));
+    let vals: Vec<&str> = row.trim_end().split('\t').collect();
+    assert_eq!(vals[0].parse::<u64>().unwrap(), rows, "rows");
+    for (i, (name, ty)) in types.iter().enumerate() {
+        let sum: i128 = vals[1 + 2 * i].parse().unwrap();
+        let count: u64 = vals[2 + 2 * i].parse().unwrap();
+        let (wsum, wcount) = want.get(name).copied().unwrap_or((0, 0));
+        assert_eq!(count, wcount, "non-null {name}");
+        let wsum = if ty.contains("DateTime") {
+            // Whole seconds: the JSON's 6-decimal seconds cut.
+            recs.iter()
+                .filter_map(|r| r[name.as_str()].as_f64())
+                .map(|x| x.floor() as i128)
+                .sum()
+        } else if name.ends_with("_ns") {
+            recs.iter()
+                .filter_map(|r| r[name.as_str()].as_u64())
+                .map(|x| (x / 1_000_000) as i128)
+                .sum()
+        } else {
+            wsum
+        };
+        assert_eq!(sum, wsum, "sum of {name} ({ty})");
+    }
+    // The same rows: key, time and a few figures of each, in one order.
+    let got = ch.query(
+        "SELECT client_ip, client_port, server_ip, server_port, ts_first_ns, outcome, c2s_pkts, s2c_payload_bytes, ifNull(server_name, '') FROM tcpsight.connections ORDER BY ts_first_ns, client_ip, client_port, server_ip, server_port, c2s_pkts FORMAT TSV",
+    );
+    let mut want_rows: Vec<(u64, String)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["ts_first_ns"].as_u64().unwrap(),
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r["client_ip"].as_str().unwrap(),
+                    r["client_port"],
+                    r["server_ip"].as_str().unwrap(),
+                    r["server_port"],
+                    r["ts_first_ns"],
+                    r["outcome"].as_str().unwrap(),
+                    r["c2s_pkts"],
+                    r["s2c_payload_bytes"],
+                    r["server_name"].as_str().unwrap_or("")
+                ),
+            )
+        })
+        .collect();
+    want_rows.sort_by(|a, b| {
+        let ka: Vec<&str> = a.1.split('\t').collect();
+        let kb: Vec<&str> = b.1.split('\t').collect();
+        (
+            a.0,
+            ka[0],
+            ka[1].parse::<u64>().unwrap(),
+            ka[2],
+            ka[3].parse::<u64>().unwrap(),
+            ka[6].parse::<u64>().unwrap(),
+        )
+            .cmp(&(
+                b.0,
+                kb[0],
+                kb[1].parse::<u64>().unwrap(),
+                kb[2],
+                kb[3].parse::<u64>().unwrap(),
+                kb[6].parse::<u64>().unwrap(),
+            ))
+    });
+    let want_text: Vec<String> = want_rows.into_iter().map(|r| r.1).collect();
+    let got_lines: Vec<&str> = got.lines().collect();
+    assert_eq!(got_lines.len(), want_text.len());
+    for (g, w) in got_lines.iter().zip(&want_text) {
+        assert_eq!(g, w);
+    }
+}
+
+/// A ClickHouse that is down, answers garbage or never answers: the analysis runs
+/// to its report anyway, in about the time of `--export-wait`; records beyond the
+/// queue are counted as dropped, the rest as not delivered; one warning line.
+#[test]
+fn clickhouse_down_garbage_or_silent() {
+    let cap = data("captures/generated/netns-25s-client.pcap.gz");
+    // A server that answers garbage, and one that accepts and never answers.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gport = garbage.local_addr().unwrap().port();
+    let sport = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in garbage.incoming().take(50).flatten() {
+            let _ = s.write_all(b"SSH-2.0-garbage\r\n");
+        }
+    });
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().take(50) {
+            held.push(s);
+        }
+    });
+    let down = free_tcp_port();
+    for (port, what) in [
+        (down, "refused"),
+        (gport, "not an HTTP answer"),
+        (sport, "timed out"),
+    ] {
+        let t = std::time::Instant::now();
+        let out = tcpsight(&[
+            "analyze",
+            &cap,
+            "--no-progress",
+            "--clickhouse",
+            &format!("http://127.0.0.1:{port}/?table=t"),
+            "--clickhouse-queue",
+            "1000",
+            "--export-wait",
+            "1",
+        ]);
+        let took = t.elapsed();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            text(&out.stdout).contains("9,092"),
+            "{what}: the report is there"
+        );
+        assert!(err.contains("dropped (queue full)"), "{what}: {err}");
+        assert!(err.contains("not delivered"), "{what}: {err}");
+        if what != "timed out" {
+            assert!(err.contains(what), "{what}: {err}");
+        }
+        assert!(err.lines().count() <= 2, "{what}: {err}");
+        assert!(took < std::time::Duration::from_secs(6), "{what}: {took:?}");
+        // Counted: dropped + not delivered = every record.
+        let summary = err.lines().last().unwrap_or("");
+        let n = |key: &str| -> u64 {
+            summary
+                .split("; ")
+                .find(|p| p.contains(key))
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(n("dropped") + n("not delivered"), 9092, "{what}: {err}");
+    }
+}
