@@ -462,3 +462,21 @@ mod tests {
         assert!(ddl("t").contains("connect_us Nullable(Int64)"));
     }
 }
+
+#[cfg(test)]
+mod docs {
+    /// docs/export.md shows the DDL this sink creates, exactly.
+    #[test]
+    fn the_documented_table_is_the_one_created() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/export.md"
+        ))
+        .unwrap_or_default();
+        let ddl = super::ddl("tcpsight.connections");
+        if std::env::var_os("TCPSIGHT_PRINT_DDL").is_some() {
+            println!("{ddl}");
+        }
+        assert!(doc.contains(&ddl), "docs/export.md lacks the table:\n{ddl}");
+    }
+}
