@@ -468,11 +468,9 @@ mod docs {
     /// docs/export.md shows the DDL this sink creates, exactly.
     #[test]
     fn the_documented_table_is_the_one_created() {
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/export.md"
-        ))
-        .unwrap_or_default();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/export.md"))
+                .unwrap_or_default();
         let ddl = super::ddl("tcpsight.connections");
         if std::env::var_os("TCPSIGHT_PRINT_DDL").is_some() {
             println!("{ddl}");

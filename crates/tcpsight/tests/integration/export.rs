@@ -1154,3 +1154,24 @@ fn clickhouse_down_garbage_or_silent() {
         assert_eq!(n("dropped") + n("not delivered"), 9092, "{what}: {err}");
     }
 }
+
+/// A full disk under a Parquet file: one line naming the problem, exit status 2.
+#[test]
+fn parquet_on_a_full_disk() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let out = tcpsight(&[
+        "analyze",
+        &data("captures/generated/netns-25s-client.pcap.gz"),
+        "--flows",
+        "/dev/full",
+        "--format",
+        "parquet",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+}
