@@ -242,6 +242,9 @@ pub struct ClickHouseOptions {
     pub batch_rows: usize,
     /// CREATE DATABASE / TABLE IF NOT EXISTS before the first insert.
     pub create: bool,
+    /// A full queue waits while inserts succeed (a face reading files); live faces
+    /// leave it off, so the packet path never waits.
+    pub wait_when_full: bool,
     pub warn: Warn,
 }
 
@@ -251,6 +254,7 @@ impl Default for ClickHouseOptions {
             queue: DEFAULT_QUEUE,
             batch_rows: BATCH_ROWS,
             create: false,
+            wait_when_full: false,
             warn: stderr_warn(),
         }
     }
@@ -272,10 +276,12 @@ impl ClickHouseSink {
         let mut opts = opts;
         opts.batch_rows = opts.batch_rows.min(opts.queue / 2).max(1);
         let capacity = opts.queue.saturating_sub(opts.batch_rows).max(1);
+        let wait_when_full = opts.wait_when_full;
         let worker = Worker::start("tcpsight-clickhouse", capacity, move |rx, stats| {
             insert_loop(rx, stats, target, opts, name)
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .wait_when_full(wait_when_full);
         Ok(ClickHouseSink {
             worker,
             url: url.to_string(),
@@ -344,6 +350,7 @@ fn insert_loop(
             if timeout.is_zero() {
                 return;
             }
+            stats.start_request();
             let r = if created {
                 post(&target, &batch, timeout)
             } else {
@@ -353,6 +360,7 @@ fn insert_loop(
             };
             match r {
                 Ok(()) => {
+                    stats.end_request(true);
                     stats.sent.fetch_add(rows as u64, Ordering::Relaxed);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     if failing {
@@ -369,6 +377,7 @@ fn insert_loop(
                         ));
                         failing = true;
                     }
+                    stats.end_request(false);
                     stats.error(e);
                     if !sleep_unless_deadline(&stats, backoff) {
                         return;

@@ -167,13 +167,40 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
 }
 
+/// For each schema field in order, the element reading it (built once: matching names
+/// per record cost more than the rest of the encoding).
+fn slots() -> &'static [Option<usize>] {
+    static SLOTS: std::sync::OnceLock<Vec<Option<usize>>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        crate::columns::conn_records()
+            .iter()
+            .map(|c| field_slot(c.name))
+            .collect()
+    })
+}
+
+fn templates(v6: bool) -> &'static [Field] {
+    static T: std::sync::OnceLock<[Vec<Field>; 2]> = std::sync::OnceLock::new();
+    &T.get_or_init(|| [template_fields(false), template_fields(true)])[v6 as usize]
+}
+
 /// Encodes a record's data fields in template order.
 pub fn encode(r: &ConnRecord) -> Encoded {
     let v6 = !r.client.is_v4();
     let mut ints = [ABSENT; FIELDS_LEN];
     let mut texts: [String; 3] = Default::default();
+    let slots = slots();
+    let mut pos = 0;
     r.for_each_field(|name, v| {
-        let Some(i) = field_slot(name) else { return };
+        let slot = slots.get(pos).copied().flatten();
+        pos += 1;
+        // The schema in its order; a name check keeps a reordered schema right.
+        let Some(i) = slot.filter(|&i| match FIELDS[i].src {
+            Src::Int(n) | Src::Text(n) => n == name,
+            _ => false,
+        }) else {
+            return;
+        };
         match (FIELDS[i].src, v) {
             (Src::Text(_), Value::Str(s)) => {
                 let slot = match FIELDS[i].id {
@@ -202,7 +229,9 @@ pub fn encode(r: &ConnRecord) -> Encoded {
         }
     });
     let mut b = Vec::with_capacity(160);
-    for fd in template_fields(v6) {
+    // The template is HEAD, the two addresses, then FIELDS in order.
+    const FIRST: usize = HEAD.len() + 2;
+    for (k, &fd) in templates(v6).iter().enumerate() {
         let n = match fd.src {
             Src::StartMs => r.ts_first_ns / 1_000_000,
             Src::EndMs => r.ts_last_ns / 1_000_000,
@@ -229,10 +258,7 @@ pub fn encode(r: &ConnRecord) -> Encoded {
                 b.extend_from_slice(t);
                 continue;
             }
-            Src::Int(name) => {
-                let i = field_slot(name).expect("a field of the table");
-                ints[i]
-            }
+            Src::Int(_) => ints[k - FIRST],
             Src::Const(c) => c,
             Src::TcpFlags => tcp_flags(r),
             Src::EndReason => end_reason(r),

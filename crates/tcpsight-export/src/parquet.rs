@@ -34,7 +34,9 @@ pub const ZSTD_LEVEL: i32 = 3;
 enum Values {
     Int(Vec<i64>),
     Bool(Vec<bool>),
-    Str(Vec<ByteArray>),
+    /// Text end to end in one buffer, and where each value ends: no allocation per
+    /// value (one per string made most of the writer's cost).
+    Str(Vec<u8>, Vec<usize>),
 }
 
 impl Values {
@@ -42,7 +44,7 @@ impl Values {
         match self {
             Values::Int(v) => v.len(),
             Values::Bool(v) => v.len(),
-            Values::Str(v) => v.len(),
+            Values::Str(_, ends) => ends.len(),
         }
     }
 
@@ -50,7 +52,10 @@ impl Values {
         match self {
             Values::Int(v) => v.truncate(n),
             Values::Bool(v) => v.truncate(n),
-            Values::Str(v) => v.truncate(n),
+            Values::Str(data, ends) => {
+                ends.truncate(n);
+                data.truncate(ends.last().copied().unwrap_or(0));
+            }
         }
     }
 
@@ -135,7 +140,7 @@ impl<W: Write + Send> ParquetWriter<W> {
                 values: match col.kind {
                     Kind::Int | Kind::Timestamp => Values::Int(Vec::new()),
                     Kind::Bool => Values::Bool(Vec::new()),
-                    Kind::Str => Values::Str(Vec::new()),
+                    Kind::Str => Values::Str(Vec::new(), Vec::new()),
                 },
                 defs: Vec::new(),
                 col,
@@ -213,10 +218,22 @@ impl<W: Write + Send> ParquetWriter<W> {
                 .map_err(err)?
                 .ok_or_else(|| err("fewer columns than the schema"))?;
             let defs = c.col.nullable.then_some(&c.defs[..]);
-            match &c.values {
+            match &mut c.values {
                 Values::Int(v) => w.typed::<Int64Type>().write_batch(v, defs, None),
                 Values::Bool(v) => w.typed::<BoolType>().write_batch(v, defs, None),
-                Values::Str(v) => w.typed::<ByteArrayType>().write_batch(v, defs, None),
+                Values::Str(data, ends) => {
+                    let all = bytes::Bytes::from(std::mem::take(data));
+                    let mut start = 0;
+                    let v: Vec<ByteArray> = ends
+                        .iter()
+                        .map(|&end| {
+                            let b = ByteArray::from(all.slice(start..end));
+                            start = end;
+                            b
+                        })
+                        .collect();
+                    w.typed::<ByteArrayType>().write_batch(&v, defs, None)
+                }
             }
             .map_err(err)?;
             w.close().map_err(err)?;
@@ -266,11 +283,15 @@ fn push(c: &mut ColumnBuf, name: &str, v: Value, text: &mut String) -> Result<()
     }
     match (&mut c.values, v) {
         (Values::Bool(b), Value::Bool(x)) => b.push(x),
-        (Values::Str(s), Value::Str(x)) => s.push(ByteArray::from(x)),
-        (Values::Str(s), Value::Addr(a)) => {
+        (Values::Str(data, ends), Value::Str(x)) => {
+            data.extend_from_slice(x.as_bytes());
+            ends.push(data.len());
+        }
+        (Values::Str(data, ends), Value::Addr(a)) => {
             text.clear();
             crate::text::addr(a, text);
-            s.push(ByteArray::from(text.as_str()));
+            data.extend_from_slice(text.as_bytes());
+            ends.push(data.len());
         }
         (Values::Int(n), v) => n.push(int(&v).ok_or("not an integer")?),
         _ => return Err(format!("field {name}: mismatched value")),

@@ -26,9 +26,40 @@ pub struct Stats {
     pub last_error: Mutex<Option<String>>,
     /// When `finish` stops waiting.
     pub deadline: Mutex<Option<Instant>>,
+    /// The last attempt failed (the thread sets and clears it).
+    pub failing: std::sync::atomic::AtomicBool,
+    /// When the request in flight started (None: none).
+    pub in_flight: Mutex<Option<Instant>>,
 }
 
+/// A request slower than this makes a waiting producer drop instead.
+pub const SLOW_PEER: Duration = Duration::from_secs(2);
+
 impl Stats {
+    /// Whether the peer is taking what is sent: no failure, no request stuck.
+    pub fn healthy(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed)
+            && self
+                .in_flight
+                .lock()
+                .ok()
+                .and_then(|t| *t)
+                .is_none_or(|t| t.elapsed() < SLOW_PEER)
+    }
+
+    pub fn start_request(&self) {
+        if let Ok(mut t) = self.in_flight.lock() {
+            *t = Some(Instant::now());
+        }
+    }
+
+    pub fn end_request(&self, ok: bool) {
+        if let Ok(mut t) = self.in_flight.lock() {
+            *t = None;
+        }
+        self.failing.store(!ok, Ordering::Relaxed);
+    }
+
     pub fn past_deadline(&self) -> bool {
         self.deadline
             .lock()
@@ -103,6 +134,9 @@ pub struct Worker<T: Send + 'static> {
     done: Receiver<()>,
     /// Records accepted by the queue.
     queued: u64,
+    /// With a full queue and a peer that accepts, wait for room instead of dropping
+    /// (faces reading files: nothing is lost by waiting; never for live capture).
+    wait_when_full: bool,
     pub stats: Arc<Stats>,
 }
 
@@ -128,16 +162,39 @@ impl<T: Send + 'static> Worker<T> {
             thread: Some(thread),
             done,
             queued: 0,
+            wait_when_full: false,
             stats,
         })
     }
 
-    /// Queues an item; never waits. A full queue drops it (counted).
+    /// See the field; off by default.
+    pub fn wait_when_full(mut self, on: bool) -> Self {
+        self.wait_when_full = on;
+        self
+    }
+
+    /// Queues an item without waiting: a full queue drops it (counted); with
+    /// `wait_when_full`, it waits for room while the peer accepts what is sent.
     pub fn push(&mut self, item: T) {
-        match self.tx.as_ref().map(|tx| tx.try_send(item)) {
-            Some(Ok(())) => self.queued += 1,
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let Some(tx) = self.tx.as_ref() else {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut item = item;
+        loop {
+            match tx.try_send(item) {
+                Ok(()) => {
+                    self.queued += 1;
+                    return;
+                }
+                Err(TrySendError::Full(back)) if self.wait_when_full && self.stats.healthy() => {
+                    item = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(_) => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
             }
         }
     }

@@ -412,6 +412,8 @@ fn open_exports(args: &AnalyzeArgs) -> Result<Vec<Box<dyn RecordSink>>, String> 
         let opts = tcpsight_export::clickhouse::ClickHouseOptions {
             queue: args.clickhouse_queue,
             create: args.clickhouse_create,
+            // Files: waiting for a server that accepts loses nothing.
+            wait_when_full: true,
             ..Default::default()
         };
         let x = tcpsight_export::clickhouse::ClickHouseSink::new(url, opts)
