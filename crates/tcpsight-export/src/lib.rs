@@ -6,8 +6,13 @@
 //! them. Every writer takes its columns from the record's one schema
 //! (`ConnRecord::for_each_field`), so the formats cannot drift apart.
 
+pub mod clickhouse;
+pub mod columns;
+pub mod ipfix;
 pub mod lines;
+pub mod parquet;
 pub mod text;
+pub mod worker;
 
 use std::io;
 
@@ -19,6 +24,11 @@ use tcpsight_core::ConnRecord;
 pub trait RecordSink {
     fn write(&mut self, r: &ConnRecord) -> io::Result<()>;
     fn finish(&mut self) -> io::Result<()>;
+    /// After `finish`: one line on what was delivered and what was not (network sinks:
+    /// records sent, dropped, failed attempts), for the face to show.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<S: RecordSink + ?Sized> RecordSink for Box<S> {
@@ -27,5 +37,8 @@ impl<S: RecordSink + ?Sized> RecordSink for Box<S> {
     }
     fn finish(&mut self) -> io::Result<()> {
         (**self).finish()
+    }
+    fn report(&self) -> Option<String> {
+        (**self).report()
     }
 }

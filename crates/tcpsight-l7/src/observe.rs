@@ -282,3 +282,66 @@ pub fn tls_log_fields() -> Vec<&'static str> {
     names.extend(TlsHandshake::field_names());
     names
 }
+
+/// A context for the examples below.
+pub fn example_context() -> Context {
+    let e = Endpoint {
+        addr: tcpsight_core::Addr::from_v4([0, 0, 0, 0]),
+        port: 0,
+    };
+    Context {
+        id: ConnId::default(),
+        client: e,
+        server: e,
+    }
+}
+
+/// An HTTP transaction with every optional field set, and one with none: a typed
+/// sink (Parquet, ClickHouse) takes the log's column types and nullability from them.
+pub fn http_log_examples() -> [HttpTransaction; 2] {
+    let s = || Some(String::new());
+    let full = HttpTransaction {
+        method: s(),
+        host: s(),
+        uri: s(),
+        version: s(),
+        user_agent: s(),
+        referrer: s(),
+        request_body_len: Some(0),
+        info_code: Some(100),
+        info_msg: s(),
+        status_code: Some(200),
+        status_msg: s(),
+        response_version: s(),
+        content_type: s(),
+        response_body_len: Some(0),
+        server: s(),
+        request_first_ns: Some(0),
+        request_last_ns: Some(0),
+        response_first_ns: Some(0),
+        response_last_ns: Some(0),
+        ..HttpTransaction::default()
+    };
+    [full, HttpTransaction::default()]
+}
+
+/// A TLS handshake with every optional field set, and one with none (as above).
+pub fn tls_log_examples() -> [TlsHandshake; 2] {
+    let s = || Some(String::new());
+    let full = TlsHandshake {
+        version: Some("TLSv1.3"),
+        cipher: s(),
+        server_name: s(),
+        alpn_chosen: s(),
+        client_version: Some("TLSv1.2"),
+        resumption: Some("psk"),
+        ja3: s(),
+        ja3s: s(),
+        ja4: s(),
+        client_first_ns: Some(0),
+        server_hello_ns: Some(0),
+        established_ns: Some(0),
+        ..TlsHandshake::default()
+    };
+    [full, TlsHandshake::default()]
+}

@@ -1,7 +1,6 @@
 //! `tcpsight analyze`: capture files in, summary + per-destination table (+ flows) out.
 
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -12,13 +11,16 @@ use tcpsight_pipeline::{FileSource, FrameSource, Limits, Progress, Runner, Tap};
 
 use std::collections::HashMap;
 
+use tcpsight_anon::{Anonymizer, Net};
 use tcpsight_core::Endpoint;
-use tcpsight_l7::observe::{Context, Logged, http_log_fields, tls_log_fields};
+use tcpsight_export::RecordSink;
+use tcpsight_export::columns;
+use tcpsight_l7::observe::{Context, Logged, example_context, http_log_examples, tls_log_examples};
 use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
 
 use crate::output::dist::{self, BucketBy, Buckets, ConnSummary};
 use crate::output::filter::{ConnFilter, TimeSpec, parse_time};
-use crate::output::flows::{FlowFormat, FlowWriter};
+use crate::output::flows::{FlowFormat, Writer};
 use crate::output::summary::{self, InputInfo, Outcomes};
 use crate::output::table::{self, DestinationTable, GroupBy, SortBy};
 
@@ -41,14 +43,16 @@ pub struct AnalyzeArgs {
     /// Write one record per connection to FILE (- for stdout)
     #[arg(long, value_name = "FILE")]
     flows: Option<String>,
-    /// Format of --flows (default: from the file name, `.csv` for CSV, else JSON Lines)
+    /// Format of --flows (default: from the file name, `.csv` for CSV, `.parquet` for
+    /// Parquet, else JSON Lines)
     #[arg(long, value_enum, requires = "flows")]
     format: Option<FlowFormat>,
     /// Write one record per HTTP request/response to FILE (JSON Lines, or CSV for a
-    /// `.csv` name; - for stdout): docs/l7.md
+    /// `.csv` name, Parquet for `.parquet`; - for stdout): docs/l7.md
     #[arg(long, value_name = "FILE", help_heading = "Application layer")]
     http_log: Option<String>,
-    /// Write one record per TLS handshake to FILE (JSON Lines, or CSV for `.csv`)
+    /// Write one record per TLS handshake to FILE (JSON Lines, CSV for `.csv`, Parquet
+    /// for `.parquet`)
     #[arg(long, value_name = "FILE", help_heading = "Application layer")]
     tls_log: Option<String>,
     /// Application-layer analysis: each record's app_proto, server_name, dns_name and
@@ -59,6 +63,55 @@ pub struct AnalyzeArgs {
     /// Print the summary and table as one JSON document
     #[arg(long)]
     json: bool,
+    /// Send every record as IPFIX (RFC 7011 biflows, UDP) to a collector at HOST:PORT
+    /// (nfcapd, GoFlow2, ...): docs/export.md
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Export")]
+    ipfix: Option<String>,
+    /// Insert every record into ClickHouse over HTTP, in batches, e.g.
+    /// http://host:8123/?table=tcpsight.connections (user and password from
+    /// TCPSIGHT_CLICKHOUSE_USER / TCPSIGHT_CLICKHOUSE_PASSWORD): docs/export.md
+    #[arg(long, value_name = "URL", help_heading = "Export")]
+    clickhouse: Option<String>,
+    /// Create the ClickHouse database and table first if they do not exist
+    #[arg(long, requires = "clickhouse", help_heading = "Export")]
+    clickhouse_create: bool,
+    /// Records that wait for ClickHouse during an outage; beyond, they are dropped and
+    /// counted
+    #[arg(long, value_name = "N", default_value_t = tcpsight_export::clickhouse::DEFAULT_QUEUE, requires = "clickhouse", help_heading = "Export")]
+    clickhouse_queue: usize,
+    /// At the end, how long to wait for the network exports to deliver what is queued
+    /// before counting it as lost
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        help_heading = "Export"
+    )]
+    export_wait: f64,
+    /// Anonymize every address in every output (records, logs, table, exports) with
+    /// CryptoPAn under the 32-byte key in KEYFILE (raw, 64 hex digits or base64):
+    /// prefix-preserving, the same mapping in every run with the same key (docs/export.md)
+    #[arg(long, value_name = "KEYFILE", help_heading = "Privacy")]
+    anonymize: Option<String>,
+    /// Anonymize only addresses in these blocks (comma-separated, 10.0.0.0/8,2001:db8::/32)
+    #[arg(
+        long,
+        value_name = "NETS",
+        requires = "anonymize",
+        help_heading = "Privacy"
+    )]
+    anonymize_only: Option<String>,
+    /// Never anonymize addresses in these blocks
+    #[arg(
+        long,
+        value_name = "NETS",
+        requires = "anonymize",
+        help_heading = "Privacy"
+    )]
+    keep_clear: Option<String>,
+    /// Also replace host names (SNI, HTTP Host, DNS names) by a keyed hash
+    #[arg(long, requires = "anonymize", help_heading = "Privacy")]
+    anonymize_names: bool,
     /// Table rows: per server address, or per address and port
     #[arg(long, value_enum, default_value = "host")]
     group_by: GroupBy,
@@ -177,7 +230,7 @@ impl AnalyzeArgs {
     /// The --flows format: as given, else as the file name says; a contradiction (a
     /// `.csv` file asked for as JSON Lines, or the reverse) is refused.
     fn flow_format(&self) -> Result<FlowFormat, String> {
-        let named = self.flows.as_deref().and_then(format_of_name);
+        let named = self.flows.as_deref().and_then(FlowFormat::of_name);
         match (self.format, named) {
             (Some(f), Some(n)) if f != n => Err(format!(
                 "--format {} but --flows {} names the other format",
@@ -218,8 +271,10 @@ impl AnalyzeArgs {
 /// Where the HTTP and TLS logs go.
 #[derive(Default)]
 struct L7Logs {
-    http: Option<FlowWriter<Box<dyn Write>>>,
-    tls: Option<FlowWriter<Box<dyn Write>>>,
+    http: Option<Writer>,
+    tls: Option<Writer>,
+    /// Addresses (and names) in the logs anonymized as in the records.
+    anon: Option<Anonymizer>,
     error: Option<(&'static str, io::Error)>,
 }
 
@@ -232,62 +287,164 @@ impl L7Logs {
         }
     }
 
-    fn flush(&mut self) {
+    fn finish(&mut self) {
         if let Some(w) = self.http.as_mut() {
-            let r = w.flush();
+            let r = w.finish();
             self.keep("the HTTP log", r);
         }
         if let Some(w) = self.tls.as_mut() {
-            let r = w.flush();
+            let r = w.finish();
             self.keep("the TLS log", r);
+        }
+    }
+
+    /// The context as the logs show it (anonymized when asked).
+    fn context(&mut self, ctx: &Context) -> Context {
+        match self.anon.as_mut() {
+            Some(a) => Context {
+                client: a.endpoint(ctx.client),
+                server: a.endpoint(ctx.server),
+                ..*ctx
+            },
+            None => *ctx,
         }
     }
 }
 
 impl L7Log for L7Logs {
     fn http(&mut self, ctx: &Context, t: &HttpTransaction) {
+        if self.http.is_none() {
+            return;
+        }
+        let ctx = self.context(ctx);
+        let hashed;
+        let t = match self.anon.as_ref().filter(|a| a.hashes_names()) {
+            Some(a) => {
+                hashed = HttpTransaction {
+                    host: t.host.as_deref().map(|h| a.name(h)),
+                    ..t.clone()
+                };
+                &hashed
+            }
+            None => t,
+        };
         if let Some(w) = self.http.as_mut() {
-            let r = w.write(&Logged { ctx, event: t });
+            let r = w.write(&Logged {
+                ctx: &ctx,
+                event: t,
+            });
             self.keep("the HTTP log", r);
         }
     }
     fn tls(&mut self, ctx: &Context, t: &TlsHandshake) {
+        if self.tls.is_none() {
+            return;
+        }
+        let ctx = self.context(ctx);
+        let hashed;
+        let t = match self.anon.as_ref().filter(|a| a.hashes_names()) {
+            Some(a) => {
+                hashed = TlsHandshake {
+                    server_name: t.server_name.as_deref().map(|h| a.name(h)),
+                    ..t.clone()
+                };
+                &hashed
+            }
+            None => t,
+        };
         if let Some(w) = self.tls.as_mut() {
-            let r = w.write(&Logged { ctx, event: t });
+            let r = w.write(&Logged {
+                ctx: &ctx,
+                event: t,
+            });
             self.keep("the TLS log", r);
         }
     }
 }
 
-/// Opens a log file (`-` for stdout), its format from its name.
-/// The line format a file name asks for, if it says.
-fn format_of_name(path: &str) -> Option<FlowFormat> {
-    let p = path.to_ascii_lowercase();
-    if p.ends_with(".csv") {
-        Some(FlowFormat::Csv)
-    } else if p.ends_with(".jsonl") || p.ends_with(".json") || p.ends_with(".ndjson") {
-        Some(FlowFormat::Jsonl)
+/// The columns of the HTTP and TLS logs, from their schema.
+fn log_columns(http: bool) -> Vec<columns::Column> {
+    let ctx = example_context();
+    let r = if http {
+        let [full, empty] = http_log_examples();
+        columns::of(
+            &Logged {
+                ctx: &ctx,
+                event: &full,
+            },
+            &Logged {
+                ctx: &ctx,
+                event: &empty,
+            },
+        )
     } else {
-        None
-    }
-}
-
-fn log_writer(path: &str, names: Vec<&'static str>) -> Result<FlowWriter<Box<dyn Write>>, String> {
-    let out: Box<dyn Write> = if path == "-" {
-        Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
-    } else {
-        let f = File::create(path).map_err(|e| format!("{path}: cannot create: {e}"))?;
-        Box::new(BufWriter::with_capacity(1 << 16, f))
+        let [full, empty] = tls_log_examples();
+        columns::of(
+            &Logged {
+                ctx: &ctx,
+                event: &full,
+            },
+            &Logged {
+                ctx: &ctx,
+                event: &empty,
+            },
+        )
     };
-    let format = format_of_name(path).unwrap_or(FlowFormat::Jsonl);
-    Ok(
-        FlowWriter::new(out, format.into(), tcpsight_export::lines::RECORD_TS_DIGITS)
-            .with_names(names),
-    )
+    r.expect("the log examples set every field")
 }
 
-struct Sinks<W: Write> {
-    flows: Option<FlowWriter<W>>,
+fn log_writer(path: &str, http: bool) -> Result<Writer, String> {
+    let format = FlowFormat::of_name(path).unwrap_or(FlowFormat::Jsonl);
+    Writer::open(path, format, log_columns(http))
+}
+
+/// The network exports the options ask for.
+fn open_exports(args: &AnalyzeArgs) -> Result<Vec<Box<dyn RecordSink>>, String> {
+    let wait = std::time::Duration::from_secs_f64(args.export_wait.clamp(0.0, 3600.0));
+    let mut v: Vec<Box<dyn RecordSink>> = Vec::new();
+    if let Some(target) = &args.ipfix {
+        let x = tcpsight_export::ipfix::IpfixExporter::udp(target, Default::default())
+            .map_err(|e| format!("--ipfix {target}: {e}"))?
+            .with_wait(wait);
+        v.push(Box::new(x));
+    }
+    if let Some(url) = &args.clickhouse {
+        let opts = tcpsight_export::clickhouse::ClickHouseOptions {
+            queue: args.clickhouse_queue,
+            create: args.clickhouse_create,
+            // Files: waiting for a server that accepts loses nothing.
+            wait_when_full: true,
+            ..Default::default()
+        };
+        let x = tcpsight_export::clickhouse::ClickHouseSink::new(url, opts)
+            .map_err(|e| format!("--clickhouse {e}"))?
+            .with_wait(wait);
+        v.push(Box::new(x));
+    }
+    Ok(v)
+}
+
+/// The anonymizer the options ask for.
+fn anonymizer(args: &AnalyzeArgs) -> Result<Option<Anonymizer>, String> {
+    let Some(path) = &args.anonymize else {
+        return Ok(None);
+    };
+    let key = tcpsight_anon::load_key(path)?;
+    let nets = |s: &Option<String>| s.as_deref().map(Net::parse_list).unwrap_or(Ok(Vec::new()));
+    Ok(Some(
+        Anonymizer::new(&key)
+            .only(nets(&args.anonymize_only)?)
+            .keep_clear(nets(&args.keep_clear)?)
+            .with_names(args.anonymize_names),
+    ))
+}
+
+struct Sinks {
+    flows: Option<Writer>,
+    /// Streams of records to other engines (ClickHouse, IPFIX).
+    exports: Vec<Box<dyn RecordSink>>,
+    /// Addresses (and names) anonymized before any output sees a record.
+    anon: Option<Anonymizer>,
     /// With --group-by name or app: the table keyed by those.
     labels: Option<table::LabelTable>,
     /// The application-layer analysis (with --l7, a log or an L7 grouping) and its logs.
@@ -306,7 +463,7 @@ struct Sinks<W: Write> {
     progress: Option<ProgressBar>,
 }
 
-impl<W: Write> Tap for Sinks<W> {
+impl Tap for Sinks {
     /// `--flows - | head`: once the reader is gone, reading on is wasted work.
     fn on_frame(&mut self, _f: &tcpsight_io::FrameRef) -> Result<(), String> {
         match &self.flow_error {
@@ -322,7 +479,7 @@ impl<W: Write> Tap for Sinks<W> {
     }
 }
 
-impl<W: Write> Observer for Sinks<W> {
+impl Observer for Sinks {
     fn on_handshake(&mut self, e: &tcpsight_core::HandshakeEvent) {
         if let Some(l7) = self.l7.as_mut() {
             l7.on_handshake(e);
@@ -342,6 +499,18 @@ impl<W: Write> Observer for Sinks<W> {
     }
 
     fn on_exchange(&mut self, e: &ExchangeEvent) {
+        let anonymized;
+        let e = match self.anon.as_mut() {
+            Some(a) => {
+                anonymized = ExchangeEvent {
+                    client: a.endpoint(e.client),
+                    server: a.endpoint(e.server),
+                    ..*e
+                };
+                &anonymized
+            }
+            None => e,
+        };
         if let Some(l) = self.labels.as_mut() {
             l.on_exchange(e);
             return;
@@ -359,16 +528,23 @@ impl<W: Write> Observer for Sinks<W> {
     fn on_connection(&mut self, r: &ConnRecord) {
         // The record with its application-layer fields, copied only when there are some.
         let filled;
-        let r = match self
+        let app = self
             .l7
             .as_mut()
-            .and_then(|l7| l7.finish(r, &mut self.l7_logs))
-        {
-            Some(app) => {
-                filled = ConnRecord { app, ..r.clone() };
+            .and_then(|l7| l7.finish(r, &mut self.l7_logs));
+        let r = match (app, self.anon.as_mut()) {
+            (None, None) => r,
+            (app, anon) => {
+                let mut c = r.clone();
+                if let Some(app) = app {
+                    c.app = app;
+                }
+                if let Some(a) = anon {
+                    a.record(&mut c);
+                }
+                filled = c;
                 &filled
             }
-            None => r,
         };
         self.seen += 1;
         let label_exchanges = self.labels.as_mut().map(|l| l.take_exchanges(r));
@@ -405,6 +581,10 @@ impl<W: Write> Observer for Sinks<W> {
             && let Err(e) = w.write(r)
         {
             self.flow_error = Some(e);
+        }
+        for x in &mut self.exports {
+            // Network sinks never fail a write: they count what they could not send.
+            let _ = x.write(r);
         }
     }
 }
@@ -446,16 +626,24 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }
     };
 
-    let flow_out: Option<Box<dyn Write>> = match args.flows.as_deref() {
+    let anon = match anonymizer(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let flows = match args.flows.as_deref() {
         None => None,
-        Some("-") => Some(Box::new(io::stdout().lock())),
-        Some(path) => match File::create(path) {
-            Ok(f) => Some(Box::new(f)),
-            Err(e) => {
-                eprintln!("tcpsight: {path}: cannot create flows file: {e}");
-                return ExitCode::from(2);
+        Some(path) => {
+            match Writer::records(path, args.flow_format().unwrap_or(FlowFormat::Jsonl)) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    eprintln!("tcpsight: flows file {e}");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
     };
     // Records or logs on stdout: the report goes to stderr.
     let flows_to_stdout = [&args.flows, &args.http_log, &args.tls_log]
@@ -467,13 +655,16 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         .filter_map(|r| r.current().map(|f| f.ts_ns))
         .min()
         .unwrap_or(0);
-    let mut l7_logs = L7Logs::default();
-    for (path, slot, names) in [
-        (&args.http_log, &mut l7_logs.http, http_log_fields()),
-        (&args.tls_log, &mut l7_logs.tls, tls_log_fields()),
+    let mut l7_logs = L7Logs {
+        anon: anon.clone(),
+        ..L7Logs::default()
+    };
+    for (path, slot, http) in [
+        (&args.http_log, &mut l7_logs.http, true),
+        (&args.tls_log, &mut l7_logs.tls, false),
     ] {
         if let Some(path) = path {
-            match log_writer(path, names) {
+            match log_writer(path, http) {
                 Ok(w) => *slot = Some(w),
                 Err(e) => {
                     eprintln!("tcpsight: {e}");
@@ -482,18 +673,21 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
             }
         }
     }
+    let exports = match open_exports(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut sinks = Sinks {
         l7: args
             .wants_l7()
             .then(|| L7::default().with_details(args.http_log.is_some())),
         l7_logs,
-        flows: flow_out.map(|w| {
-            FlowWriter::new(
-                BufWriter::with_capacity(1 << 16, w),
-                args.flow_format().unwrap_or(FlowFormat::Jsonl).into(),
-                tcpsight_export::lines::RECORD_TS_DIGITS,
-            )
-        }),
+        flows,
+        exports,
+        anon,
         flow_error: None,
         table: DestinationTable::new(args.group_by),
         labels: args
@@ -572,11 +766,27 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
 
     if let Some(w) = sinks.flows.as_mut()
         && sinks.flow_error.is_none()
-        && let Err(e) = w.flush()
+        && let Err(e) = w.finish()
     {
         sinks.flow_error = Some(e);
     }
-    sinks.l7_logs.flush();
+    // Network exports: one line each on what was delivered; records not delivered
+    // make the exit status 2, after the report.
+    let mut export_lost = false;
+    for x in &mut sinks.exports {
+        match x.finish() {
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                export_lost = true;
+            }
+            Ok(()) => {
+                if let Some(line) = x.report() {
+                    eprintln!("tcpsight: {line}");
+                }
+            }
+        }
+    }
+    sinks.l7_logs.finish();
     if let Some((what, e)) = &sinks.l7_logs.error
         && !crate::pipe::is_broken(e)
     {
@@ -717,7 +927,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
     {
         return ExitCode::from(2);
     }
-    if errors.is_empty() {
+    if errors.is_empty() && !export_lost {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

@@ -12,6 +12,7 @@ mod bpf;
 mod cli;
 mod distributions;
 mod docs;
+mod export;
 mod golden;
 mod l7;
 mod live;
