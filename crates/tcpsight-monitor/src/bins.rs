@@ -173,6 +173,62 @@ impl Bins {
     }
 }
 
+/// [`Bins`] over consecutive intervals of capture time: which interval is open, and its
+/// rows when it closes. The monitor's `bins` files and `analyze --interval` share it.
+pub struct Binner {
+    pub bins: Bins,
+    interval_ns: u64,
+    start: Option<u64>,
+}
+
+impl Binner {
+    pub fn new(bins: Bins, interval_ns: u64) -> Binner {
+        Binner {
+            bins,
+            interval_ns: interval_ns.max(1),
+            start: None,
+        }
+    }
+
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns
+    }
+
+    /// Capture time reached `ts_ns`: the first time seen opens the first interval (at the
+    /// multiple of the interval below it).
+    pub fn see(&mut self, ts_ns: u64) {
+        if self.start.is_none() {
+            self.start = Some(ts_ns - ts_ns % self.interval_ns);
+        }
+    }
+
+    /// Closes the open interval at `end_ns` (the engine's tick at an interval boundary,
+    /// or SIGHUP's now) and opens the next there. A bin spans its whole interval (a
+    /// capture that ends, or a jump in time, leaves it partly empty), except when cut
+    /// short. Returns its rows (none when nothing happened in it).
+    pub fn close(&mut self, end_ns: u64) -> Vec<Value> {
+        let rows = self.rows_until(end_ns);
+        self.start = Some(end_ns);
+        rows
+    }
+
+    /// The rows of the open interval at the end of the input (its whole length).
+    pub fn finish(&mut self) -> Vec<Value> {
+        self.rows_until(u64::MAX)
+    }
+
+    fn rows_until(&mut self, end_ns: u64) -> Vec<Value> {
+        let Some(start) = self.start else {
+            return Vec::new();
+        };
+        if self.bins.is_empty() {
+            return Vec::new();
+        }
+        let end = end_ns.clamp(start, start.saturating_add(self.interval_ns));
+        self.bins.take_rows(start, end)
+    }
+}
+
 fn epoch(ns: u64) -> Value {
     json!(ns / 1_000_000_000)
 }

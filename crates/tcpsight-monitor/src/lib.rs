@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod outdir;
 
-pub use bins::Bins;
+pub use bins::{Binner, Bins};
 pub use http::MetricsServer;
 pub use local::{Direction, LocalNets};
 pub use metrics::{Metrics, MetricsConfig, MetricsObserver};

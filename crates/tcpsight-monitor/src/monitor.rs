@@ -24,7 +24,7 @@ use tcpsight_export::lines::{FlowFormat, FlowWriter, RECORD_TS_DIGITS};
 use tcpsight_l7::observe::{Context, Logged, http_log_fields, tls_log_fields};
 use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
 
-use crate::bins::Bins;
+use crate::bins::{Binner, Bins};
 use crate::chunked::ChunkedFile;
 use crate::local::{Direction, LocalNets};
 use crate::metrics::Health;
@@ -191,8 +191,7 @@ pub struct Monitor {
     cfg: MonitorConfig,
     out: OutputDir,
     period: Option<Period>,
-    bins: Bins,
-    interval_start: Option<u64>,
+    bins: Binner,
     clock_ns: u64,
     l7: Option<L7>,
     /// Frames and wire bytes per period start, counted as they arrive.
@@ -221,12 +220,11 @@ impl Monitor {
             ));
         }
         Ok(Monitor {
-            bins: Bins::new(cfg.grouping, cfg.local.clone()),
+            bins: Binner::new(Bins::new(cfg.grouping, cfg.local.clone()), cfg.interval_ns),
             l7: cfg.l7.then(|| L7::default().with_details(true)),
             cfg,
             out,
             period: None,
-            interval_start: None,
             clock_ns: 0,
             frames: BTreeMap::new(),
             kernel: None,
@@ -277,10 +275,7 @@ impl Monitor {
         if ts_ns > self.clock_ns {
             self.clock_ns = ts_ns;
         }
-        if self.interval_start.is_none() {
-            let t = self.clock_ns;
-            self.interval_start = Some(t - t % self.cfg.interval_ns);
-        }
+        self.bins.see(self.clock_ns);
     }
 
     fn period(&mut self) -> Option<&mut Period> {
@@ -422,17 +417,11 @@ impl Monitor {
         }
     }
 
-    fn write_bins(&mut self, end_ns: u64) {
-        let Some(start) = self.interval_start else {
-            return;
-        };
-        if self.bins.is_empty() {
+    /// Writes an interval's rows into the open period's bins file.
+    fn write_bins(&mut self, rows: Vec<serde_json::Value>) {
+        if rows.is_empty() {
             return;
         }
-        // A bin spans its whole interval (a capture that ends, or a jump in time, leaves
-        // it partly empty), except when SIGHUP cuts it short.
-        let end = end_ns.clamp(start, start + self.cfg.interval_ns);
-        let rows = self.bins.take_rows(start, end);
         let n = rows.len() as u64;
         if let Some(p) = self.period()
             && let Some(f) = p.bins.as_mut()
@@ -536,9 +525,9 @@ impl Monitor {
     /// SIGHUP: ends the interval and the period now (capture time) and starts new ones.
     pub fn rotate_now(&mut self) {
         let now = self.clock_ns;
-        self.write_bins(now);
+        let rows = self.bins.close(now);
+        self.write_bins(rows);
         self.close_period(now);
-        self.interval_start = Some(now);
         if self.cfg.l7 || self.period.is_none() {
             self.open_period(now);
         }
@@ -547,7 +536,8 @@ impl Monitor {
     /// End of input or a stop signal: the last bins, the period's files committed.
     pub fn finish(&mut self) {
         let now = self.clock_ns;
-        self.write_bins(u64::MAX);
+        let rows = self.bins.finish();
+        self.write_bins(rows);
         // A period spans its whole rotation, as its bins do (a live run's period closed
         // by the idle clock and a replay's closed at the end say the same).
         let end = self
@@ -581,7 +571,7 @@ impl Monitor {
     pub fn on_connection_filled(&mut self, r: &ConnRecord) {
         self.advance(r.ts_last_ns);
         self.write_record(r, false);
-        self.bins.on_connection(r);
+        self.bins.bins.on_connection(r);
     }
 }
 
@@ -600,7 +590,7 @@ impl Observer for Monitor {
 
     fn on_exchange(&mut self, e: &ExchangeEvent) {
         self.advance(e.ts_ns);
-        self.bins.on_exchange(e);
+        self.bins.bins.on_exchange(e);
     }
 
     fn on_connection(&mut self, r: &ConnRecord) {
@@ -623,8 +613,8 @@ impl Observer for Monitor {
 
     fn on_tick(&mut self, ts_ns: u64) {
         self.advance(ts_ns);
-        self.write_bins(ts_ns);
-        self.interval_start = Some(ts_ns);
+        let rows = self.bins.close(ts_ns);
+        self.write_bins(rows);
         if let Some(p) = &self.period
             && ts_ns >= p.start_ns + self.cfg.rotate_ns
         {

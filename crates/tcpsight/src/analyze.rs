@@ -17,6 +17,7 @@ use tcpsight_export::RecordSink;
 use tcpsight_export::columns;
 use tcpsight_l7::observe::{Context, Logged, example_context, http_log_examples, tls_log_examples};
 use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
+use tcpsight_monitor::{Binner, Bins};
 
 use crate::output::dist::{self, BucketBy, Buckets, ConnSummary};
 use crate::output::filter::{ConnFilter, TimeSpec, parse_time};
@@ -115,6 +116,14 @@ pub struct AnalyzeArgs {
     /// Table rows: per server address, or per address and port
     #[arg(long, value_enum, default_value = "host")]
     group_by: GroupBy,
+    /// The per-destination table per interval of capture time too (60s, 5m, 1h): a
+    /// sparkline per destination, `intervals` in --json, rows in --bins (docs/monitor.md)
+    #[arg(long, value_name = "DURATION", value_parser = crate::monitor::parse_duration)]
+    interval: Option<u64>,
+    /// Write the per-interval rows to FILE (JSON Lines, or CSV by name; - for stdout),
+    /// the monitor's bins.jsonl format; --interval 60s unless given
+    #[arg(long, value_name = "FILE")]
+    bins: Option<String>,
     /// Sort the table by this column (descending; --reverse for ascending)
     #[arg(long, value_enum, default_value = "syn")]
     sort: SortBy,
@@ -443,6 +452,8 @@ struct Sinks {
     flows: Option<Writer>,
     /// Streams of records to other engines (ClickHouse, IPFIX).
     exports: Vec<Box<dyn RecordSink>>,
+    /// With --interval or --bins: the table per interval, and every row so far.
+    intervals: Option<Intervals>,
     /// Addresses (and names) anonymized before any output sees a record.
     anon: Option<Anonymizer>,
     /// With --group-by name or app: the table keyed by those.
@@ -480,6 +491,13 @@ impl Tap for Sinks {
 }
 
 impl Observer for Sinks {
+    fn on_tick(&mut self, ts_ns: u64) {
+        if let Some(iv) = self.intervals.as_mut() {
+            let rows = iv.binner.close(ts_ns);
+            iv.take(rows);
+        }
+    }
+
     fn on_handshake(&mut self, e: &tcpsight_core::HandshakeEvent) {
         if let Some(l7) = self.l7.as_mut() {
             l7.on_handshake(e);
@@ -521,6 +539,10 @@ impl Observer for Sinks {
                 .or_default()
                 .push(*e);
         } else {
+            if let Some(iv) = self.intervals.as_mut() {
+                iv.binner.see(e.ts_ns);
+                iv.binner.bins.on_exchange(e);
+            }
             self.table.on_exchange(e);
         }
     }
@@ -566,7 +588,14 @@ impl Observer for Sinks {
             }
             for e in &pending {
                 self.table.on_exchange(e);
+                if let Some(iv) = self.intervals.as_mut() {
+                    iv.binner.bins.on_exchange(e);
+                }
             }
+        }
+        if let Some(iv) = self.intervals.as_mut() {
+            iv.binner.see(r.ts_last_ns);
+            iv.binner.bins.on_connection(r);
         }
         if let Some(s) = self.summaries.as_mut() {
             s.push(ConnSummary::of(r));
@@ -587,6 +616,125 @@ impl Observer for Sinks {
             let _ = x.write(r);
         }
     }
+}
+
+/// `--interval`: the per-destination table per interval (the monitor's bins), its rows
+/// kept for the report and written to `--bins`.
+struct Intervals {
+    binner: Binner,
+    rows: Vec<serde_json::Value>,
+    /// The bins file, and whether it is CSV.
+    out: Option<(bool, Box<dyn Write>)>,
+    error: Option<io::Error>,
+}
+
+impl Intervals {
+    fn take(&mut self, rows: Vec<serde_json::Value>) {
+        if let Some((csv, w)) = self.out.as_mut()
+            && self.error.is_none()
+        {
+            for r in &rows {
+                let line = if *csv {
+                    bins_csv_line(r)
+                } else {
+                    r.to_string()
+                };
+                if let Err(e) = writeln!(w, "{line}") {
+                    self.error = Some(e);
+                    break;
+                }
+            }
+        }
+        self.rows.extend(rows);
+    }
+}
+
+/// The CSV columns of a bins row: its scalar fields, then each histogram as JSON text.
+const BINS_CSV: &[&str] = &[
+    "interval_start",
+    "interval_end",
+    "server_ip",
+    "server_port",
+    "direction",
+    "conns",
+    "syn",
+    "synack",
+    "established",
+    "rst",
+    "fin_client",
+    "fin_server",
+    "exchanges",
+    "messages_c2s",
+    "messages_s2c",
+    "pkts",
+    "retx_pkts",
+    "gap_conns",
+    "connect_us_p50",
+    "connect_us_p95",
+    "connect_us_p99",
+    "response_us_p95",
+    "server_us_p95",
+    "network_us_p95",
+    "exchanges_per_conn_p95",
+    "hist_connect_ns",
+    "hist_response_ns",
+    "hist_rtt_ns",
+];
+
+fn bins_csv_line(r: &serde_json::Value) -> String {
+    BINS_CSV
+        .iter()
+        .map(|k| {
+            let v = match k.strip_prefix("hist_").and_then(|h| h.strip_suffix("_ns")) {
+                Some(h) => r["hist_ns"][h].to_string(),
+                None => match &r[*k] {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                },
+            };
+            if v.contains([',', '"', '\n']) {
+                format!("\"{}\"", v.replace('"', "\"\""))
+            } else {
+                v
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The per-interval table the options ask for, with its bins file open.
+fn intervals(args: &AnalyzeArgs) -> Result<Option<Intervals>, String> {
+    if args.interval.is_none() && args.bins.is_none() {
+        return Ok(None);
+    }
+    let interval = args.interval.unwrap_or(60_000_000_000);
+    if interval < 1_000_000 {
+        return Err("--interval must be at least 1ms".into());
+    }
+    let out = match args.bins.as_deref() {
+        None => None,
+        Some(path) => {
+            let csv = path.to_ascii_lowercase().ends_with(".csv");
+            let mut w: Box<dyn Write> = if path == "-" {
+                Box::new(io::BufWriter::new(io::stdout()))
+            } else {
+                let f = std::fs::File::create(path)
+                    .map_err(|e| format!("{path}: cannot create: {e}"))?;
+                Box::new(io::BufWriter::with_capacity(1 << 16, f))
+            };
+            if csv {
+                writeln!(w, "{}", BINS_CSV.join(",")).map_err(|e| format!("{path}: {e}"))?;
+            }
+            Some((csv, w))
+        }
+    };
+    Ok(Some(Intervals {
+        binner: Binner::new(Bins::new(args.group_by.into(), None), interval),
+        rows: Vec::new(),
+        out,
+        error: None,
+    }))
 }
 
 fn seconds(s: f64) -> u64 {
@@ -646,7 +794,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }
     };
     // Records or logs on stdout: the report goes to stderr.
-    let flows_to_stdout = [&args.flows, &args.http_log, &args.tls_log]
+    let flows_to_stdout = [&args.flows, &args.http_log, &args.tls_log, &args.bins]
         .iter()
         .any(|p| p.as_deref() == Some("-"));
     // Times of day in --since/--until fall on the UTC date of the first frame.
@@ -701,6 +849,13 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         seen: 0,
         summaries: args.wants_summaries().then(Vec::new),
         progress: None,
+        intervals: match intervals(&args) {
+            Ok(iv) => iv,
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let cfg = Config {
         handshake_timeout_ns: seconds(args.handshake_timeout),
@@ -708,6 +863,10 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         max_connections: args.max_connections,
         payload: args.wants_l7(),
         datagrams: args.wants_l7(),
+        tick_ns: sinks
+            .intervals
+            .as_ref()
+            .map_or(0, |iv| iv.binner.interval_ns()),
         ..Config::default()
     };
     let threads = args.threads as usize;
@@ -787,6 +946,22 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }
     }
     sinks.l7_logs.finish();
+    if let Some(iv) = sinks.intervals.as_mut() {
+        let rows = iv.binner.finish();
+        iv.take(rows);
+        if let Some((_, w)) = iv.out.as_mut()
+            && iv.error.is_none()
+            && let Err(e) = w.flush()
+        {
+            iv.error = Some(e);
+        }
+        if let Some(e) = &iv.error
+            && !crate::pipe::is_broken(e)
+        {
+            eprintln!("tcpsight: writing the bins: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if let Some((what, e)) = &sinks.l7_logs.error
         && !crate::pipe::is_broken(e)
     {
@@ -853,6 +1028,9 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
                 .map(|(n, c)| serde_json::json!({"syns": n, "connections": c}))
                 .collect();
         }
+        if let Some(iv) = &sinks.intervals {
+            doc["intervals"] = serde_json::Value::from(iv.rows.clone());
+        }
         if let Some((n, list)) = &detail {
             doc["details"] = serde_json::json!({"bucket": n, "connections": dist::list_json(list)});
         }
@@ -897,6 +1075,13 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         if !rows.is_empty() {
             t.push_str("\nDestinations\n");
             t.push_str(&table::render(&rows, args.limit.unwrap_or(20)));
+        }
+        if let Some(iv) = &sinks.intervals {
+            t.push_str(&table::render_intervals(
+                &iv.rows,
+                iv.binner.interval_ns(),
+                args.limit.unwrap_or(10),
+            ));
         }
         if let Some(b) = &buckets {
             t.push('\n');

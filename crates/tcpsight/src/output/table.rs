@@ -316,6 +316,115 @@ pub fn to_json(rows: &[Row], limit: usize) -> Json {
     )
 }
 
+/// Eight levels of a sparkline, lowest to highest.
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A sparkline of `values` (None: nothing that interval, shown as a space), scaled to
+/// their maximum.
+pub fn sparkline(values: &[Option<u64>]) -> String {
+    let max = values.iter().flatten().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|v| match v {
+            None => ' ',
+            Some(_) if max == 0 => SPARKS[0],
+            Some(x) => SPARKS[((x * 7 + max / 2) / max).min(7) as usize],
+        })
+        .collect()
+}
+
+/// A destination's total connections, and its connections and connect time p95 per
+/// interval.
+type HostSeries = (u64, Vec<Option<u64>>, Vec<Option<u64>>);
+
+/// `analyze --interval`: the busiest destinations' connections and connect time p95
+/// per interval, as sparklines over the capture (the rows are the monitor's bins).
+pub fn render_intervals(rows: &[serde_json::Value], interval_ns: u64, limit: usize) -> String {
+    use std::collections::BTreeMap;
+    let mut starts: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["interval_start"].as_u64())
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let Some((&first, &last)) = starts.first().zip(starts.last()) else {
+        return String::new();
+    };
+    let step = (interval_ns / 1_000_000_000).max(1);
+    let n = ((last - first) / step + 1) as usize;
+    // Per destination: connections and connect p95 per interval.
+    let mut by_host: BTreeMap<String, HostSeries> = BTreeMap::new();
+    for r in rows {
+        let (Some(start), Some(host)) = (r["interval_start"].as_u64(), r["server_ip"].as_str())
+        else {
+            continue;
+        };
+        let host = match r["server_port"].as_u64() {
+            Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let i = ((start - first) / step) as usize;
+        if i >= n {
+            continue;
+        }
+        let e = by_host
+            .entry(host)
+            .or_insert_with(|| (0, vec![None; n], vec![None; n]));
+        let conns = r["conns"].as_u64().unwrap_or(0);
+        e.0 += conns;
+        e.1[i] = Some(e.1[i].unwrap_or(0) + conns);
+        if let Some(p95) = r["connect_us_p95"].as_u64() {
+            e.2[i] = Some(e.2[i].map_or(p95, |v: u64| v.max(p95)));
+        }
+    }
+    let mut hosts: Vec<_> = by_host.into_iter().collect();
+    hosts.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    let shown = if limit == 0 {
+        hosts.len()
+    } else {
+        limit.min(hosts.len())
+    };
+    let mut t = format!(
+        "\nPer interval ({} intervals of {}; busiest {} of {} destinations)\n",
+        n,
+        crate::format::duration_words(step),
+        shown,
+        hosts.len()
+    );
+    let width = hosts
+        .iter()
+        .take(shown)
+        .map(|h| h.0.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    t.push_str(&format!(
+        "  {:<width$}  {:>8}  {:<n$}  {:>9}  {:<n$}\n",
+        "Host",
+        "Conns",
+        "connections",
+        "Conn p95",
+        "connect time p95",
+        width = width,
+        n = n.max(16)
+    ));
+    for (host, (total, conns, p95)) in hosts.iter().take(shown) {
+        let worst = p95.iter().flatten().max().copied();
+        t.push_str(&format!(
+            "  {:<width$}  {:>8}  {:<n$}  {:>9}  {:<n$}\n",
+            host,
+            crate::format::thousands(*total),
+            sparkline(conns),
+            worst.map_or("-".to_string(), |us| format!("{:.1}ms", us as f64 / 1000.0)),
+            sparkline(p95),
+            width = width,
+            n = n.max(16)
+        ));
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -836,3 +836,48 @@ fn metrics_server_stops_in_a_namespace_without_loopback() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn analyze_interval_bins_are_the_monitors_bins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    monitor(&out, &["--interval", "5s", "--rotate", "10s"]);
+    let mut from_monitor = Vec::new();
+    for (k, v) in files(&out) {
+        if k.ends_with("/bins.jsonl") {
+            from_monitor.extend(json_lines(&String::from_utf8(v).unwrap()));
+        }
+    }
+    let o = tcpsight(&["analyze", &data(CAPTURE), "--interval", "5s", "--bins", "-"]);
+    assert!(o.status.success());
+    let from_analyze = json_lines(&text(&o.stdout));
+    assert_eq!(from_analyze.len(), from_monitor.len());
+    assert!(
+        from_analyze == from_monitor,
+        "analyze --bins differs from the monitor's bins"
+    );
+    // The report (on stderr, since the bins are on stdout) draws the intervals.
+    let report = text(&o.stderr);
+    assert!(
+        report.contains("Per interval (7 intervals of 5 s"),
+        "{report}"
+    );
+    // --json carries the same rows.
+    let j = tcpsight(&["analyze", &data(CAPTURE), "--interval", "5s", "--json"]);
+    let doc: Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(doc["intervals"].as_array().unwrap(), &from_monitor);
+    // CSV: one header, one line per row.
+    let csv_path = tmp.path().join("b.csv");
+    let c = tcpsight(&[
+        "analyze",
+        &data(CAPTURE),
+        "--bins",
+        csv_path.to_str().unwrap(),
+        "--interval",
+        "5s",
+    ]);
+    assert!(c.status.success());
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(csv.starts_with("interval_start,interval_end,server_ip,"));
+    assert_eq!(csv.lines().count(), from_monitor.len() + 1);
+}
