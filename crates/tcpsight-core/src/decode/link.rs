@@ -42,30 +42,53 @@ impl LinkType {
         }
     }
 
+    /// The name and the number, for messages: `IEEE802_11_RADIO (127)`.
+    pub fn label(self) -> String {
+        match link_name(self.0) {
+            Some(n) => format!("{n} ({})", self.0),
+            None => self.name(),
+        }
+    }
+
+    /// Every link type [`super::decode`] understands.
+    pub const SUPPORTED: [LinkType; 20] = [
+        LinkType(1),
+        LinkType(113),
+        LinkType(276),
+        LinkType(101),
+        LinkType(12),
+        LinkType(14),
+        LinkType(228),
+        LinkType(229),
+        LinkType(0),
+        LinkType(108),
+        LinkType(9),
+        LinkType(50),
+        LinkType(51),
+        LinkType(104),
+        LinkType(107),
+        LinkType(105),
+        LinkType(127),
+        LinkType(192),
+        LinkType(239),
+        LinkType(178),
+    ];
+
     /// Whether [`super::decode`] understands this link type.
     pub fn is_supported(self) -> bool {
-        matches!(
-            self.0,
-            0 | 1
-                | 9
-                | 12
-                | 14
-                | 50
-                | 51
-                | 101
-                | 104
-                | 105
-                | 107
-                | 108
-                | 113
-                | 127
-                | 178
-                | 192
-                | 228
-                | 229
-                | 239
-                | 276
-        )
+        Self::SUPPORTED.contains(&self)
+    }
+
+    /// The names of the supported link types, for messages (RAW once).
+    pub fn supported_names() -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for l in Self::SUPPORTED {
+            let n = l.name();
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+        v
     }
 }
 

@@ -511,6 +511,10 @@ fn link_types_are_named() {
     assert_eq!(LinkType(9).name(), "PPP");
     assert_eq!(LinkType(104).name(), "C_HDLC");
     assert_eq!(LinkType(100_000).name(), "link type 100000");
+    assert_eq!(LinkType(105).label(), "IEEE802_11 (105)");
+    for l in LinkType::SUPPORTED {
+        assert!(l.is_supported(), "{l:?}");
+    }
     assert_eq!(
         DecodeError::UnknownLinkType(147).to_string(),
         "unsupported link type USER0 (147)"

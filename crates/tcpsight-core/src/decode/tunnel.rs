@@ -596,7 +596,21 @@ fn gre(b: Bytes, t: &mut Tunnel) -> Result<(Next, usize), DecodeError> {
 fn looks_like_ethernet(b: Bytes) -> bool {
     matches!(
         b.u16(12),
-        Some(ETH_IPV4 | ETH_IPV6 | 0x0806 | 0x8100 | 0x88a8 | ETH_MPLS)
+        Some(
+            ETH_IPV4
+                | ETH_IPV6
+                | 0x0806
+                | 0x8100
+                | 0x88a8
+                | 0x9100
+                | ETH_MPLS
+                | ETH_MPLS_MC
+                | 0x8863
+                | ETH_PPPOE_SESSION
+                | ETH_PBB
+                | ETH_VNTAG
+                | ETH_ETAG
+        )
     )
 }
 

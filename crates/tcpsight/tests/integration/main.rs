@@ -23,4 +23,5 @@ mod probe;
 mod threads;
 mod top;
 mod top_tmux;
+mod tunnels;
 mod watch;
