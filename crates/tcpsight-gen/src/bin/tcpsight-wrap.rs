@@ -322,13 +322,12 @@ fn wrap(st: &mut State, layer: &Layer, p: P, d: usize) -> Option<P> {
         } => {
             let P::L3(et, b) = to_l3(p)? else { return None };
             let mut g = gre_header(0, et, *key, s.then_some(seq), *csum);
-            let at = g.len();
             g.extend_from_slice(&b);
             if *csum {
+                // The checksum covers the GRE header and payload.
                 let c = self::csum(&g, 0);
                 g[4..6].copy_from_slice(&c.to_be_bytes());
             }
-            let _ = at;
             outer(st, d, *v6, 47, &g)
         }
         Layer::GreTap { key, v6 } => {
@@ -396,7 +395,7 @@ fn wrap(st: &mut State, layer: &Layer, p: P, d: usize) -> Option<P> {
                 return None;
             }
             // version 1, PT 1, S set on every other packet (sequence number follows)
-            let with_seq = seq % 2 == 0;
+            let with_seq = seq.is_multiple_of(2);
             let mut g = vec![if with_seq { 0x32 } else { 0x30 }, 0xff];
             let len = b.len() + if with_seq { 4 } else { 0 };
             g.extend_from_slice(&(len as u16).to_be_bytes());
@@ -512,7 +511,7 @@ fn tlv(out: &mut Vec<u8>, kind: u16, v: &[u8]) {
     out.extend_from_slice(&((4 + v.len()) as u16).to_le_bytes());
     out.extend_from_slice(&kind.to_le_bytes());
     out.extend_from_slice(v);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -583,7 +582,7 @@ fn frame(st: &mut State, link: &str, p: P, d: usize) -> Option<Vec<Vec<u8>>> {
                     let mut f = hdr.clone();
                     f.extend_from_slice(&wlan(st, d, et, &b, false));
                     out.push(f);
-                    if st.frames % 10 == 0 {
+                    if st.frames.is_multiple_of(10) {
                         let mut e = hdr;
                         e.extend_from_slice(&wlan(st, d, et, &b, true));
                         out.push(e);
