@@ -103,8 +103,6 @@ pub(crate) struct Conn {
     pub counts_at_decision: Option<(u32, u32)>,
     /// In-order payload delivery (`Config::payload`), from the first payload byte.
     pub streams: Option<Box<crate::stream::Streams>>,
-    /// The encapsulations of the connection's first packet (None outside tunnels).
-    pub tunnel: Option<Box<crate::decode::TunnelPath>>,
 }
 
 impl Conn {
@@ -164,7 +162,6 @@ impl Conn {
             timer_at: u64::MAX,
             last_interim: 0,
             streams: None,
-            tunnel: None,
             counts_at_decision: None,
         }
     }
@@ -659,7 +656,8 @@ impl Conn {
             server: sv.addr,
             server_port: sv.port,
             vlan: self.key.vlan,
-            tunnel: self.tunnel.as_ref().map(|t| t.to_string()),
+            // The engine keeps the encapsulations aside and fills this in.
+            tunnel: None,
             outcome,
             close,
             closed_by: self.first_close.map(|(s, _)| s),

@@ -12,7 +12,7 @@ use hashbrown::HashTable;
 use crate::addr::Addr;
 use crate::conn::{Conn, HandshakeChange};
 use crate::decode::{
-    self, DecodeError, Decoded, Encap, IcmpQuote, LinkType, TcpSegment, Tunnel, Unknown,
+    self, DecodeError, Decoded, Encap, IcmpQuote, LinkType, TcpSegment, Tunnel, TunnelPath, Unknown,
 };
 use crate::flow::{Endpoint, FlowKey, Side};
 use crate::record::{ConnRecord, Outcome};
@@ -440,6 +440,8 @@ pub struct Engine {
     /// folded into `stats` when asked.
     encap_frames: [u64; Encap::ALL.len()],
     not_understood: Vec<(Unknown, u64)>,
+    /// The encapsulations of tunnelled connections, by slot (the `tunnel` field).
+    tunnels: std::collections::HashMap<u32, TunnelPath>,
     now: u64,
     timers: Timers,
     /// Scratch for the connections whose deadlines fall at one instant.
@@ -471,6 +473,7 @@ impl Engine {
             tunnel: Tunnel::default(),
             encap_frames: [0; Encap::ALL.len()],
             not_understood: Vec::new(),
+            tunnels: Default::default(),
             now: 0,
             timers: Timers::new(),
             due: Vec::new(),
@@ -696,22 +699,23 @@ impl Engine {
         (key, src_is_lo, self.hasher.hash_one(key))
     }
 
-    /// A connection starting with `seg`, keeping the encapsulations of the frame that
-    /// carried it (boxed: only tunnelled connections pay for them).
+    /// Inserts the connection `seg` starts, keeping the encapsulations of the frame
+    /// that carried it (aside, by slot: only tunnelled connections pay for them).
     #[inline]
-    fn new_conn(
-        &self,
+    fn start_conn(
+        &mut self,
         key: FlowKey,
         hash: u64,
         seg: &TcpSegment,
         src_is_lo: bool,
         now: u64,
-    ) -> Conn {
-        let mut conn = Conn::new(key, hash, seg, src_is_lo, now);
+        obs: &mut impl Observer,
+    ) -> usize {
+        let idx = self.insert(Conn::new(key, hash, seg, src_is_lo, now), obs);
         if !self.tunnel.path.is_empty() {
-            conn.tunnel = Some(Box::new(self.tunnel.path));
+            self.tunnels.insert(idx as u32, self.tunnel.path);
         }
-        conn
+        idx
     }
 
     fn on_tcp(&mut self, seg: &TcpSegment, frame: &[u8], now: u64, obs: &mut impl Observer) {
@@ -728,16 +732,12 @@ impl Engine {
                 if seg.flags.syn() && !seg.flags.ack() && conn.is_new_syn(side, seg.seq) {
                     // Port reuse: a new ISN on this tuple starts a new connection.
                     self.finish_slot(i, Finish::Replaced, obs);
-                    let conn = self.new_conn(key, hash, seg, src_is_lo, now);
-                    self.insert(conn, obs)
+                    self.start_conn(key, hash, seg, src_is_lo, now, obs)
                 } else {
                     i
                 }
             }
-            None => {
-                let conn = self.new_conn(key, hash, seg, src_is_lo, now);
-                self.insert(conn, obs)
-            }
+            None => self.start_conn(key, hash, seg, src_is_lo, now, obs),
         };
         let conn = self.slab[idx].as_mut().expect("live slot");
         let side = conn.side_of(src_is_lo);
@@ -1018,6 +1018,9 @@ impl Engine {
             conn.last_interim = at;
             let mut r = conn.to_record(false);
             r.id = id;
+            if let Some(t) = self.tunnels.get(&(i as u32)) {
+                r.tunnel = Some(t.to_string());
+            }
             obs.on_interim(&r);
         }
         if hs_due || interim_due {
@@ -1077,6 +1080,9 @@ impl Engine {
         }
         let mut r = conn.to_record(matches!(how, Finish::End | Finish::Evicted));
         r.id = id;
+        if !self.tunnels.is_empty() {
+            r.tunnel = self.tunnels.remove(&(i as u32)).map(|t| t.to_string());
+        }
         self.stats.stray_acks += (r.c2s.stray_acks + r.s2c.stray_acks) as u64;
         obs.on_connection(&r);
         self.slab[i] = None;

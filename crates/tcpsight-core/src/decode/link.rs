@@ -459,7 +459,7 @@ pub(crate) fn start(
             }
             let inner = LinkType(dlt);
             if !inner.is_supported() || dlt == 192 {
-                return Err(DecodeError::UnknownLinkType(dlt));
+                return Ok((Next::Unknown(Unknown::PpiLinkType(dlt)), len));
             }
             let (next, off) = start(inner, b.from(len), true)?;
             (next, len + off)

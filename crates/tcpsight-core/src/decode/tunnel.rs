@@ -190,6 +190,8 @@ pub enum Unknown {
     Macsec,
     WifiProtected,
     WifiAmsdu,
+    /// A PPI header naming a link type tcpsight does not read (or PPI again).
+    PpiLinkType(u32),
     TooDeep,
 }
 
@@ -210,6 +212,7 @@ impl fmt::Display for Unknown {
             Unknown::Macsec => f.write_str("MACsec (encrypted)"),
             Unknown::WifiProtected => f.write_str("802.11 protected (encrypted) data"),
             Unknown::WifiAmsdu => f.write_str("802.11 A-MSDU"),
+            Unknown::PpiLinkType(l) => write!(f, "PPI carrying link type {}", LinkType(*l).label()),
             Unknown::TooDeep => write!(f, "encapsulations nested deeper than {MAX_DEPTH}"),
         }
     }
