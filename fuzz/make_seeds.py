@@ -27,7 +27,7 @@ CAPS = os.path.join(ROOT, "testdata", "captures")
 SEEDS = os.path.join(ROOT, "fuzz", "seeds")
 
 # Same order as LINKS in fuzz_targets/{decode,engine}.rs.
-LINKS = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147]
+LINKS = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 127, 105, 9, 239, 192, 50, 51, 104, 107, 178]
 START_NS = 1_700_000_000_000_000_000
 
 
@@ -235,6 +235,15 @@ def main():
             put("decode", name, seed)
     for i, f in enumerate(icmp[:2]):
         dec(f"ndpi-gnutella-icmp-{i}", 1, f[2])
+
+    # Tunnels and the other link types: the first two frames of each generated capture
+    # (a SYN and its SYN/ACK inside GRE, VXLAN, MPLS..., or on PPP, 802.11...).
+    tdir = os.path.join(CAPS, "generated/tunnels")
+    for f in sorted(os.listdir(tdir)):
+        for i, (_, link, data, _) in enumerate(read_capture(os.path.join(tdir, f), 2)):
+            dec("tunnel-" + f.split(".")[0] + f"-{i}", link, data)
+    for i, (_, link, data, _) in enumerate(read_capture(os.path.join(CAPS, "generated/vxlan-netns.pcap.gz"), 6)):
+        dec(f"vxlan-netns-{i}", link, data)
 
     # RAW / IPV4 / IPV6 / LOOP frames re-wrapped from Ethernet ones (SYN with options).
     v4 = read_capture(os.path.join(CAPS, "zeek/tcp-syn-then-rst.pcap"), 1)[0][2]

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ctrl:u8  ts:(u16le | u64le)  len:u16le  [extra:u8]  data[len]
-//! ctrl bits 0-3  link type: LINKS[bits % 11] (ten supported, one unsupported)
+//! ctrl bits 0-3  link type: LINKS[bits % 21] (the first 16: supported ones and one unsupported)
 //! ctrl bits 4-5  timestamp: 0 = previous + ts ms, 1 = previous + ts s,
 //!                           2 = previous - ts ms, 3 = ts is an absolute u64le in ns
 //! ctrl bit 6     truncated: `extra` follows, orig_len = len + 1 + extra * 64
@@ -41,7 +41,11 @@ impl Observer for Streams {
     }
 }
 
-const LINKS: [u32; 11] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147];
+// The ten first supported link types, one unsupported (147), then the others (in the
+// engine target, 4 bits reach the first 16).
+const LINKS: [u32; 21] = [
+    0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 127, 105, 9, 239, 192, 50, 51, 104, 107, 178,
+];
 const START_NS: u64 = 1_700_000_000_000_000_000;
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;

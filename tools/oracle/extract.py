@@ -33,6 +33,7 @@ TSHARK_FILTER = "tcp and not icmp and not icmpv6 and not sflow"
 
 TSHARK_FIELDS = [
     "frame.number",
+    "frame.protocols",
     "frame.time_epoch",
     "tcp.stream",
     "ip.src",
@@ -103,7 +104,13 @@ def write_csv(path, header, rows):
 # disabled_protos): link layers found in the captures, IPv4/IPv6 (with extension headers), TCP.
 # Application dissectors can split one TCP connection into two tcp.stream values (tshark 4.0's
 # VNC dissector does so on ndpi/vnc-pcapng-named-pcap.pcap); with them off, tcp.stream follows TCP only.
-KEEP_PROTOCOLS = re.compile(r"frame|eth|ethertype|vlan|ieee8021ad|null|sll|raw|ip|ipv6(\..*)?|tcp")
+# Tunnels and the other link types tcpsight decodes are kept too (their inner TCP is what
+# is compared); none of the public captures carries TCP inside them, so their rows are
+# the same with or without these dissectors.
+KEEP_PROTOCOLS = re.compile(
+    r"frame|eth|ethertype|vlan|ieee8021ad|null|sll|raw|ip|ipv6(\..*)?|tcp"
+    r"|udp|gre|erspan|vxlan|geneve|gtp|mpls|pwethheuristic|pwethcw|pwethnocw|pw_eth|pweth"
+    r"|pppoes|pppoed|pppoe|ppp|chdlc|fr|wlan|wlan_radio|radiotap|ppi|nflog|juniper|ieee8021ah|vntag|llc")
 ALL_DISSECTORS = False  # --all-dissectors: tshark's default protocol set
 
 
@@ -123,11 +130,12 @@ def run_tshark(capture):
     try:
         if not ALL_DISSECTORS:
             write_disabled_protos(confdir)
+        # occurrence=l: inside tunnels, the innermost IP header's addresses (see frame_src).
         cmd = ["tshark", "-n", "-r", capture,
                "-o", "tcp.relative_sequence_numbers:TRUE",
                "-o", "tcp.analyze_sequence_numbers:TRUE",
                "-Y", TSHARK_FILTER,
-               "-T", "fields", "-E", "separator=,", "-E", "occurrence=f", "-E", "header=n"]
+               "-T", "fields", "-E", "separator=,", "-E", "occurrence=l", "-E", "header=n"]
         for fld in TSHARK_FIELDS:
             cmd += ["-e", fld]
         env = dict(os.environ, WIRESHARK_CONFIG_DIR=confdir)
@@ -148,12 +156,24 @@ def run_tshark(capture):
     return frames, err
 
 
+# Inside tunnels a frame has several IP headers: fields are read at their last
+# occurrence (-E occurrence=l), and the family of the innermost IP header (the last "ip"
+# or "ipv6" in frame.protocols) says which of ip.* and ipv6.* is the connection's.
+def inner_family(f):
+    for p in reversed(f["frame.protocols"].split(":")):
+        if p in ("ip", "ipv6"):
+            return p
+    return "ip"
+
+
 def frame_src(f):
-    return (f["ip.src"] or f["ipv6.src"], f["tcp.srcport"])
+    fam = inner_family(f)
+    return (f[fam + ".src"] or f["ip.src"] or f["ipv6.src"], f["tcp.srcport"])
 
 
 def frame_dst(f):
-    return (f["ip.dst"] or f["ipv6.dst"], f["tcp.dstport"])
+    fam = inner_family(f)
+    return (f[fam + ".dst"] or f["ip.dst"] or f["ipv6.dst"], f["tcp.dstport"])
 
 
 def is_pure_syn(f):

@@ -656,6 +656,8 @@ impl Conn {
             server: sv.addr,
             server_port: sv.port,
             vlan: self.key.vlan,
+            // The engine keeps the encapsulations aside and fills this in.
+            tunnel: None,
             outcome,
             close,
             closed_by: self.first_close.map(|(s, _)| s),

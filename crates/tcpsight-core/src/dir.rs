@@ -270,6 +270,7 @@ impl DirState {
     /// Classifies a segment sent in this direction, updates the sequence state and the
     /// in-flight list. `rev` is the opposite direction (whose ACKs tell what was seen).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn on_send(
         &mut self,
         rev: &DirState,

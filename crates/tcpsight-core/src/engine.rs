@@ -11,7 +11,9 @@ use hashbrown::HashTable;
 
 use crate::addr::Addr;
 use crate::conn::{Conn, HandshakeChange};
-use crate::decode::{self, DecodeError, Decoded, IcmpQuote, LinkType, TcpSegment};
+use crate::decode::{
+    self, DecodeError, Decoded, Encap, IcmpQuote, LinkType, TcpSegment, Tunnel, TunnelPath, Unknown,
+};
 use crate::flow::{Endpoint, FlowKey, Side};
 use crate::record::{ConnRecord, Outcome};
 use crate::timers::Timers;
@@ -290,6 +292,15 @@ pub struct CaptureStats {
     pub undecodable: BTreeMap<String, u64>,
     /// Frames per link type.
     pub link_types: BTreeMap<LinkType, u64>,
+    /// Frames per encapsulation (by `decode::Encap` name; a frame counts once per kind
+    /// it went through).
+    pub encapsulations: BTreeMap<String, u64>,
+    /// Fragments of tunnel packets (an IP header carrying a tunnel, or inside one, was
+    /// a fragment: first or later).
+    pub tunnel_fragments: u64,
+    /// Frames whose decoding stopped at a header tcpsight does not understand (an
+    /// unknown GRE protocol, encrypted 802.11 or MACsec, nesting too deep...), by what.
+    pub not_understood: BTreeMap<String, u64>,
     /// Frames whose timestamp was earlier than a previous frame's.
     pub ts_backwards: u64,
     pub first_ns: Option<u64>,
@@ -325,6 +336,13 @@ impl CaptureStats {
         for (k, v) in &o.link_types {
             *self.link_types.entry(*k).or_insert(0) += v;
         }
+        for (k, v) in &o.encapsulations {
+            *self.encapsulations.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &o.not_understood {
+            *self.not_understood.entry(k.clone()).or_insert(0) += v;
+        }
+        self.tunnel_fragments += o.tunnel_fragments;
         self.ts_backwards += o.ts_backwards;
         self.first_ns = match (self.first_ns, o.first_ns) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -354,18 +372,18 @@ pub struct ConnId {
 /// and run (fixed seed, symmetric: both directions alike): what a sharded run routes
 /// frames by. `None` for frames of no connection.
 pub fn connection_hash(link: LinkType, data: &[u8], orig_len: u32) -> Option<u64> {
-    let (src, dst, vlan) = match decode::decode(link, data, orig_len) {
-        Ok(Decoded::Tcp(s)) => ((s.src, s.sport), (s.dst, s.dport), s.vlan),
-        Ok(Decoded::IcmpError(q)) => ((q.src, q.sport), (q.dst, q.dport), q.vlan),
+    let (src, dst, vlan, tunnel) = match decode::decode(link, data, orig_len) {
+        Ok(Decoded::Tcp(s)) => ((s.src, s.sport), (s.dst, s.dport), s.vlan, s.tunnel),
+        Ok(Decoded::IcmpError(q)) => ((q.src, q.sport), (q.dst, q.dport), q.vlan, q.tunnel),
         _ => return None,
     };
-    let (key, _) = flow_key(src, dst, vlan);
+    let (key, _) = flow_key(src, dst, vlan, tunnel);
     Some(foldhash::fast::FixedState::with_seed(HASH_SEED).hash_one(key))
 }
 
 /// The flow key of a packet from `src` to `dst`, and whether `src` is its `lo` end.
 #[inline]
-fn flow_key(src: (Addr, u16), dst: (Addr, u16), vlan: u32) -> (FlowKey, bool) {
+fn flow_key(src: (Addr, u16), dst: (Addr, u16), vlan: u32, tunnel: u32) -> (FlowKey, bool) {
     FlowKey::new(
         Endpoint {
             addr: src.0,
@@ -376,6 +394,7 @@ fn flow_key(src: (Addr, u16), dst: (Addr, u16), vlan: u32) -> (FlowKey, bool) {
             port: dst.1,
         },
         vlan,
+        tunnel,
     )
 }
 
@@ -415,6 +434,14 @@ pub struct Engine {
     /// Frames per link type, folded into `stats` when asked (a map update per frame
     /// cost 30 instructions; a capture has one or a few link types).
     link_counts: Vec<(LinkType, u64)>,
+    /// The current frame's encapsulations (reset by every decode).
+    tunnel: Tunnel,
+    /// Frames per encapsulation kind ([`Encap`]'s order), and what stopped decoding,
+    /// folded into `stats` when asked.
+    encap_frames: [u64; Encap::ALL.len()],
+    not_understood: Vec<(Unknown, u64)>,
+    /// The encapsulations of tunnelled connections, by slot (the `tunnel` field).
+    tunnels: std::collections::HashMap<u32, TunnelPath>,
     now: u64,
     timers: Timers,
     /// Scratch for the connections whose deadlines fall at one instant.
@@ -443,6 +470,10 @@ impl Engine {
             hasher: foldhash::fast::FixedState::with_seed(HASH_SEED),
             stats: CaptureStats::default(),
             link_counts: Vec::new(),
+            tunnel: Tunnel::default(),
+            encap_frames: [0; Encap::ALL.len()],
+            not_understood: Vec::new(),
+            tunnels: Default::default(),
             now: 0,
             timers: Timers::new(),
             due: Vec::new(),
@@ -455,6 +486,17 @@ impl Engine {
     pub fn stats(&self) -> CaptureStats {
         let mut st = self.stats.clone();
         st.link_types = self.link_counts.iter().copied().collect();
+        st.encapsulations = Encap::ALL
+            .iter()
+            .zip(self.encap_frames)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.name().to_string(), n))
+            .collect();
+        st.not_understood = self
+            .not_understood
+            .iter()
+            .map(|(u, n)| (u.to_string(), *n))
+            .collect();
         st
     }
 
@@ -508,7 +550,11 @@ impl Engine {
             self.now = ts_ns;
         }
         self.run_timers(obs);
-        match decode::decode(link, data, orig_len) {
+        let decoded = decode::decode_with(link, data, orig_len, &mut self.tunnel);
+        if self.tunnel.is_set() {
+            self.count_tunnel();
+        }
+        match decoded {
             Ok(Decoded::Tcp(seg)) => {
                 self.stats.tcp_packets += 1;
                 self.on_tcp(&seg, data, ts_ns, obs);
@@ -539,6 +585,28 @@ impl Engine {
                 }
             }
             Err(e) => self.count_error(e),
+        }
+    }
+
+    /// Counts the frame's encapsulations (once per kind), a fragmented tunnel packet,
+    /// and what stopped the walk.
+    #[cold]
+    fn count_tunnel(&mut self) {
+        let t = self.tunnel;
+        let mut kinds = t.path.kinds();
+        while kinds != 0 {
+            let k = kinds.trailing_zeros() as usize;
+            self.encap_frames[k] += 1;
+            kinds &= kinds - 1;
+        }
+        if t.fragment {
+            self.stats.tunnel_fragments += 1;
+        }
+        if let Some(u) = t.unknown {
+            match self.not_understood.iter_mut().find(|(k, _)| *k == u) {
+                Some(c) => c.1 += 1,
+                None => self.not_understood.push((u, 1)),
+            }
         }
     }
 
@@ -620,13 +688,43 @@ impl Engine {
     /// The flow key of a packet from `src` to `dst`, whether `src` is its `lo` end, and
     /// the key's hash (computed once per packet).
     #[inline]
-    fn key(&self, src: (Addr, u16), dst: (Addr, u16), vlan: u32) -> (FlowKey, bool, u64) {
-        let (key, src_is_lo) = flow_key(src, dst, vlan);
+    fn key(
+        &self,
+        src: (Addr, u16),
+        dst: (Addr, u16),
+        vlan: u32,
+        tunnel: u32,
+    ) -> (FlowKey, bool, u64) {
+        let (key, src_is_lo) = flow_key(src, dst, vlan, tunnel);
         (key, src_is_lo, self.hasher.hash_one(key))
     }
 
+    /// Inserts the connection `seg` starts, keeping the encapsulations of the frame
+    /// that carried it (aside, by slot: only tunnelled connections pay for them).
+    #[inline]
+    fn start_conn(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        seg: &TcpSegment,
+        src_is_lo: bool,
+        now: u64,
+        obs: &mut impl Observer,
+    ) -> usize {
+        let idx = self.insert(Conn::new(key, hash, seg, src_is_lo, now), obs);
+        if !self.tunnel.path.is_empty() {
+            self.tunnels.insert(idx as u32, self.tunnel.path);
+        }
+        idx
+    }
+
     fn on_tcp(&mut self, seg: &TcpSegment, frame: &[u8], now: u64, obs: &mut impl Observer) {
-        let (key, src_is_lo, hash) = self.key((seg.src, seg.sport), (seg.dst, seg.dport), seg.vlan);
+        let (key, src_is_lo, hash) = self.key(
+            (seg.src, seg.sport),
+            (seg.dst, seg.dport),
+            seg.vlan,
+            seg.tunnel,
+        );
         let idx = match self.lookup(&key, hash) {
             Some(i) => {
                 let conn = self.slab[i].as_ref().expect("table points at a live slot");
@@ -634,12 +732,12 @@ impl Engine {
                 if seg.flags.syn() && !seg.flags.ack() && conn.is_new_syn(side, seg.seq) {
                     // Port reuse: a new ISN on this tuple starts a new connection.
                     self.finish_slot(i, Finish::Replaced, obs);
-                    self.insert(Conn::new(key, hash, seg, src_is_lo, now), obs)
+                    self.start_conn(key, hash, seg, src_is_lo, now, obs)
                 } else {
                     i
                 }
             }
-            None => self.insert(Conn::new(key, hash, seg, src_is_lo, now), obs),
+            None => self.start_conn(key, hash, seg, src_is_lo, now, obs),
         };
         let conn = self.slab[idx].as_mut().expect("live slot");
         let side = conn.side_of(src_is_lo);
@@ -766,7 +864,7 @@ impl Engine {
     }
 
     fn on_icmp(&mut self, q: &IcmpQuote, now: u64, obs: &mut impl Observer) {
-        let (key, _, hash) = self.key((q.src, q.sport), (q.dst, q.dport), q.vlan);
+        let (key, _, hash) = self.key((q.src, q.sport), (q.dst, q.dport), q.vlan, q.tunnel);
         let Some(i) = self.lookup(&key, hash) else {
             return;
         };
@@ -920,6 +1018,9 @@ impl Engine {
             conn.last_interim = at;
             let mut r = conn.to_record(false);
             r.id = id;
+            if let Some(t) = self.tunnels.get(&(i as u32)) {
+                r.tunnel = Some(t.to_string());
+            }
             obs.on_interim(&r);
         }
         if hs_due || interim_due {
@@ -979,6 +1080,9 @@ impl Engine {
         }
         let mut r = conn.to_record(matches!(how, Finish::End | Finish::Evicted));
         r.id = id;
+        if !self.tunnels.is_empty() {
+            r.tunnel = self.tunnels.remove(&(i as u32)).map(|t| t.to_string());
+        }
         self.stats.stray_acks += (r.c2s.stray_acks + r.s2c.stray_acks) as u64;
         obs.on_connection(&r);
         self.slab[i] = None;

@@ -1,4 +1,5 @@
-//! Flow keys: the 4-tuple plus VLAN, in a canonical order so both directions meet.
+//! Flow keys: the 4-tuple plus VLAN and tunnel, in a canonical order so both directions
+//! meet.
 
 use crate::addr::Addr;
 
@@ -11,21 +12,26 @@ pub struct Endpoint {
 
 /// Direction-free key: `lo` is the smaller endpoint. Loopback and same-address
 /// connections stay distinct by port, so they are keyed correctly too. Ordered by
-/// (lo, hi, vlan): the tie-break of reports due at the same instant.
+/// (lo, hi, vlan, tunnel): the tie-break of reports due at the same instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub lo: Endpoint,
     pub hi: Endpoint,
     pub vlan: u32,
+    /// The virtual networks the connection's packets travel in (VXLAN or Geneve VNI,
+    /// the key of Ethernet over GRE, PBB I-SID: `decode::Tunnel::key`), 0 outside them.
+    /// It sits in the key's padding (the key stays 72 bytes).
+    pub tunnel: u32,
 }
 
 /// Hashed as five words (the derived impl made nine small writes, a tenth of the
-/// per-packet instructions).
+/// per-packet instructions); the tunnel part is folded into the first address word (a
+/// v4 address leaves it zero), so the key is still hashed once in five writes.
 impl core::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
         let (a, b) = (self.lo.addr.words(), self.hi.addr.words());
-        h.write_u64(a.0);
+        h.write_u64(a.0 ^ self.tunnel as u64);
         h.write_u64(a.1);
         h.write_u64(b.0);
         h.write_u64(b.1);
@@ -42,13 +48,14 @@ impl core::hash::Hash for FlowKey {
 impl FlowKey {
     /// The key for a packet from `src` to `dst`, and whether `src` is the `lo` end.
     #[inline]
-    pub fn new(src: Endpoint, dst: Endpoint, vlan: u32) -> (FlowKey, bool) {
+    pub fn new(src: Endpoint, dst: Endpoint, vlan: u32, tunnel: u32) -> (FlowKey, bool) {
         if src <= dst {
             (
                 FlowKey {
                     lo: src,
                     hi: dst,
                     vlan,
+                    tunnel,
                 },
                 true,
             )
@@ -58,6 +65,7 @@ impl FlowKey {
                     lo: dst,
                     hi: src,
                     vlan,
+                    tunnel,
                 },
                 false,
             )

@@ -105,6 +105,9 @@ pub struct ConnRecord {
     pub server: Addr,
     pub server_port: u16,
     pub vlan: u32,
+    /// The encapsulations the connection's first packet came through, outermost first
+    /// (`vxlan:4711>gre`; docs/decode.md), None outside tunnels.
+    pub tunnel: Option<String>,
     pub outcome: Outcome,
     pub close: Close,
     pub closed_by: Option<Side>,
@@ -231,6 +234,10 @@ impl ConnRecord {
         f("server_ip", Value::Addr(self.server));
         f("server_port", Value::U64(self.server_port as u64));
         f("vlan", Value::U64(self.vlan as u64));
+        f(
+            "tunnel",
+            self.tunnel.as_deref().map_or(Value::Null, Value::Str),
+        );
         f("outcome", Value::Str(self.outcome.name()));
         f("close", Value::Str(self.close.name()));
         f("closed_by", opt(self.closed_by, |s| Value::Str(s.name())));
@@ -301,6 +308,7 @@ impl ConnRecord {
             server: Addr::from_v4([0, 0, 0, 0]),
             server_port: 0,
             vlan: 0,
+            tunnel: Some("vxlan:4711>gre".into()),
             outcome: Outcome::Established,
             close: Close::Fin,
             closed_by: Some(Side::Client),

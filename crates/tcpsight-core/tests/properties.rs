@@ -12,7 +12,30 @@ use tcpsight_core::decode::{self, DecodeError, Decoded, TcpFlags, TcpSegment};
 use tcpsight_core::{Collect, Config, Engine, LinkType};
 
 /// Every link type the decoder supports, plus two it does not.
-const LINK_TYPES: [u32; 12] = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147, 0xffff_ffff];
+const LINK_TYPES: [u32; 22] = [
+    0,
+    1,
+    9,
+    12,
+    14,
+    50,
+    51,
+    101,
+    104,
+    105,
+    107,
+    108,
+    113,
+    127,
+    178,
+    192,
+    228,
+    229,
+    239,
+    276,
+    147,
+    0xffff_ffff,
+];
 
 fn link_type() -> impl Strategy<Value = LinkType> {
     prop::sample::select(LINK_TYPES.to_vec()).prop_map(LinkType)
@@ -446,6 +469,23 @@ proptest! {
         let mut sll2 = ethertype.to_vec();
         sll2.resize(20, 0);
         framings.push((276, sll2));
+        let ppp: [u8; 2] = if v6 { [0, 0x57] } else { [0, 0x21] };
+        framings.push((9, ppp.to_vec()));
+        framings.push((50, [&[0xff, 0x03][..], &ppp].concat()));
+        framings.push((104, [&[0x0f, 0x00][..], &ethertype].concat()));
+        framings.push((107, vec![0x18, 0x41, 0x03, if v6 { 0x8e } else { 0xcc }]));
+        let mut wlan = vec![0x08, 0x02, 0, 0];
+        wlan.resize(24, 0);
+        wlan.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0]);
+        wlan.extend_from_slice(&ethertype);
+        framings.push((105, wlan.clone()));
+        framings.push((127, [&[0, 0, 8, 0, 0, 0, 0, 0][..], &wlan].concat()));
+        framings.push((192, [&[0, 0, 8, 0, 105, 0, 0, 0][..], &wlan].concat()));
+        let mut nflog = vec![if v6 { 10 } else { 2 }, 0, 0, 0];
+        nflog.extend_from_slice(&((4 + ip.len()) as u16).to_le_bytes());
+        nflog.extend_from_slice(&9u16.to_le_bytes());
+        framings.push((239, nflog));
+        framings.push((178, [&b"MGC\0"[..], &eth[..14]].concat()));
 
         // The same segment and payload bytes; only where the payload starts differs.
         let same = |r: Result<Decoded, _>, frame: &[u8]| match r {
@@ -458,6 +498,185 @@ proptest! {
             let r = decode::decode(LinkType(link), &frame, frame.len() as u32);
             prop_assert_eq!(same(r, &frame), reference.clone(), "link type {}", link);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encapsulations: any stack of them around a segment decodes to that segment, up to
+// the nesting bound; deeper is not understood; cut anywhere, nothing panics.
+
+/// One encapsulation around an Ethernet frame, giving an Ethernet frame.
+#[derive(Clone, Copy, Debug)]
+enum Wrap {
+    Gre,
+    GreTap(u32),
+    Ipip,
+    Vxlan(u32),
+    Geneve(u32),
+    Gtpu(u32),
+    Mpls(u32),
+    Pppoe(u16),
+    Erspan2(u16),
+}
+
+fn wrap_strategy() -> impl Strategy<Value = Wrap> {
+    prop_oneof![
+        Just(Wrap::Gre),
+        any::<u32>().prop_map(Wrap::GreTap),
+        Just(Wrap::Ipip),
+        (0u32..1 << 24).prop_map(Wrap::Vxlan),
+        (0u32..1 << 24).prop_map(Wrap::Geneve),
+        any::<u32>().prop_map(Wrap::Gtpu),
+        (0u32..1 << 20).prop_map(Wrap::Mpls),
+        any::<u16>().prop_map(Wrap::Pppoe),
+        (0u16..1024).prop_map(Wrap::Erspan2),
+    ]
+}
+
+fn eth_frame(ethertype: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+fn outer_ip(proto: u8, body: &[u8]) -> Vec<u8> {
+    build::ip_packet(
+        "192.0.2.1".parse().unwrap(),
+        "198.51.100.1".parse().unwrap(),
+        proto,
+        body,
+    )
+}
+
+fn outer_udp(dport: u16, body: &[u8]) -> Vec<u8> {
+    let mut u = 50000u16.to_be_bytes().to_vec();
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(body);
+    eth_frame(0x0800, &outer_ip(17, &u))
+}
+
+/// Wraps `eth`; the inner IP packet is `eth[14..]` when the layer carries IP.
+fn apply(w: Wrap, eth: &[u8]) -> Vec<u8> {
+    let (et, l3) = (u16::from_be_bytes([eth[12], eth[13]]), &eth[14..]);
+    let ip = et == 0x0800 || et == 0x86dd;
+    // Layers that carry IP carry a non-IP frame as Ethernet over GRE instead.
+    let w = match w {
+        Wrap::Gre | Wrap::Ipip | Wrap::Gtpu(_) | Wrap::Pppoe(_) if !ip => Wrap::GreTap(1),
+        w => w,
+    };
+    match w {
+        Wrap::Gre => {
+            let g = [&[0, 0][..], &et.to_be_bytes(), l3].concat();
+            eth_frame(0x0800, &outer_ip(47, &g))
+        }
+        Wrap::GreTap(k) => {
+            let g = [&[0x20, 0, 0x65, 0x58][..], &k.to_be_bytes(), eth].concat();
+            eth_frame(0x0800, &outer_ip(47, &g))
+        }
+        Wrap::Ipip if et == 0x0800 => eth_frame(0x0800, &outer_ip(4, l3)),
+        Wrap::Ipip => eth_frame(0x0800, &outer_ip(41, l3)),
+        Wrap::Vxlan(vni) => outer_udp(
+            4789,
+            &[&[8, 0, 0, 0][..], &(vni << 8).to_be_bytes(), eth].concat(),
+        ),
+        Wrap::Geneve(vni) => outer_udp(
+            6081,
+            &[&[0, 0, 0x65, 0x58][..], &(vni << 8).to_be_bytes(), eth].concat(),
+        ),
+        Wrap::Gtpu(teid) => {
+            let h = [
+                &[0x30, 0xff][..],
+                &(l3.len() as u16).to_be_bytes(),
+                &teid.to_be_bytes(),
+            ];
+            outer_udp(2152, &[&h.concat()[..], l3].concat())
+        }
+        Wrap::Mpls(label) => {
+            // Ethernet pseudowire with a control word: carries the whole frame.
+            let w = (label << 12) | 0x100 | 64;
+            eth_frame(0x8847, &[&w.to_be_bytes()[..], &[0, 0, 0, 0], eth].concat())
+        }
+        Wrap::Pppoe(sid) => {
+            let proto: u16 = if et == 0x86dd { 0x57 } else { 0x21 };
+            let h = [
+                &[0x11, 0][..],
+                &sid.to_be_bytes(),
+                &((l3.len() + 2) as u16).to_be_bytes(),
+            ];
+            eth_frame(
+                0x8864,
+                &[&h.concat()[..], &proto.to_be_bytes(), l3].concat(),
+            )
+        }
+        Wrap::Erspan2(session) => {
+            let g = [
+                &[0x10, 0, 0x88, 0xbe, 0, 0, 0, 1][..],
+                &[0x10, 0, (session >> 8) as u8, session as u8, 0, 0, 0, 0],
+                eth,
+            ]
+            .concat();
+            eth_frame(0x0800, &outer_ip(47, &g))
+        }
+    }
+}
+
+/// Layers a wrap adds (MPLS: its label and the pseudowire).
+fn layers(w: Wrap) -> usize {
+    match w {
+        Wrap::Mpls(_) => 2,
+        _ => 1,
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1500))]
+
+    #[test]
+    fn nested_encapsulations_decode_to_the_inner_segment(
+        t in tcp_spec(),
+        wraps in prop::collection::vec(wrap_strategy(), 0..12),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let plain = build::tcp_frame(&Tcp { vlan: None, ..t.clone() });
+        let reference = decode::decode(LinkType::ETHERNET, &plain, plain.len() as u32);
+        let Ok(Decoded::Tcp(reference)) = reference else {
+            return Err(TestCaseError::fail(format!("{reference:?}")));
+        };
+        let mut f = plain.clone();
+        for w in &wraps {
+            f = apply(*w, &f);
+        }
+        let depth: usize = wraps.iter().map(|w| layers(*w)).sum();
+        let mut tun = decode::Tunnel::default();
+        let r = decode::decode_with(LinkType::ETHERNET, &f, f.len() as u32, &mut tun);
+        if depth <= decode::MAX_DEPTH {
+            let Ok(Decoded::Tcp(s)) = r else {
+                return Err(TestCaseError::fail(format!("{wraps:?}: {r:?}")));
+            };
+            prop_assert_eq!(TcpSegment { payload_at: 0, tunnel: 0, ..s }, TcpSegment { payload_at: 0, ..reference });
+            prop_assert_eq!(s.payload(&f), reference.payload(&plain));
+            prop_assert_eq!(tun.path.layers().len(), depth);
+            prop_assert_eq!(decode::decode(LinkType::ETHERNET, &f, f.len() as u32), r);
+        } else {
+            prop_assert_eq!(r, Ok(Decoded::NotTcp));
+            prop_assert_eq!(tun.unknown, Some(decode::Unknown::TooDeep));
+        }
+        // Cut anywhere (snaplen), with a damaged byte too: no panic, and a segment
+        // decoded from a cut frame says it was cut.
+        let keep = cut.index(f.len() + 1);
+        let r = decode::decode(LinkType::ETHERNET, &f[..keep], f.len() as u32);
+        if keep < f.len() && let Ok(Decoded::Tcp(s)) = r {
+            prop_assert!(s.truncated);
+        }
+        let mut g = f.clone();
+        if !g.is_empty() {
+            let i = cut.index(g.len());
+            g[i] ^= 0xa5;
+        }
+        let _ = decode::decode(LinkType::ETHERNET, &g, g.len() as u32);
     }
 }
 

@@ -17,13 +17,14 @@ pub fn open_all(files: &[String]) -> (Vec<CaptureReader>, Vec<ReadError>) {
                 if !r.link_types().is_empty()
                     && r.link_types().iter().all(|l| !l.is_supported()) =>
             {
-                let names: Vec<String> = r.link_types().iter().map(|l| l.name()).collect();
+                let names: Vec<String> = r.link_types().iter().map(|l| l.label()).collect();
                 let e = ReadError::new(
                     f,
                     None,
                     format!(
-                        "link type {} not supported (supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP)",
-                        names.join(", ")
+                        "link type {} not supported (supported: {})",
+                        names.join(", "),
+                        tcpsight_core::LinkType::supported_names().join(", ")
                     ),
                 );
                 eprintln!("tcpsight: {e}");

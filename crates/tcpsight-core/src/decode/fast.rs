@@ -54,6 +54,7 @@ pub(super) fn ethernet_ipv4_tcp(link: LinkType, data: &[u8], orig_len: u32) -> O
         sport: be16(d, TCP),
         dport: be16(d, TCP + 2),
         vlan: 0,
+        tunnel: 0,
         seq: Seq(be32(d, TCP + 4)),
         ack: Seq(be32(d, TCP + 8)),
         flags,

@@ -7,24 +7,30 @@ use crate::seq::Seq;
 
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_UDP: u8 = 17;
 const PROTO_ICMPV6: u8 = 58;
 
-/// The parts of an IP header the TCP decoder needs.
-struct IpHeader {
-    src: Addr,
-    dst: Addr,
-    proto: u8,
+pub(crate) const PROTO_IPIP: u8 = 4;
+pub(crate) const PROTO_IPV6: u8 = 41;
+pub(crate) const PROTO_GRE: u8 = 47;
+
+/// The parts of an IP header the TCP decoder (and the tunnel walk) needs.
+pub(crate) struct IpHeader {
+    pub src: Addr,
+    pub dst: Addr,
+    pub proto: u8,
     /// Offset of the transport header.
-    l4: usize,
+    pub l4: usize,
     /// Transport length (header + payload) according to the IP header, if it gives one.
-    l4_len: Option<u32>,
+    pub l4_len: Option<u32>,
     /// Not the first fragment: the transport header is elsewhere.
-    later_fragment: bool,
+    pub later_fragment: bool,
+    /// A fragment, first or later (more fragments follow, or an offset).
+    pub fragment: bool,
 }
 
 #[inline(always)]
-fn ipv4_header(b: Bytes) -> Result<IpHeader, DecodeError> {
+pub(crate) fn ipv4_header(b: Bytes) -> Result<IpHeader, DecodeError> {
     let vihl = b.u8(0).ok_or(DecodeError::Short("IPv4"))?;
     if vihl >> 4 != 4 {
         return Err(DecodeError::Malformed("IPv4 version"));
@@ -56,10 +62,11 @@ fn ipv4_header(b: Bytes) -> Result<IpHeader, DecodeError> {
         l4: ihl,
         l4_len,
         later_fragment: frag & 0x1fff != 0,
+        fragment: frag & 0x3fff != 0,
     })
 }
 
-fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
+pub(crate) fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
     let v = b.u8(0).ok_or(DecodeError::Short("IPv6"))?;
     if v >> 4 != 6 {
         return Err(DecodeError::Malformed("IPv6 version"));
@@ -70,6 +77,7 @@ fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
     let dst = Addr::from_v6(b.array::<16>(24).ok_or(DecodeError::Short("IPv6"))?);
     let mut off = 40usize;
     let mut later_fragment = false;
+    let mut fragment = false;
     // Walk extension headers; a bounded number so crafted chains cannot loop for long.
     for _ in 0..16 {
         match next {
@@ -83,6 +91,8 @@ fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
                 let nh = b.u8(off).ok_or(DecodeError::Short("IPv6 fragment"))?;
                 let fo = b.u16(off + 2).ok_or(DecodeError::Short("IPv6 fragment"))?;
                 later_fragment = fo & 0xfff8 != 0;
+                // An atomic fragment (offset 0, no more) is a whole packet.
+                fragment |= fo & 0xfff9 != 0;
                 next = nh;
                 off += 8;
             }
@@ -111,23 +121,14 @@ fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
         l4: off,
         l4_len,
         later_fragment,
+        fragment,
     })
 }
 
+/// The transport layer of an IP packet whose header is `h` (`data` starts at the IP
+/// header): TCP, UDP, ICMP errors quoting TCP; anything else carries no TCP.
 #[inline(always)]
-pub(crate) fn decode_ipv4(data: &[u8], vlan: u32, truncated: bool) -> Result<Decoded, DecodeError> {
-    let h = ipv4_header(Bytes(data))?;
-    transport(data, &h, vlan, truncated)
-}
-
-#[inline(always)]
-pub(crate) fn decode_ipv6(data: &[u8], vlan: u32, truncated: bool) -> Result<Decoded, DecodeError> {
-    let h = ipv6_header(Bytes(data))?;
-    transport(data, &h, vlan, truncated)
-}
-
-#[inline(always)]
-fn transport(
+pub(crate) fn transport(
     data: &[u8],
     h: &IpHeader,
     vlan: u32,
@@ -211,5 +212,6 @@ fn icmp_error(b: Bytes, v6: bool, vlan: u32) -> Result<Decoded, DecodeError> {
         dport,
         seq: Seq(seq),
         vlan,
+        tunnel: 0,
     }))
 }

@@ -1,9 +1,13 @@
-//! Frame decoding: link layer, IPv4/IPv6, TCP header and ICMP errors quoting TCP.
+//! Frame decoding: link layer, encapsulations, IPv4/IPv6, TCP header and ICMP errors
+//! quoting TCP.
 //!
 //! Hand-written checked views rather than a general packet crate (etherparse was the
-//! survey's pick): tcpsight needs LINUX_SLL2 and NULL/LOOP link types, which etherparse
-//! does not decode, lax parsing of snaplen-cut headers (use what is there, flag it),
-//! payload length taken from the IP header (not from captured bytes), and nothing else.
+//! survey's pick): tcpsight needs LINUX_SLL2, NULL/LOOP, 802.11 and other link types,
+//! tunnels (GRE, ERSPAN, VXLAN, Geneve, GTP-U, MPLS...), lax parsing of snaplen-cut
+//! headers (use what is there, flag it), payload length taken from the IP header (not
+//! from captured bytes), and nothing else. `fast.rs` decodes the common untagged
+//! Ethernet/IPv4/TCP frame in straight-line code; `tunnel.rs` walks everything else.
+//! docs/decode.md lists every header.
 //! Every read is bounds-checked through [`Bytes`]; decoding never panics on any input
 //! (property-tested and fuzzed).
 
@@ -11,9 +15,11 @@ mod fast;
 mod ip;
 mod link;
 mod tcp;
+mod tunnel;
 
 pub use link::LinkType;
 pub use tcp::{TcpFlags, TcpOptions};
+pub use tunnel::{Encap, Layer, MAX_DEPTH, Tunnel, TunnelPath, Unknown};
 
 use crate::addr::Addr;
 use crate::seq::Seq;
@@ -25,8 +31,11 @@ pub struct TcpSegment {
     pub dst: Addr,
     pub sport: u16,
     pub dport: u16,
-    /// 802.1Q id (outer << 12 | inner for QinQ), 0 when untagged.
+    /// 802.1Q id (outer << 12 | inner for QinQ) of the Ethernet header carrying the IP
+    /// packet (the innermost one inside tunnels), 0 when untagged.
     pub vlan: u32,
+    /// The tunnel part of the connection key ([`Tunnel::key`]), 0 outside tunnels.
+    pub tunnel: u32,
     pub seq: Seq,
     pub ack: Seq,
     pub flags: TcpFlags,
@@ -76,6 +85,8 @@ pub struct IcmpQuote {
     pub dport: u16,
     pub seq: Seq,
     pub vlan: u32,
+    /// The tunnel part of the key of the connection quoted ([`Tunnel::key`]).
+    pub tunnel: u32,
 }
 
 /// What one frame turned out to be.
@@ -126,7 +137,9 @@ pub enum DecodeError {
 impl core::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            DecodeError::UnknownLinkType(t) => write!(f, "unknown link type {t}"),
+            DecodeError::UnknownLinkType(t) => {
+                write!(f, "unsupported link type {} ({t})", LinkType(*t).name())
+            }
             DecodeError::Short(what) => write!(f, "frame too short for the {what} header"),
             DecodeError::Malformed(what) => write!(f, "malformed {what} header"),
         }
@@ -142,28 +155,25 @@ pub fn decode(link: LinkType, data: &[u8], orig_len: u32) -> Result<Decoded, Dec
     decode_general(link, data, orig_len)
 }
 
+/// As [`decode`], and says in `t` which encapsulations the frame went through (reset
+/// for every frame; untouched layers cost nothing on the fast path).
+#[inline]
+pub fn decode_with(
+    link: LinkType,
+    data: &[u8],
+    orig_len: u32,
+    t: &mut Tunnel,
+) -> Result<Decoded, DecodeError> {
+    if let Some(seg) = fast::ethernet_ipv4_tcp(link, data, orig_len) {
+        t.reset();
+        return Ok(Decoded::Tcp(seg));
+    }
+    tunnel::walk(link, data, orig_len, t)
+}
+
 /// The complete decoder, for every link type and header combination.
 pub fn decode_general(link: LinkType, data: &[u8], orig_len: u32) -> Result<Decoded, DecodeError> {
-    let truncated = (data.len() as u64) < orig_len as u64;
-    let net = link::strip(link, data)?;
-    let l3 = &data[net.offset..];
-    let decoded = match net.proto {
-        link::NetProto::Ipv4 => ip::decode_ipv4(l3, net.vlan, truncated),
-        link::NetProto::Ipv6 => ip::decode_ipv6(l3, net.vlan, truncated),
-        link::NetProto::Other => Ok(Decoded::NotTcp),
-    };
-    // Layers below give the payload's place relative to their own start.
-    decoded.map(|d| match d {
-        Decoded::Tcp(mut seg) => {
-            seg.payload_at += net.offset as u32;
-            Decoded::Tcp(seg)
-        }
-        Decoded::Udp(mut d) => {
-            d.payload_at += net.offset as u32;
-            Decoded::Udp(d)
-        }
-        other => other,
-    })
+    tunnel::walk(link, data, orig_len, &mut Tunnel::default())
 }
 
 /// Bounds-checked big-endian reads over a byte slice.

@@ -122,6 +122,7 @@ pub(crate) fn decode_tcp(
         sport,
         dport,
         vlan,
+        tunnel: 0,
         seq: Seq(seq),
         ack: Seq(ack),
         flags,

@@ -66,6 +66,7 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
             thousands(*n)
         ));
     }
+    s.push_str(&tunnels(st));
     let failed = o.get(Outcome::Rejected) + o.get(Outcome::Unreachable) + o.get(Outcome::Timeout);
     s.push_str(&format!("\nConnections {}\n", thousands(o.connections)));
     s.push_str(&format!(
@@ -98,6 +99,35 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
     s
 }
 
+/// Frames per encapsulation, tunnel fragments and what was not understood (nothing
+/// when the capture has none of them).
+fn tunnels(st: &CaptureStats) -> String {
+    let mut s = String::new();
+    if !st.encapsulations.is_empty() || st.tunnel_fragments > 0 {
+        let kinds: Vec<String> = st
+            .encapsulations
+            .iter()
+            .map(|(k, n)| format!("{k} {}", thousands(*n)))
+            .collect();
+        s.push_str(&format!(
+            "Tunnels   frames: {}; {} tunnel fragments\n",
+            if kinds.is_empty() {
+                "-".to_string()
+            } else {
+                kinds.join(", ")
+            },
+            thousands(st.tunnel_fragments)
+        ));
+    }
+    for (what, n) in &st.not_understood {
+        s.push_str(&format!(
+            "          not understood: {} x {what}\n",
+            thousands(*n)
+        ));
+    }
+    s
+}
+
 pub fn to_json(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> Json {
     let outcomes: serde_json::Map<String, Json> = Outcome::ALL
         .iter()
@@ -117,6 +147,9 @@ pub fn to_json(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> Json {
         "undecodable": st.undecodable_total(),
         "undecodable_by_reason": st.undecodable,
         "fragments": st.fragments,
+        "encapsulations": st.encapsulations,
+        "tunnel_fragments": st.tunnel_fragments,
+        "not_understood": st.not_understood,
         "ts_backwards": st.ts_backwards,
         "first_ts_ns": st.first_ns,
         "last_ts_ns": st.last_ns,

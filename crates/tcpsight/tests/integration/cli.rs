@@ -222,7 +222,7 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     bad("bad/garbage.bin", "byte 0: not a pcap or pcapng file");
     bad(
         "bad/unknown-linktype.pcap",
-        "link type LINKTYPE_147 not supported",
+        "link type USER0 (147) not supported",
     );
     bad("bad", "is a directory");
     bad("bad/does-not-exist.pcap", "no such file");

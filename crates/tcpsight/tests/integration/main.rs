@@ -25,4 +25,5 @@ mod probe;
 mod threads;
 mod top;
 mod top_tmux;
+mod tunnels;
 mod watch;
