@@ -97,6 +97,7 @@ pub fn empty_record() -> ConnRecord {
         response_transfer_max_ns: None,
         icmp_type: None,
         icmp_code: None,
+        tunnel: None,
         app: Default::default(),
         ..ConnRecord::example()
     }
