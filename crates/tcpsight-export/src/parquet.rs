@@ -245,6 +245,21 @@ impl<W: Write + Send> ParquetWriter<W> {
         Ok(())
     }
 
+    /// The underlying writer (to ask it for its own error counts); None once closed.
+    pub fn get_mut(&mut self) -> Option<&mut W> {
+        self.writer.as_mut().map(|w| w.inner_mut())
+    }
+
+    /// Writes what is buffered and the file's footer, and gives the writer back (to
+    /// commit or rename the file).
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.flush_group()?;
+        match self.writer.take() {
+            Some(w) => w.into_inner().map_err(err),
+            None => Err(err("closed already")),
+        }
+    }
+
     /// Writes what is buffered and the file's footer; the file is complete after it.
     pub fn close(&mut self) -> io::Result<()> {
         self.flush_group()?;

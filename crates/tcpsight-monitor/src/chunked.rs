@@ -91,6 +91,8 @@ impl Writer {
 }
 
 pub struct ChunkedFile {
+    /// Binary content (Parquet): chunks are cut at any byte, not only after a line.
+    binary: bool,
     part: PathBuf,
     path: PathBuf,
     buf: Vec<u8>,
@@ -120,6 +122,7 @@ impl ChunkedFile {
             .name(format!("write {name}"))
             .spawn(move || writer.run(rx, spare_tx))?;
         Ok(ChunkedFile {
+            binary: false,
             part,
             path: dir.join(name),
             buf: Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 4)),
@@ -129,6 +132,13 @@ impl ChunkedFile {
             worker: Some(worker),
             state,
         })
+    }
+
+    /// For binary content (a Parquet file): chunks are cut anywhere. A failed chunk
+    /// cannot be cut off such a file cleanly, so its caller counts the whole file lost.
+    pub fn binary(mut self) -> Self {
+        self.binary = true;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -208,8 +218,10 @@ impl Drop for ChunkedFile {
 impl Write for ChunkedFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
-        self.lines_in_buf += memchr_count(data);
-        if self.buf.len() >= CHUNK_BYTES && self.buf.last() == Some(&b'\n') {
+        if !self.binary {
+            self.lines_in_buf += memchr_count(data);
+        }
+        if self.buf.len() >= CHUNK_BYTES && (self.binary || self.buf.last() == Some(&b'\n')) {
             self.chunk();
         }
         Ok(data.len())

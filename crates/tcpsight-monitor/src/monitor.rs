@@ -21,6 +21,7 @@ use tcpsight_core::{
     ConnRecord, Datagram, ExchangeEvent, HandshakeEvent, Observer, Payload, Schema, Value,
 };
 use tcpsight_export::lines::{FlowFormat, FlowWriter, RECORD_TS_DIGITS};
+use tcpsight_export::parquet::ParquetWriter;
 use tcpsight_l7::observe::{Context, Logged, http_log_fields, tls_log_fields};
 use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
 
@@ -37,6 +38,8 @@ pub enum RecordFormat {
     JsonlZst,
     Jsonl,
     Csv,
+    /// Typed columns (tcpsight-export's Parquet writer; zstd inside).
+    Parquet,
 }
 
 impl RecordFormat {
@@ -45,12 +48,7 @@ impl RecordFormat {
             RecordFormat::JsonlZst => "jsonl.zst",
             RecordFormat::Jsonl => "jsonl",
             RecordFormat::Csv => "csv",
-        }
-    }
-    fn lines(self) -> FlowFormat {
-        match self {
-            RecordFormat::Csv => FlowFormat::Csv,
-            _ => FlowFormat::Jsonl,
+            RecordFormat::Parquet => "parquet",
         }
     }
 }
@@ -129,6 +127,29 @@ impl Schema for MonitorRecord<'_> {
     }
 }
 
+/// The Parquet columns of the monitor's record files.
+pub fn monitor_record_columns() -> Result<Vec<tcpsight_export::columns::Column>, String> {
+    let owner: (u32, Arc<str>) = (1, Arc::from("x"));
+    let (full, empty) = (
+        tcpsight_export::columns::full_record(),
+        tcpsight_export::columns::empty_record(),
+    );
+    tcpsight_export::columns::of(
+        &MonitorRecord {
+            rec: &full,
+            interim: false,
+            direction: Some(Direction::Out),
+            owner: Some(&owner),
+        },
+        &MonitorRecord {
+            rec: &empty,
+            interim: false,
+            direction: None,
+            owner: None,
+        },
+    )
+}
+
 /// The field names of the monitor's record files.
 pub fn monitor_record_fields() -> Vec<&'static str> {
     let mut v = field_names();
@@ -138,11 +159,70 @@ pub fn monitor_record_fields() -> Vec<&'static str> {
 
 type Lines = FlowWriter<ChunkedFile>;
 
+/// A record file: lines (JSON Lines or CSV) or Parquet.
+enum RecordFile {
+    Lines(Lines),
+    Parquet {
+        w: Box<ParquetWriter<ChunkedFile>>,
+        rows: u64,
+        /// A write error: a Parquet file cannot lose a part and stay readable, so every
+        /// row of it counts as lost.
+        failed: Option<std::io::Error>,
+    },
+}
+
+impl RecordFile {
+    fn write<R: Schema>(&mut self, r: &R) {
+        match self {
+            RecordFile::Lines(w) => {
+                let _ = w.write(r);
+            }
+            RecordFile::Parquet { w, rows, failed } => {
+                *rows += 1;
+                if let Err(e) = w.write(r) {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    fn take_error(&mut self) -> Option<std::io::Error> {
+        match self {
+            RecordFile::Lines(w) => w.get_mut().take_error(),
+            RecordFile::Parquet { w, failed, .. } => {
+                let e = w.get_mut().and_then(ChunkedFile::take_error);
+                e.inspect(|e| {
+                    failed.get_or_insert_with(|| std::io::Error::new(e.kind(), e.to_string()));
+                })
+            }
+        }
+    }
+
+    /// The file to commit, and the rows lost beyond what the file itself counts.
+    fn into_file(self) -> (Option<ChunkedFile>, u64, Option<std::io::Error>) {
+        match self {
+            // into_inner only flushes a ChunkedFile, which cannot fail.
+            RecordFile::Lines(w) => (w.into_inner().ok(), 0, None),
+            RecordFile::Parquet { w, rows, failed } => {
+                let closed = w.into_inner();
+                match (closed, failed) {
+                    (Ok(mut f), None) => match f.take_error() {
+                        None => (Some(f), 0, None),
+                        e => (Some(f), rows, e),
+                    },
+                    (Ok(f), Some(e)) => (Some(f), rows, Some(e)),
+                    (Err(e), _) => (None, rows, Some(e)),
+                }
+            }
+        }
+    }
+}
+
 /// One period's open files and counts.
 struct Period {
     start_ns: u64,
     dir: PathBuf,
-    flows: Option<Lines>,
+    flows: Option<RecordFile>,
     http: Option<Lines>,
     tls: Option<Lines>,
     bins: Option<ChunkedFile>,
@@ -151,6 +231,32 @@ struct Period {
     bins_rows: u64,
     http_records: u64,
     tls_records: u64,
+}
+
+/// What committing a period's files found.
+#[derive(Default)]
+struct Commit {
+    lost: u64,
+    problems: Vec<String>,
+    files: Vec<String>,
+}
+
+impl Commit {
+    fn commit(&mut self, f: ChunkedFile, what: &str) {
+        let (r, (_, l), err) = f.commit();
+        self.lost += l;
+        if let Some(e) = err {
+            self.problems.push(format!("{what}: {e}"));
+        }
+        match r {
+            Ok(path) => self.files.push(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            Err(e) => self.problems.push(format!("{what}: cannot rename: {e}")),
+        }
+    }
 }
 
 /// The L7 logs of the open period.
@@ -298,22 +404,59 @@ impl Monitor {
             }
         };
         let fmt = self.cfg.format;
-        let compress = fmt == RecordFormat::JsonlZst;
+        let compress = matches!(fmt, RecordFormat::JsonlZst | RecordFormat::Parquet);
+        let lines = if fmt == RecordFormat::Csv {
+            FlowFormat::Csv
+        } else {
+            FlowFormat::Jsonl
+        };
         let mut errors = Vec::new();
+        let parquet = if fmt == RecordFormat::Parquet {
+            let name = "flows.parquet";
+            let made = ChunkedFile::create(&dir, name, false).and_then(|f| {
+                let cols = monitor_record_columns().map_err(std::io::Error::other)?;
+                ParquetWriter::with_columns(f.binary(), cols)
+            });
+            match made {
+                Ok(w) => Some(RecordFile::Parquet {
+                    w: Box::new(w),
+                    rows: 0,
+                    failed: None,
+                }),
+                Err(e) => {
+                    errors.push(format!("{}: cannot create {name}: {e}", dir.display()));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut open = |name: String, names: Vec<&'static str>| match ChunkedFile::create(
             &dir, &name, compress,
         ) {
-            Ok(f) => Some(FlowWriter::new(f, fmt.lines(), RECORD_TS_DIGITS).with_names(names)),
+            Ok(f) => Some(FlowWriter::new(f, lines, RECORD_TS_DIGITS).with_names(names)),
             Err(e) => {
                 errors.push(format!("{}: cannot create {name}: {e}", dir.display()));
                 None
             }
         };
-        let flows = open(format!("flows.{}", fmt.ext()), monitor_record_fields());
+        let flows = match parquet {
+            Some(p) => Some(p),
+            None if fmt == RecordFormat::Parquet => None,
+            None => {
+                open(format!("flows.{}", fmt.ext()), monitor_record_fields()).map(RecordFile::Lines)
+            }
+        };
+        // The L7 logs are lines (zstd JSON Lines for Parquet record files).
         let (http, tls) = if self.cfg.l7 {
+            let ext = if fmt == RecordFormat::Parquet {
+                RecordFormat::JsonlZst.ext()
+            } else {
+                fmt.ext()
+            };
             (
-                open(format!("http.{}", fmt.ext()), http_log_fields()),
-                open(format!("tls.{}", fmt.ext()), tls_log_fields()),
+                open(format!("http.{ext}"), http_log_fields()),
+                open(format!("tls.{ext}"), tls_log_fields()),
             )
         } else {
             (None, None)
@@ -383,7 +526,7 @@ impl Monitor {
             self.lost(1);
             return;
         };
-        let _ = w.write(&MonitorRecord {
+        w.write(&MonitorRecord {
             rec: r,
             interim,
             direction,
@@ -404,11 +547,12 @@ impl Monitor {
         let Some(p) = self.period.as_mut() else {
             return;
         };
-        let errs: Vec<_> = [p.flows.as_mut(), p.http.as_mut(), p.tls.as_mut()]
+        let mut errs: Vec<_> = [p.http.as_mut(), p.tls.as_mut()]
             .into_iter()
             .flatten()
             .filter_map(|w| w.get_mut().take_error())
             .collect();
+        errs.extend(p.flows.as_mut().and_then(RecordFile::take_error));
         let dir = p.dir.display().to_string();
         for e in errs {
             self.warn(format!(
@@ -439,37 +583,31 @@ impl Monitor {
         let Some(p) = self.period.take() else {
             return;
         };
-        let mut lost = 0u64;
-        let mut problems = Vec::new();
-        let mut files = Vec::new();
-        let mut commit = |f: ChunkedFile, what: &str| {
-            let (r, (_, l), err) = f.commit();
-            lost += l;
-            if let Some(e) = err {
-                problems.push(format!("{what}: {e}"));
+        let mut c = Commit::default();
+        if let Some(flows) = p.flows {
+            let (f, more_lost, e) = flows.into_file();
+            c.lost += more_lost;
+            if let Some(e) = e {
+                c.problems.push(format!("records: {e}"));
             }
-            match r {
-                Ok(path) => files.push(
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                ),
-                Err(e) => problems.push(format!("{what}: cannot rename: {e}")),
+            if let Some(f) = f {
+                c.commit(f, "records");
             }
-        };
-        for (w, what) in [
-            (p.flows, "records"),
-            (p.http, "HTTP log"),
-            (p.tls, "TLS log"),
-        ] {
+        }
+        for (w, what) in [(p.http, "HTTP log"), (p.tls, "TLS log")] {
             // into_inner only flushes a ChunkedFile, which cannot fail.
             if let Some(Ok(f)) = w.map(FlowWriter::into_inner) {
-                commit(f, what);
+                c.commit(f, what);
             }
         }
         if let Some(b) = p.bins {
-            commit(b, "bins");
+            c.commit(b, "bins");
         }
+        let Commit {
+            lost,
+            problems,
+            files,
+        } = c;
         let (frames, wire_bytes) = self
             .frames
             .range(p.start_ns..end_ns.max(p.start_ns + 1))

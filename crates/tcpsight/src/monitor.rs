@@ -73,7 +73,7 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "MB")]
     pub max_disk: Option<u64>,
     /// Record file format
-    #[arg(long, default_value = "jsonl.zst", value_parser = ["jsonl.zst", "jsonl", "csv"])]
+    #[arg(long, default_value = "jsonl.zst", value_parser = ["jsonl.zst", "jsonl", "csv", "parquet"])]
     pub format: String,
     /// Bins per server address and port, not per address
     #[arg(long)]
@@ -273,6 +273,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         format: match args.format.as_str() {
             "jsonl" => RecordFormat::Jsonl,
             "csv" => RecordFormat::Csv,
+            "parquet" => RecordFormat::Parquet,
             _ => RecordFormat::JsonlZst,
         },
         l7: args.l7,

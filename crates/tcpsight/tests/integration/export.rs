@@ -30,7 +30,7 @@ fn workspace() -> PathBuf {
 }
 
 /// A Python with duckdb and chdb.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let p = std::env::var_os("TCPSIGHT_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/export-venv/bin/python"));
@@ -49,7 +49,7 @@ fn python() -> Option<PathBuf> {
 }
 
 /// Runs a Python script with arguments; its stdout parsed as JSON.
-fn run_python(py: &Path, script: &str, args: &[&str]) -> Value {
+pub(crate) fn run_python(py: &Path, script: &str, args: &[&str]) -> Value {
     let out = Command::new(py)
         .arg("-c")
         .arg(script)

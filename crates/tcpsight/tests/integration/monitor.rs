@@ -881,3 +881,54 @@ fn analyze_interval_bins_are_the_monitors_bins() {
     assert!(csv.starts_with("interval_start,interval_end,server_ip,"));
     assert_eq!(csv.lines().count(), from_monitor.len() + 1);
 }
+
+#[test]
+fn monitor_parquet_records_read_by_duckdb() {
+    let Some(py) = crate::export::python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    monitor(
+        &out,
+        &[
+            "--format",
+            "parquet",
+            "--rotate",
+            "10s",
+            "--interval",
+            "5s",
+            "--active-timeout",
+            "4s",
+        ],
+    );
+    let glob = format!("{}/*/flows.parquet", out.display());
+    let got = crate::export::run_python(
+        &py,
+        r#"
+import duckdb, json, sys
+q = lambda s: duckdb.sql(s.replace("F", f"read_parquet('{sys.argv[1]}')")).fetchall()
+rows, bytes_, connects = q("select count(*), sum(c2s_payload_bytes), count(connect_us) from F where record = 'final'")[0]
+interim = q("select count(*) from F where record = 'interim'")[0][0]
+types = dict(q("select column_name, column_type from (describe select * from F)"))
+print(json.dumps({"rows": rows, "bytes": int(bytes_), "connects": connects, "interim": interim, "types": types}))
+"#,
+        &[&glob],
+    );
+    let records = analyze_records();
+    assert_eq!(got["rows"], records.len());
+    let c2s: u64 = records
+        .iter()
+        .map(|r| r["c2s_payload_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(got["bytes"], c2s);
+    let connects = records
+        .iter()
+        .filter(|r| !r["connect_us"].is_null())
+        .count();
+    assert_eq!(got["connects"], connects);
+    assert!(got["interim"].as_u64().unwrap() > 0, "{got}");
+    assert_eq!(got["types"]["record"], "VARCHAR");
+    assert_eq!(got["types"]["pid"], "BIGINT");
+    assert_eq!(got["types"]["ts_first"], "TIMESTAMP WITH TIME ZONE");
+}
