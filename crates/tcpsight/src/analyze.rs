@@ -29,8 +29,39 @@ use crate::output::table::{self, DestinationTable, GroupBy, SortBy};
 pub struct AnalyzeArgs {
     /// Capture files (pcap or pcapng, optionally gzip/zstd); several are merged in time
     /// order. With -r, these words are a packet filter instead, as for tcpdump
-    #[arg(required_unless_present = "read", value_name = "FILE")]
+    #[arg(required_unless_present_any = ["read", "interface"], value_name = "FILE")]
     files: Vec<String>,
+    /// Capture every packet of this interface for -t seconds, then analyse the capture
+    /// (yconalyzer's live mode, for cron): the report is the one a file of that traffic
+    /// gives. The words after the options are a packet filter, as for tcpdump
+    #[arg(
+        short = 'i',
+        long,
+        value_name = "IFACE",
+        conflicts_with = "read",
+        help_heading = "Live (capture, then analyse)"
+    )]
+    interface: Option<String>,
+    /// With -i: seconds to capture (0: until Ctrl-C)
+    #[arg(
+        short = 't',
+        long,
+        value_name = "SECONDS",
+        requires = "interface",
+        help_heading = "Live (capture, then analyse)"
+    )]
+    duration: Option<f64>,
+    /// With -i: keep the capture in FILE (pcap)
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "FILE",
+        requires = "interface",
+        help_heading = "Live (capture, then analyse)"
+    )]
+    write: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    live: crate::live_args::LiveArgs,
     /// A capture file, as tcpdump, watch and top take it (repeatable); the words after
     /// the options are then a tcpdump-syntax packet filter
     #[arg(short = 'r', long = "read", value_name = "FILE")]
@@ -211,6 +242,17 @@ impl AnalyzeArgs {
     /// With -r the files are those, and the positional words a filter (tcpdump's rule);
     /// without, the positional words are the files.
     fn normalize(&mut self) -> Result<(), String> {
+        if self.interface.is_some() {
+            // Live: the words are a packet filter (the capture is the input).
+            let words = std::mem::take(&mut self.files);
+            if !words.is_empty() {
+                if self.packet_filter.is_some() {
+                    return Err("a packet filter both with -f and as trailing words".into());
+                }
+                self.packet_filter = Some(words.join(" "));
+            }
+            return Ok(());
+        }
         if self.read.is_empty() {
             return Ok(());
         }
@@ -703,6 +745,44 @@ fn bins_csv_line(r: &serde_json::Value) -> String {
         .join(",")
 }
 
+/// `analyze -i`'s capture: the file it wrote, removed at the end unless -w kept it.
+struct LiveCaptureFile {
+    path: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Drop for LiveCaptureFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Captures every packet of `iface` for the duration (the packet filter in the kernel),
+/// then points the analysis at the file.
+fn capture_first(args: &mut AnalyzeArgs, iface: &str) -> Result<LiveCaptureFile, String> {
+    let keep = args.write.is_some();
+    let path = args.write.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("tcpsight-analyze-{}.pcap", std::process::id()))
+    });
+    let file = LiveCaptureFile {
+        path: path.clone(),
+        keep,
+    };
+    // The filter runs in the kernel while capturing; the file holds only what passed.
+    let filter = args.packet_filter.take();
+    crate::capture::record_all(
+        iface,
+        &path,
+        args.duration.unwrap_or(60.0),
+        filter,
+        &args.live,
+    )?;
+    args.files = vec![path.to_string_lossy().into_owned()];
+    Ok(file)
+}
+
 /// The per-interval table the options ask for, with its bins file open.
 fn intervals(args: &AnalyzeArgs) -> Result<Option<Intervals>, String> {
     if args.interval.is_none() && args.bins.is_none() {
@@ -746,6 +826,17 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         eprintln!("tcpsight: {e}");
         return ExitCode::from(2);
     }
+    // -i: capture first, then analyse the capture like any file.
+    let _capture = match args.interface.clone() {
+        None => None,
+        Some(iface) => match capture_first(&mut args, &iface) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let (readers, mut errors) = crate::inputs::open_all(&args.files);
     if readers.is_empty() {
         return ExitCode::from(2);

@@ -183,6 +183,32 @@ pub fn run(args: CaptureArgs) -> ExitCode {
     }
 }
 
+/// Every packet of `interface` for `duration` seconds (0: until Ctrl-C) into a pcap file
+/// at `output`: `analyze -i`'s capture step, the same code as `capture --all`.
+pub fn record_all(
+    interface: &str,
+    output: &std::path::Path,
+    duration: f64,
+    filter: Option<String>,
+    live: &LiveArgs,
+) -> Result<(), String> {
+    capture(&CaptureArgs {
+        numeric: false,
+        interface: interface.to_string(),
+        output: output.to_path_buf(),
+        duration,
+        all: true,
+        ports: Vec::new(),
+        count: None,
+        rotate_mb: None,
+        rotate_secs: None,
+        pcapng: false,
+        live: live.clone(),
+        filter,
+        words: Vec::new(),
+    })
+}
+
 fn capture(args: &CaptureArgs) -> Result<(), String> {
     let expr = match (&args.filter, args.words.is_empty()) {
         (Some(e), _) => Some(e.clone()),

@@ -932,3 +932,58 @@ print(json.dumps({"rows": rows, "bytes": int(bytes_), "connects": connects, "int
     assert_eq!(got["types"]["pid"], "BIGINT");
     assert_eq!(got["types"]["ts_first"], "TIMESTAMP WITH TIME ZONE");
 }
+
+/// yconalyzer's cron mode (root): `analyze -i IFACE -t SECONDS -w FILE` prints exactly
+/// the report `analyze FILE` prints on the capture it kept.
+#[test]
+fn analyze_live_for_a_duration_reports_what_a_file_of_it_does() {
+    use crate::common::{NetPair, request};
+    use std::net::SocketAddr;
+    let Some(net) = NetPair::new(48) else {
+        return;
+    };
+    let server = SocketAddr::new(net.server_ip(), 80);
+    net.serve(server, 3000);
+    let tmp = tempfile::tempdir().unwrap();
+    let kept = tmp.path().join("kept.pcap");
+    let kept_arg = kept.to_str().unwrap().to_string();
+    let mut live = net
+        .tcpsight_cmd(&[
+            "analyze",
+            "-i",
+            &net.client_if,
+            "-t",
+            "2",
+            "-w",
+            &kept_arg,
+            "tcp",
+            "port",
+            "80",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = crate::common::first_stderr_line(&mut live);
+    assert!(first.contains("capturing every packet"), "{first}");
+    let refused = SocketAddr::new(net.server_ip(), 81);
+    NetPair::in_ns(&net.client_ns, move || {
+        for _ in 0..8 {
+            request(server, 3000).expect("request");
+        }
+        // Port 81 is outside the filter.
+        let _ = std::net::TcpStream::connect(refused);
+    })
+    .join()
+    .unwrap();
+    let out = live.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("10.201.48.2"), "{report}");
+    assert!(!report.contains(":81"), "{report}");
+    let again = tcpsight(&["analyze", &kept_arg]);
+    assert_eq!(text(&again.stdout), report);
+    let j = tcpsight(&["analyze", &kept_arg, "--json"]);
+    let doc: Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(doc["outcomes"]["established"], 8, "{doc}");
+}
