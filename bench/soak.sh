@@ -22,7 +22,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$GEN" --copies "$COPIES" --mode serial --snaplen 96 -o "$work/in.pcap" 2>/dev/null
 start=$(date +%s.%N)
-"$BIN" monitor -r "$work/in.pcap" -o "$work/out" --interval 60s --rotate 1h 2>"$work/err" &
+# FACE=analyze measures analyze on the same input instead (its table grows with
+# destinations: every copy has addresses of its own).
+if [ "${FACE:-monitor}" = analyze ]; then
+  mkdir -p "$work/out"
+  "$BIN" analyze "$work/in.pcap" --no-progress >/dev/null 2>"$work/err" &
+else
+  # shellcheck disable=SC2086 # ARGS are options
+  "$BIN" monitor -r "$work/in.pcap" -o "$work/out" --interval 60s --rotate 1h ${ARGS:-} 2>"$work/err" &
+fi
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
   awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null >>"$work/rss" || true
@@ -44,6 +52,8 @@ frames = sum(x["frames"] for x in s)
 secs = end - start
 print(f"frames {frames:,} in {secs:.1f} s: {frames / secs / 1e6:.2f} M frames/s; {len(s)} periods")
 print(f"RSS first tenth {first / 1024:.1f} MB, last tenth {last / 1024:.1f} MB, peak {max(rss) / 1024:.1f} MB; last/first {last / first:.3f}")
+deciles = [statistics.median(rss[i * tenth:(i + 1) * tenth]) / 1024 for i in range(10) if rss[i * tenth:(i + 1) * tenth]]
+print("RSS median per tenth (MB): " + " ".join(f"{d:.1f}" for d in deciles))
 print(f"records {records:,} (analyze: {expected:,} connections), lost {lost}: {'all accounted for' if records == expected and lost == 0 else 'MISMATCH'}")
 PY
 tail -1 "$work/err"
