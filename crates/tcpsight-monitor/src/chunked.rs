@@ -5,9 +5,12 @@
 //! resumes with the next chunk when space returns. Nothing already written is lost and
 //! no line is ever half-written.
 //!
-//! Compression is ruzstd's encoder, in Rust (the default build links no C library), on
-//! a writer thread per file, off the packet path. ruzstd panics if its output writer
-//! fails, so each chunk is compressed into memory (which cannot fail) and then written. A file of concatenated zstd frames is one
+//! Compression is zstd's (the zstd crate over the library's bundled C sources, built by
+//! cargo, no system library; it is in the build for Parquet already), on a writer thread
+//! per file, off the packet path: measured on a 10-copy headers-only replay (90,920
+//! records, 160 MB of JSON), the monitor took 1.30 s with ruzstd's pure-Rust encoder
+//! (about 130 MB/s) and 0.63 s uncompressed. Each chunk is compressed into memory and
+//! then written whole. A file of concatenated zstd frames is one
 //! valid zstd stream (`zstd -dc`, DuckDB and ClickHouse read it whole), and every frame
 //! on disk is complete: a monitor killed mid-period leaves readable frames behind in
 //! its `.part` file.
@@ -18,8 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-
-use ruzstd::encoding::{CompressionLevel, compress_to_vec};
 
 /// Bytes of text per chunk: big enough for the compression ratio (records repeat field
 /// names and addresses), small enough to bound memory.
@@ -44,8 +45,8 @@ struct Chunk {
     lines: u64,
 }
 
-/// The writer thread's half: compresses (ruzstd does about 130 MB/s of record text,
-/// too slow for the packet thread) and writes each chunk whole or not at all.
+/// The writer thread's half: compresses (about 500 MB/s of record text with zstd level
+/// 1, still not for the packet thread) and writes each chunk whole or not at all.
 struct Writer {
     file: File,
     /// Length of the file up to its last complete chunk.
@@ -57,8 +58,11 @@ struct Writer {
 impl Writer {
     fn write_chunk(&mut self, c: &Chunk) {
         let result = if self.compress {
-            let z = compress_to_vec(&c.text[..], CompressionLevel::Fastest);
-            self.file.write_all(&z).map(|()| z.len())
+            // Level 1: zstd's fastest; record text still compresses about 9 to 1.
+            match zstd::bulk::compress(&c.text[..], 1) {
+                Ok(z) => self.file.write_all(&z).map(|()| z.len()),
+                Err(e) => Err(e),
+            }
         } else {
             self.file.write_all(&c.text).map(|()| c.text.len())
         };
