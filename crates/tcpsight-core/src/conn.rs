@@ -244,6 +244,26 @@ impl Conn {
         let (d, rev) = split_pair(&mut self.dirs, s);
         d.pkts += 1;
         d.payload_bytes += seg.payload_len as u64;
+        // The advertised window, scaled by this side's shift once both SYNs offered
+        // scaling (a SYN's own window is never scaled); a RST advertises nothing.
+        let window = match seg.window {
+            Some(w) if !rst => {
+                let shift = match (syn, d.wscale, rev.wscale) {
+                    (false, Some(a), Some(_)) => a.min(14),
+                    _ => 0,
+                };
+                Some((w as u32) << shift)
+            }
+            _ => None,
+        };
+        d.on_packet_figures(
+            now,
+            seg.ttl,
+            window,
+            seg.sack_blocks,
+            seg.payload_len,
+            ack && seg.payload_len == 0 && !syn && !fin && !rst,
+        );
         let class = d.on_send(
             rev,
             now,
@@ -681,8 +701,8 @@ impl Conn {
                 .last_close
                 .get()
                 .map(|c| c.saturating_sub(self.first_syn.get().unwrap_or(self.ts_first))),
-            c2s: dir_record(&self.dirs[0]),
-            s2c: dir_record(&self.dirs[1]),
+            c2s: dir_record(&self.dirs[0], self.first_syn.get().unwrap_or(self.ts_first)),
+            s2c: dir_record(&self.dirs[1], self.first_syn.get().unwrap_or(self.ts_first)),
             exchanges: self.exchanges,
             response_p50_ns: self.responses.percentile(50.0),
             response_max_ns: self.responses.max(),
@@ -701,7 +721,10 @@ impl Conn {
     }
 }
 
-fn dir_record(d: &DirState) -> DirRecord {
+/// One direction's record; payload times are relative to `t0` (the first SYN, or the
+/// first packet without one).
+fn dir_record(d: &DirState, t0: u64) -> DirRecord {
+    let first = d.payload_first.get();
     DirRecord {
         pkts: d.pkts,
         payload_bytes: d.payload_bytes,
@@ -728,6 +751,17 @@ fn dir_record(d: &DirState) -> DirRecord {
         fin_pkts: d.fins as u32,
         rst_pkts: d.rsts as u32,
         stray_acks: d.stray_acks as u32,
+        ttl_min: (d.pkts > 0).then_some(d.ttl_min),
+        ttl_max: (d.pkts > 0).then_some(d.ttl_max),
+        win_first: d.win_seen.then_some(d.win_first),
+        win_min: d.win_seen.then_some(d.win_min),
+        win_max: d.win_seen.then_some(d.win_max),
+        sack_blocks: d.sack_blocks,
+        pure_acks: d.pure_acks,
+        data_pkts: d.data_pkts,
+        first_payload_ns: first.map(|f| f.saturating_sub(t0)),
+        last_payload_ns: first.map(|_| d.payload_last.saturating_sub(t0)),
+        inflight_max: d.inflight_max,
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 
 use crate::seq::{Seq, Unwrapper};
+use crate::time::MaybeNs;
 
 /// How a segment that carries data (or SYN/FIN) was classified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +195,24 @@ pub struct DirState {
     pub sack_ok: bool,
     pub ts_ok: bool,
 
+    // Tstat's per-flow columns (docs/fields.md, "Per direction").
+    /// Lowest and highest IP TTL / hop limit (valid once `pkts > 0`).
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    /// A window was seen (`win_*` valid): every packet but RSTs, scaled as sent.
+    pub win_seen: bool,
+    pub win_first: u32,
+    pub win_min: u32,
+    pub win_max: u32,
+    pub sack_blocks: u32,
+    pub pure_acks: u32,
+    pub data_pkts: u32,
+    /// Times of the first and last packet carrying payload.
+    pub payload_first: MaybeNs,
+    pub payload_last: u64,
+    /// Highest sequence offset sent minus the peer's latest ACK, largest seen.
+    pub inflight_max: u32,
+
     /// A SYN from this direction fixed its sequence base.
     syn_seen: bool,
     /// Sequence positions of this direction, unwrapped to 64 bits; `None` until the
@@ -201,7 +220,8 @@ pub struct DirState {
     pub unwrap: Option<Unwrapper>,
     /// Highest end of payload seen (offset), and where the FIN sits (offset).
     data_top: u64,
-    fin_off: Option<u64>,
+    /// 0: no FIN (a FIN always sits at offset 1 or later).
+    fin_off: u64,
     /// Highest offset accounted as either seen or counted as a gap.
     gap_top: u64,
 
@@ -241,7 +261,7 @@ impl DirState {
         }
         self.unwrap = Some(Unwrapper::new(isn));
         self.data_top = 0;
-        self.fin_off = None;
+        self.fin_off = 0;
         self.gap_top = 0;
         self.holes = None;
         self.next_seq = None;
@@ -263,7 +283,7 @@ impl DirState {
     /// Bytes of sequence space the payload covered: from the first byte after the ISN
     /// to the highest payload byte or the FIN, whichever is later. Exact, never +1.
     pub fn unique_bytes(&self) -> u64 {
-        let top = self.data_top.max(self.fin_off.unwrap_or(0));
+        let top = self.data_top.max(self.fin_off);
         top.saturating_sub(1)
     }
 
@@ -296,7 +316,15 @@ impl DirState {
         }
         let mut class = SegClass::New;
         if let Some(next) = self.next_seq {
-            let keep_alive = payload_len <= 1 && !syn && !fin && !rst && seq == next - 1;
+            // A keep-alive repeats the byte before the next one, already acknowledged;
+            // re-sent before any ACK covered it, that byte is a retransmission (as
+            // tcptrace counts it; tshark 4.0 calls it a keep-alive: docs/oracles.md).
+            let keep_alive = payload_len <= 1
+                && !syn
+                && !fin
+                && !rst
+                && seq == next - 1
+                && rev.last_ack.is_some_and(|a| a.ge(next));
             let zero_window_probe = payload_len == 1 && seq == next && rev.window == Some(0);
             // tshark: a multi-byte segment starting one byte early still advances.
             let not_advanced = seq.lt(next) && !(payload_len > 1 && seq == next - 1);
@@ -342,6 +370,13 @@ impl DirState {
                 self.next_seq_ns = now;
             }
             self.track_positions(seq, payload_len, syn, fin);
+            if payload_len > 0
+                && let Some(a) = rev.last_ack
+                && let Some(u) = self.unwrap.as_ref()
+            {
+                let f = u.top().saturating_sub(u.offset(a));
+                self.inflight_max = self.inflight_max.max(f.min(u32::MAX as u64) as u32);
+            }
             // A one-byte keep-alive re-sends a byte too: Karn's rule applies to it.
             let again = class.is_retransmission()
                 || matches!(
@@ -408,7 +443,7 @@ impl DirState {
             }
         }
         if fin {
-            self.fin_off = Some(data_end);
+            self.fin_off = data_end;
         }
         self.gap_top = self.gap_top.max(data_end + fin as u64);
     }
@@ -470,6 +505,48 @@ impl DirState {
             }
             self.gap_bytes += acked - self.gap_top;
             self.gap_top = acked;
+        }
+    }
+
+    /// Tstat's per-packet figures of a packet this direction sent: TTL, the advertised
+    /// window (`window` already scaled; `None` for RSTs and windows cut by the
+    /// snaplen), SACK blocks, pure ACK or data packet, payload times.
+    #[inline]
+    pub fn on_packet_figures(
+        &mut self,
+        now: u64,
+        ttl: u8,
+        window: Option<u32>,
+        sack_blocks: u8,
+        payload_len: u32,
+        pure_ack: bool,
+    ) {
+        if self.pkts <= 1 {
+            self.ttl_min = ttl;
+            self.ttl_max = ttl;
+        } else {
+            self.ttl_min = self.ttl_min.min(ttl);
+            self.ttl_max = self.ttl_max.max(ttl);
+        }
+        if let Some(w) = window {
+            if self.win_seen {
+                self.win_min = self.win_min.min(w);
+                self.win_max = self.win_max.max(w);
+            } else {
+                self.win_seen = true;
+                self.win_first = w;
+                self.win_min = w;
+                self.win_max = w;
+            }
+        }
+        self.sack_blocks += sack_blocks as u32;
+        self.pure_acks += pure_ack as u32;
+        if payload_len > 0 {
+            self.data_pkts += 1;
+            if self.payload_first.get().is_none() {
+                self.payload_first = MaybeNs::some(now);
+            }
+            self.payload_last = now;
         }
     }
 

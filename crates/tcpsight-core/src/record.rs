@@ -90,6 +90,27 @@ pub struct DirRecord {
     /// ACKs of this direction's data far beyond anything it could have sent (not in
     /// the schema: the capture summary counts them).
     pub stray_acks: u32,
+    /// Lowest and highest IP TTL / hop limit (null without packets).
+    pub ttl_min: Option<u8>,
+    pub ttl_max: Option<u8>,
+    /// Advertised window of the first packet, lowest and highest (bytes, scaled once
+    /// both SYNs offered scaling; RSTs left out; null when no window was seen).
+    pub win_first: Option<u32>,
+    pub win_min: Option<u32>,
+    pub win_max: Option<u32>,
+    /// SACK blocks sent (RFC 2018), summed over packets.
+    pub sack_blocks: u32,
+    /// Packets with ACK and nothing else: no payload, no SYN, FIN or RST.
+    pub pure_acks: u32,
+    /// Packets carrying payload (retransmissions included).
+    pub data_pkts: u32,
+    /// First and last packet with payload, after the first SYN (first packet without
+    /// one); null without payload.
+    pub first_payload_ns: Option<u64>,
+    pub last_payload_ns: Option<u64>,
+    /// Largest in-flight estimate: highest sequence sent minus the peer's latest ACK,
+    /// taken at each data packet.
+    pub inflight_max: u32,
 }
 
 /// One finished connection.
@@ -380,13 +401,24 @@ fn dir_fields<'a>(
         Value::U64(d.messages as u64),
         Value::U64(d.fin_pkts as u64),
         Value::U64(d.rst_pkts as u64),
+        opt(d.ttl_min, |v| Value::U64(v as u64)),
+        opt(d.ttl_max, |v| Value::U64(v as u64)),
+        opt(d.win_first, |v| Value::U64(v as u64)),
+        opt(d.win_min, |v| Value::U64(v as u64)),
+        opt(d.win_max, |v| Value::U64(v as u64)),
+        Value::U64(d.sack_blocks as u64),
+        Value::U64(d.pure_acks as u64),
+        Value::U64(d.data_pkts as u64),
+        opt(d.first_payload_ns, Value::Micros),
+        opt(d.last_payload_ns, Value::Micros),
+        Value::U64(d.inflight_max as u64),
     ];
     for (name, v) in names.iter().zip(values) {
         f(name, v);
     }
 }
 
-const DIR_FIELDS: [&str; 24] = [
+const DIR_FIELDS: [&str; 35] = [
     "pkts",
     "payload_bytes",
     "unique_bytes",
@@ -411,6 +443,17 @@ const DIR_FIELDS: [&str; 24] = [
     "messages",
     "fin_pkts",
     "rst_pkts",
+    "ttl_min",
+    "ttl_max",
+    "win_first",
+    "win_min",
+    "win_max",
+    "sack_blocks",
+    "pure_acks",
+    "data_pkts",
+    "first_payload_us",
+    "last_payload_us",
+    "inflight_max_bytes",
 ];
 
 macro_rules! prefixed {
@@ -440,6 +483,17 @@ macro_rules! prefixed {
             concat!($p, "messages"),
             concat!($p, "fin_pkts"),
             concat!($p, "rst_pkts"),
+            concat!($p, "ttl_min"),
+            concat!($p, "ttl_max"),
+            concat!($p, "win_first"),
+            concat!($p, "win_min"),
+            concat!($p, "win_max"),
+            concat!($p, "sack_blocks"),
+            concat!($p, "pure_acks"),
+            concat!($p, "data_pkts"),
+            concat!($p, "first_payload_us"),
+            concat!($p, "last_payload_us"),
+            concat!($p, "inflight_max_bytes"),
         ]
     };
 }

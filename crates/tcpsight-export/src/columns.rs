@@ -113,6 +113,13 @@ pub fn full_record() -> ConnRecord {
         rtt_avg_ns: Some(1.0),
         rtt_max_ns: Some(1),
         rtt_std_ns: Some(0.0),
+        ttl_min: Some(64),
+        ttl_max: Some(64),
+        win_first: Some(65535),
+        win_min: Some(65535),
+        win_max: Some(65535),
+        first_payload_ns: Some(1),
+        last_payload_ns: Some(1),
         ..DirRecord::default()
     };
     ConnRecord {

@@ -127,6 +127,10 @@ fn field_type(name: &str, v: tcpsight_core::Value) -> &'static str {
         "icmp_reason" => return "string, the ICMP error's name",
         "mss" => return "integer, bytes (from the SYN)",
         "wscale" => return "integer, window scale shift (from the SYN)",
+        "ttl_min" | "ttl_max" => return "integer, IP TTL / hop limit",
+        "win_first" | "win_min" | "win_max" => {
+            return "integer, bytes (advertised window, scaled)";
+        }
         _ => {}
     }
     match v {

@@ -5,7 +5,7 @@
 //! one accepts (unit test below, and the `decode` property test).
 
 use super::TcpSegment;
-use super::tcp::{TcpFlags, TcpOptions, parse_options};
+use super::tcp::{TcpFlags, TcpOptions, parse_options, sack_blocks};
 use crate::addr::Addr;
 use crate::decode::LinkType;
 use crate::seq::Seq;
@@ -42,11 +42,14 @@ pub(super) fn ethernet_ipv4_tcp(link: LinkType, data: &[u8], orig_len: u32) -> O
         return None;
     }
     let flags = TcpFlags(off_flags & 0x01ff);
-    let options = if flags.syn() {
-        let end = (TCP + doff as usize).min(data.len());
-        parse_options(data.get(TCP + 20..end).unwrap_or(&[]))
+    let end = (TCP + doff as usize).min(data.len());
+    let opts = data.get(TCP + 20..end).unwrap_or(&[]);
+    let (options, sack) = if flags.syn() {
+        (parse_options(opts), 0)
+    } else if doff > 20 {
+        (TcpOptions::default(), sack_blocks(opts))
     } else {
-        TcpOptions::default()
+        (TcpOptions::default(), 0)
     };
     Some(TcpSegment {
         src: Addr::from_v4([d[IP + 12], d[IP + 13], d[IP + 14], d[IP + 15]]),
@@ -61,6 +64,8 @@ pub(super) fn ethernet_ipv4_tcp(link: LinkType, data: &[u8], orig_len: u32) -> O
         window: Some(be16(d, TCP + 14)),
         payload_len: total - 20 - doff,
         options,
+        sack_blocks: sack,
+        ttl: d[IP + 8],
         truncated: (data.len() as u64) < orig_len as u64 || data.len() < TCP + doff as usize,
         payload_at: TCP as u32 + doff,
     })

@@ -27,6 +27,8 @@ pub(crate) struct IpHeader {
     pub later_fragment: bool,
     /// A fragment, first or later (more fragments follow, or an offset).
     pub fragment: bool,
+    /// IPv4 TTL, IPv6 hop limit.
+    pub ttl: u8,
 }
 
 #[inline(always)]
@@ -63,6 +65,7 @@ pub(crate) fn ipv4_header(b: Bytes) -> Result<IpHeader, DecodeError> {
         l4_len,
         later_fragment: frag & 0x1fff != 0,
         fragment: frag & 0x3fff != 0,
+        ttl: b.u8(8).unwrap_or(0),
     })
 }
 
@@ -122,6 +125,7 @@ pub(crate) fn ipv6_header(b: Bytes) -> Result<IpHeader, DecodeError> {
         l4_len,
         later_fragment,
         fragment,
+        ttl: b.u8(7).unwrap_or(0),
     })
 }
 
@@ -142,7 +146,7 @@ pub(crate) fn transport(
         PROTO_TCP => {
             // Without an IP length, the captured bytes are all there is to go on.
             let l4_len = h.l4_len.unwrap_or(l4.len() as u32);
-            decode_tcp(l4, h.src, h.dst, vlan, l4_len, truncated).map(|mut seg| {
+            decode_tcp(l4, h.src, h.dst, vlan, l4_len, h.ttl, truncated).map(|mut seg| {
                 seg.payload_at += h.l4 as u32;
                 Decoded::Tcp(seg)
             })

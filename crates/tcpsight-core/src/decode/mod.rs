@@ -45,6 +45,10 @@ pub struct TcpSegment {
     pub payload_len: u32,
     /// Options, parsed only on SYN segments (the only place MSS/WS/SACK-permitted live).
     pub options: TcpOptions,
+    /// SACK blocks in this segment's options (0 without a SACK option; a SYN has none).
+    pub sack_blocks: u8,
+    /// The IPv4 TTL or IPv6 hop limit of the (innermost) IP header.
+    pub ttl: u8,
     /// The frame was cut short by the snaplen (captured < original length).
     pub truncated: bool,
     /// Where the TCP payload starts in the frame (the captured part may be shorter than

@@ -80,6 +80,34 @@ pub(crate) fn parse_options(opts: &[u8]) -> TcpOptions {
     o
 }
 
+/// The number of SACK blocks (RFC 2018: 8 bytes each) in a segment's options; 0 when
+/// there is no SACK option or the options are malformed before it.
+#[inline]
+pub(crate) fn sack_blocks(opts: &[u8]) -> u8 {
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => {
+                i += 1;
+                continue;
+            }
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = len as usize;
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                if kind == 5 {
+                    return ((len - 2) / 8) as u8;
+                }
+                i += len;
+            }
+        }
+    }
+    0
+}
+
 /// Minimum TCP bytes that make a segment useful: ports, sequence, ack, offset, flags.
 const TCP_MIN_USEFUL: usize = 14;
 
@@ -90,6 +118,7 @@ pub(crate) fn decode_tcp(
     dst: Addr,
     vlan: u32,
     l4_len: u32,
+    ttl: u8,
     truncated: bool,
 ) -> Result<TcpSegment, DecodeError> {
     if b.len() < TCP_MIN_USEFUL {
@@ -110,11 +139,12 @@ pub(crate) fn decode_tcp(
     }
     let flags = TcpFlags(off_flags & 0x01ff);
     let window = b.u16(14);
-    let options = if flags.syn() {
-        let end = (doff as usize).min(b.len());
-        parse_options(b.0.get(20..end).unwrap_or(&[]))
+    let end = (doff as usize).min(b.len());
+    let opts = b.0.get(20..end).unwrap_or(&[]);
+    let (options, sack) = if flags.syn() {
+        (parse_options(opts), 0)
     } else {
-        TcpOptions::default()
+        (TcpOptions::default(), sack_blocks(opts))
     };
     Ok(TcpSegment {
         src,
@@ -129,6 +159,8 @@ pub(crate) fn decode_tcp(
         window,
         payload_len: l4_len - doff,
         options,
+        sack_blocks: sack,
+        ttl,
         truncated: truncated || b.len() < doff as usize,
         // Relative to the TCP header; the IP and link layers add their offsets.
         payload_at: doff,

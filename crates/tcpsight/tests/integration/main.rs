@@ -25,5 +25,6 @@ mod probe;
 mod threads;
 mod top;
 mod top_tmux;
+mod tstat;
 mod tunnels;
 mod watch;
