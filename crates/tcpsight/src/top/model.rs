@@ -480,7 +480,16 @@ impl Observer for Model {
             } else {
                 None
             },
+            // A refused handshake ended with the RST that decided it: its Rst counts now,
+            // not when its record leaves the engine (75 s later, when SYN retries can no
+            // longer come), which is outside a 60 s window.
+            rst: e.outcome == Outcome::Rejected,
             ..ConnFacts::default()
+        };
+        let close = if e.outcome == Outcome::Rejected {
+            Close::Rst
+        } else {
+            Close::Open
         };
         let c = Conn {
             ts_ns: e.ts_ns,
@@ -489,7 +498,7 @@ impl Observer for Model {
             server: e.server,
             vlan: e.vlan,
             state: State::Open(e.outcome),
-            close: Close::Open,
+            close,
             facts,
         };
         self.push_conn(c);
