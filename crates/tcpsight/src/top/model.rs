@@ -223,6 +223,8 @@ pub struct Model {
     pub now_ns: u64,
     pub frames: u64,
     pub kernel_drops: u64,
+    /// Frames dropped as copies from another interface (live `any`; None: no filter).
+    pub copies: Option<u64>,
     /// Connections with capture gaps (since start or reset).
     pub gap_conns: u64,
     /// Connections dropped from memory by `keep` (since start or reset).
@@ -247,6 +249,7 @@ impl Model {
             now_ns: 0,
             frames: 0,
             kernel_drops: 0,
+            copies: None,
             gap_conns: 0,
             evicted: 0,
             conns_total: 0,
