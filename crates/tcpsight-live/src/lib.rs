@@ -90,6 +90,9 @@ pub struct LiveOptions {
     pub filter: Option<Program>,
     /// Join this PACKET_FANOUT group (several sockets share the traffic by flow).
     pub fanout_group: Option<u16>,
+    /// On `any`: drop copies of a packet seen on two interfaces (a bridge and its port),
+    /// counted (the pipeline's live source does it; `--keep-copies` turns it off).
+    pub drop_copies: bool,
 }
 
 /// Largest snap length: what "whole frames" means.
@@ -103,6 +106,7 @@ impl Default for LiveOptions {
             promisc: false,
             filter: None,
             fanout_group: None,
+            drop_copies: true,
         }
     }
 }
@@ -122,6 +126,9 @@ pub struct LiveFrame<'a> {
     pub ts_ns: u64,
     pub data: &'a [u8],
     pub orig_len: u32,
+    /// The interface it was seen on (`sll_ifindex`): on `any`, copies of one packet from
+    /// two interfaces differ only in this.
+    pub ifindex: i32,
 }
 
 pub struct LiveCapture {
@@ -136,6 +143,8 @@ pub struct LiveCapture {
     offset: usize,
     pub link: LinkType,
     pub interface: String,
+    /// [`LiveOptions::drop_copies`].
+    pub drop_copies: bool,
     /// The loopback interface's index: its packets show twice (leaving and arriving).
     loopback: i32,
     packets: u64,
@@ -315,6 +324,7 @@ impl LiveCapture {
                 // SOCK_DGRAM frames start at the IP header.
                 link: link_type(interface),
                 interface: interface.to_string(),
+                drop_copies: opts.drop_copies,
                 loopback,
                 packets: 0,
                 drops: 0,
@@ -328,7 +338,19 @@ impl LiveCapture {
     }
 
     /// The next frame, or `None` after `timeout_ms` without one.
+    #[inline]
     pub fn next(&mut self, timeout_ms: i32) -> Result<Option<LiveFrame<'_>>, String> {
+        self.next_where(timeout_ms, |_| true)
+    }
+
+    /// The next frame that `keep` accepts (the others are passed over, as if the kernel
+    /// had not delivered them), or `None` after `timeout_ms` without one.
+    #[inline]
+    pub fn next_where(
+        &mut self,
+        timeout_ms: i32,
+        mut keep: impl FnMut(&LiveFrame) -> bool,
+    ) -> Result<Option<LiveFrame<'_>>, String> {
         loop {
             if self.left == 0 {
                 // SAFETY: the descriptor lies in our mapping; the status word is shared
@@ -396,13 +418,18 @@ impl LiveCapture {
                 if at + mac + snap > self.block_size {
                     continue;
                 }
-                self.packets += 1;
                 let data = std::slice::from_raw_parts(base.add(at + mac), snap);
-                return Ok(Some(LiveFrame {
+                let frame = LiveFrame {
                     ts_ns,
                     data,
                     orig_len: len,
-                }));
+                    ifindex,
+                };
+                if !keep(&frame) {
+                    continue;
+                }
+                self.packets += 1;
+                return Ok(Some(frame));
             }
         }
     }

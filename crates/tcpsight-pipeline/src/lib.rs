@@ -6,6 +6,8 @@
 //! - [`run`]: [`Runner`], the loop: frame in, packet filter (tcpdump syntax, user
 //!   space), taps, engine, observers; idle time advances the engine's clock; stops on a
 //!   signal flag, a deadline or a frame count; end of input finishes the engine.
+//! - [`dedup`]: [`CopyFilter`], live `any`'s copies of one packet from two interfaces
+//!   (a bridge and its port) dropped and counted.
 //! - [`shard`]: [`run_sharded`], N engines on N threads, each frame routed by a
 //!   symmetric hash of its flow key (an ICMP error by the connection it quotes), the
 //!   engines' reports merged into exactly the order one engine gives. Offline sharding
@@ -14,10 +16,12 @@
 //! Capture timestamps are the only time the engine sees; the wall clock enters only
 //! through sources (a live ring's idle clock, a paced replay's schedule).
 
+pub mod dedup;
 pub mod run;
 pub mod shard;
 pub mod source;
 
+pub use dedup::CopyFilter;
 pub use run::{Limits, Progress, Runner, Step, StopFlag, Stopped, Tap};
 pub use shard::{ShardedRun, run_sharded, shard_of};
 pub use source::{FileSource, FrameSource, LiveSource, Next, Paced, Speed};

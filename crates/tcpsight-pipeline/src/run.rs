@@ -36,6 +36,8 @@ pub struct Progress {
     pub bytes_read: u64,
     /// The kernel's (delivered, dropped) counters (live).
     pub kernel: Option<(u64, u64)>,
+    /// Frames dropped as copies from another interface (live `any`).
+    pub copies: Option<u64>,
 }
 
 impl<A: Tap, B: Tap> Tap for (A, B) {
@@ -185,6 +187,7 @@ impl Runner {
             tcp_packets,
             bytes_read: src.bytes_read(),
             kernel: src.kernel_stats(),
+            copies: src.copies_dropped(),
         }
     }
 

@@ -7,6 +7,8 @@ use tcpsight_core::LinkType;
 use tcpsight_io::{FrameRef, MergedReader, ReadError};
 use tcpsight_live::LiveCapture;
 
+use crate::dedup::CopyFilter;
+
 /// What a source has for the loop.
 pub enum Next<'a> {
     Frame(FrameRef<'a>),
@@ -42,6 +44,12 @@ pub trait FrameSource {
     /// Damage found in the input (each names the file and byte offset).
     fn errors(&self) -> &[ReadError] {
         &[]
+    }
+
+    /// Frames dropped as copies of one seen on another interface (live `any`;
+    /// [`crate::dedup`]), or `None` where no such filter runs.
+    fn copies_dropped(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -82,16 +90,25 @@ impl FrameSource for FileSource {
     }
 }
 
-/// The live AF_PACKET ring of one interface.
+/// The live AF_PACKET ring of one interface. On `any` (unless the capture was opened
+/// with [`tcpsight_live::LiveOptions::drop_copies`] off), copies of a packet from two
+/// interfaces are dropped and counted ([`CopyFilter`]).
 pub struct LiveSource {
     cap: LiveCapture,
     /// How long one poll of an empty ring waits (ms).
     poll_ms: i32,
+    copies: Option<CopyFilter>,
 }
 
 impl LiveSource {
     pub fn new(cap: LiveCapture, poll_ms: i32) -> LiveSource {
-        LiveSource { cap, poll_ms }
+        let copies = (cap.interface == "any" && cap.drop_copies)
+            .then(|| CopyFilter::new(crate::dedup::DEFAULT_WINDOW_NS));
+        LiveSource {
+            cap,
+            poll_ms,
+            copies,
+        }
     }
 
     pub fn capture(&mut self) -> &mut LiveCapture {
@@ -103,7 +120,13 @@ impl FrameSource for LiveSource {
     #[inline]
     fn next_frame(&mut self) -> Result<Next<'_>, String> {
         let link = self.cap.link;
-        Ok(match self.cap.next(self.poll_ms)? {
+        let next = match &mut self.copies {
+            Some(c) => self.cap.next_where(self.poll_ms, |f| {
+                !c.is_copy(f.ts_ns, f.ifindex, f.data, f.orig_len)
+            })?,
+            None => self.cap.next(self.poll_ms)?,
+        };
+        Ok(match next {
             Some(f) => Next::Frame(FrameRef {
                 ts_ns: f.ts_ns,
                 link,
@@ -121,6 +144,10 @@ impl FrameSource for LiveSource {
 
     fn kernel_stats(&mut self) -> Option<(u64, u64)> {
         Some(self.cap.stats())
+    }
+
+    fn copies_dropped(&self) -> Option<u64> {
+        self.copies.as_ref().map(|c| c.copies)
     }
 }
 
@@ -270,6 +297,10 @@ impl<S: FrameSource> FrameSource for Paced<S> {
 
     fn errors(&self) -> &[ReadError] {
         self.inner.errors()
+    }
+
+    fn copies_dropped(&self) -> Option<u64> {
+        self.inner.copies_dropped()
     }
 }
 

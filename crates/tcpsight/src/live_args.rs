@@ -34,6 +34,11 @@ pub struct LiveArgs {
         help_heading = "Live capture"
     )]
     pub snaplen: u32,
+    /// Keep copies of a packet seen on two interfaces (`-i any` on a host with a bridge
+    /// and its ports, or a router): by default each is counted once and the copies are
+    /// reported as dropped (live)
+    #[arg(long, help_heading = "Live capture")]
+    pub keep_copies: bool,
 }
 
 impl LiveArgs {
@@ -44,6 +49,7 @@ impl LiveArgs {
             buffer_mb: self.buffer_mb,
             promisc: self.promisc,
             filter,
+            drop_copies: !self.keep_copies,
             ..LiveOptions::default()
         }
     }

@@ -544,6 +544,8 @@ impl<W: Write> Tap for Watcher<W> {
 struct Kernel {
     delivered: u64,
     dropped: u64,
+    /// Frames dropped as copies from another interface (`-i any`; None: no copy filter).
+    copies: Option<u64>,
     /// Frames each analysis thread processed (with --threads).
     per_thread: Vec<u64>,
 }
@@ -633,6 +635,7 @@ fn watch_live<W: Write>(
     let (p, d) = src.capture().stats();
     kernel.delivered = p;
     kernel.dropped = d;
+    kernel.copies = src.copies_dropped();
     let last = runner.progress(&mut src, st.tcp_packets);
     w.on_progress(&last);
     if let Some(rec) = w.record.take() {
@@ -662,6 +665,7 @@ fn summary<W: Write>(
                 "to": to as f64 / 1e9,
                 "filters": filters,
                 "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": kernel.as_ref().map(|k| k.dropped),
+                    "copies_dropped": kernel.as_ref().and_then(|k| k.copies),
                     "frames_per_thread": kernel.as_ref().filter(|k| !k.per_thread.is_empty()).map(|k| &k.per_thread)},
             }
         });
@@ -708,6 +712,12 @@ fn summary<W: Write>(
         thousands(st.frames),
         thousands(st.tcp_packets)
     ));
+    if let Some(c) = kernel.as_ref().and_then(|k| k.copies) {
+        s.push_str(&format!(
+            " copies: {} frames dropped as copies of one seen on another interface\n",
+            thousands(c)
+        ));
+    }
     if let Some(k) = kernel.as_ref().filter(|k| !k.per_thread.is_empty()) {
         let each: Vec<String> = k.per_thread.iter().map(|n| thousands(*n)).collect();
         s.push_str(&format!(

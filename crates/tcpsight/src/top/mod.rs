@@ -375,6 +375,14 @@ impl App {
             },
             crate::format::thousands(m.gap_conns),
         );
+        if let Some(c) = m.copies {
+            // Before the newline: one header line, as before.
+            t.pop();
+            t.push_str(&format!(
+                "; copies dropped {}\n",
+                crate::format::thousands(c)
+            ));
+        }
         if !self.ui.filter.is_empty() {
             t.push_str(&format!("filter: {}\n", self.ui.filter.text));
         }
@@ -400,6 +408,7 @@ impl App {
                 "connections_per_s": cps,
                 "kernel_drops": if self.live { Some(m.kernel_drops) } else { None },
                 "gap_connections": m.gap_conns,
+                "copies_dropped": m.copies,
             },
             "destinations": table::to_json(&rows, 0),
         })
@@ -450,6 +459,9 @@ impl Tap for Model {
     fn on_progress(&mut self, p: &Progress) {
         if let Some((_, drops)) = p.kernel {
             self.kernel_drops = drops;
+        }
+        if p.copies.is_some() {
+            self.copies = p.copies;
         }
     }
 }

@@ -223,6 +223,8 @@ pub struct Model {
     pub now_ns: u64,
     pub frames: u64,
     pub kernel_drops: u64,
+    /// Frames dropped as copies from another interface (live `any`; None: no filter).
+    pub copies: Option<u64>,
     /// Connections with capture gaps (since start or reset).
     pub gap_conns: u64,
     /// Connections dropped from memory by `keep` (since start or reset).
@@ -247,6 +249,7 @@ impl Model {
             now_ns: 0,
             frames: 0,
             kernel_drops: 0,
+            copies: None,
             gap_conns: 0,
             evicted: 0,
             conns_total: 0,
@@ -480,7 +483,16 @@ impl Observer for Model {
             } else {
                 None
             },
+            // A refused handshake ended with the RST that decided it: its Rst counts now,
+            // not when its record leaves the engine (75 s later, when SYN retries can no
+            // longer come), which is outside a 60 s window.
+            rst: e.outcome == Outcome::Rejected,
             ..ConnFacts::default()
+        };
+        let close = if e.outcome == Outcome::Rejected {
+            Close::Rst
+        } else {
+            Close::Open
         };
         let c = Conn {
             ts_ns: e.ts_ns,
@@ -489,7 +501,7 @@ impl Observer for Model {
             server: e.server,
             vlan: e.vlan,
             state: State::Open(e.outcome),
-            close: Close::Open,
+            close,
             facts,
         };
         self.push_conn(c);

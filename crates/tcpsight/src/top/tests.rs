@@ -514,3 +514,76 @@ fn empty_capture_shows_an_empty_table() {
     assert!(s.contains("(no connections yet in this view)"), "{s}");
     assert!(s.contains("| 0 rows"));
 }
+
+/// A port that refuses every SYN: one SYN and its RST per second for `secs` seconds from
+/// capture second 1000, into `model` through `engine`; returns the last frame's time.
+fn refused_port(engine: &mut Engine, model: &mut Model, secs: u64) -> u64 {
+    use tcpsight_core::LinkType;
+    use tcpsight_core::build::{Tcp, tcp_frame};
+    use tcpsight_core::decode::TcpFlags;
+    let (c, s): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    let mut ts = 0;
+    for i in 0..secs {
+        let t0 = (1_000 + i) * 1_000_000_000;
+        let mut syn = Tcp::new(c, 40_000 + i as u16, s, 81);
+        syn.flags = TcpFlags::SYN;
+        syn.seq = 1_000;
+        syn.syn_options = true;
+        let mut rst = Tcp::new(s, 81, c, 40_000 + i as u16);
+        rst.flags = TcpFlags::RST | TcpFlags::ACK;
+        rst.ack = 1_001;
+        for (t, seg) in [(t0, syn), (t0 + 50_000, rst)] {
+            let f = tcp_frame(&seg);
+            model.on_frame(t);
+            engine.process(t, LinkType::ETHERNET, &f, f.len() as u32, model);
+            ts = t;
+        }
+    }
+    ts
+}
+
+#[test]
+fn refused_handshakes_show_rst_in_the_window_when_decided() {
+    // Issue 15, 1.2: the refused handshake's record leaves the engine 75 s after its RST
+    // (SYN retries may still come), outside a 60 s window; its Rst must count when the
+    // RST decides it, so the row says Rst% 100 all along, not 0.
+    let mut engine = Engine::new(Config::default());
+    let mut m = host_model();
+    let w = Some(seconds_ns(60.0));
+    let all = RowFilter::default();
+    let row = |m: &Model| {
+        let rows = m.rows(w, &all, &|_| None, SortBy::Syn, false);
+        assert_eq!(rows.len(), 1);
+        rows[0].row.clone()
+    };
+    refused_port(&mut engine, &mut m, 10);
+    let r = row(&m);
+    assert_eq!((r.syn, r.conns), (10, 10));
+    assert_eq!(r.rst_pct, 100.0);
+    assert_eq!(r.est_pct, Some(0.0));
+    assert_eq!(r.synack_pct, Some(0.0));
+    // 200 s of it: records of the first connections have left the engine by now and
+    // replaced their early entries (outside the window); the window still shows the last
+    // 60 s of refusals, every one with its RST.
+    let mut engine = Engine::new(Config::default());
+    let mut m = host_model();
+    refused_port(&mut engine, &mut m, 200);
+    let r = row(&m);
+    assert!((60..=61).contains(&r.syn), "{}", r.syn);
+    assert_eq!(r.rst_pct, 100.0);
+    let outcome = RowFilter::parse("outcome:rej").unwrap();
+    let rows = m.rows(w, &outcome, &|_| None, SortBy::Syn, false);
+    assert_eq!(rows[0].row.syn, r.syn);
+    // The screen says it, and the drill-down's close column says rst.
+    let mut a = app(m.clone(), 60.0);
+    a.refresh();
+    let mut t = term(150, 8);
+    golden("refused_port_window", &screen(&mut t, &mut a));
+    // At the end the records replace the early entries: no connection counts twice.
+    engine.finish(&mut m);
+    let rows = m.rows(None, &all, &|_| None, SortBy::Syn, false);
+    assert_eq!((rows[0].row.syn, rows[0].row.conns), (200, 200));
+    assert_eq!(rows[0].row.rst_pct, 100.0);
+    let list = m.connections_of(rows[0].key, None, 500);
+    assert!(list.iter().all(|c| c.close == tcpsight_core::Close::Rst));
+}

@@ -138,6 +138,11 @@ fn header_line(s: &Screen) -> Line<'static> {
     }
     spans.push(Span::raw(" "));
     spans.push(trust("gaps", m.gap_conns));
+    // Copies of packets seen on two interfaces (-i any): dropped, so nothing is wrong;
+    // said so the frame count is understood.
+    if let Some(c) = m.copies.filter(|c| *c > 0) {
+        spans.push(Span::raw(format!(" | copies {}", thousands(c))));
+    }
     Line::from(spans)
 }
 

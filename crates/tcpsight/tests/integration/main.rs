@@ -8,6 +8,7 @@
 
 mod common;
 
+mod any_copies;
 mod bpf;
 mod cli;
 mod distributions;
