@@ -352,6 +352,12 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         run_engine(&mut runner, &mut src, engine_cfg, threads, &mut face)?;
         let last = runner.progress(&mut src, face.last.tcp_packets);
         face.on_progress(&last);
+        if let Some(c) = src.copies_dropped() {
+            eprintln!(
+                "tcpsight: copies: {} frames dropped as copies of one seen on another interface (-i any; --keep-copies keeps them)",
+                crate::format::thousands(c)
+            );
+        }
     } else {
         let (readers, open_errors) = crate::inputs::open_all(&args.files);
         errors += open_errors.len();
