@@ -418,24 +418,15 @@ impl RecordSink for ClickHouseSink {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.worker.finish(self.wait);
-        let s = &self.worker.stats;
-        if s.lost() > 0 {
-            return Err(io::Error::other(format!(
-                "ClickHouse {}: {}",
-                self.url,
-                s.summary("batches")
-            )));
-        }
-        Ok(())
+        let peer = format!("ClickHouse {}", self.url);
+        self.worker.finish_sink(self.wait, &peer, "batches")
     }
 
     fn report(&self) -> Option<String> {
-        Some(format!(
-            "ClickHouse {}: {}",
-            self.url,
-            self.worker.stats.summary("batches")
-        ))
+        Some(
+            self.worker
+                .report(&format!("ClickHouse {}", self.url), "batches"),
+        )
     }
 }
 

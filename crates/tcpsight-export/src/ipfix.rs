@@ -577,24 +577,15 @@ impl RecordSink for IpfixExporter {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.worker.finish(self.wait);
-        let s = &self.worker.stats;
-        if s.lost() > 0 {
-            return Err(io::Error::other(format!(
-                "IPFIX to {}: {}",
-                self.target,
-                s.summary("messages")
-            )));
-        }
-        Ok(())
+        let peer = format!("IPFIX to {}", self.target);
+        self.worker.finish_sink(self.wait, &peer, "messages")
     }
 
     fn report(&self) -> Option<String> {
-        Some(format!(
-            "IPFIX to {}: {}",
-            self.target,
-            self.worker.stats.summary("messages")
-        ))
+        Some(
+            self.worker
+                .report(&format!("IPFIX to {}", self.target), "messages"),
+        )
     }
 }
 

@@ -227,6 +227,23 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
+impl<T: Send + 'static> Worker<T> {
+    /// A network sink's `RecordSink::finish`: delivers what it can within `wait`, and is
+    /// an error naming `peer` when records were lost (`unit`: what the sink sends).
+    pub fn finish_sink(&mut self, wait: Duration, peer: &str, unit: &str) -> std::io::Result<()> {
+        self.finish(wait);
+        if self.stats.lost() > 0 {
+            return Err(std::io::Error::other(self.report(peer, unit)));
+        }
+        Ok(())
+    }
+
+    /// The one line a network sink reports: `peer`, then what was delivered and lost.
+    pub fn report(&self, peer: &str, unit: &str) -> String {
+        format!("{peer}: {}", self.stats.summary(unit))
+    }
+}
+
 impl<T: Send + 'static> Drop for Worker<T> {
     fn drop(&mut self) {
         self.finish(Duration::ZERO);

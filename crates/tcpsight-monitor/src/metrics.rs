@@ -360,6 +360,22 @@ impl Dest {
     }
 }
 
+/// The counter in `slot`, made on first use as `family`'s series of `labels` plus one
+/// more label: series a destination may never need (an outcome, a kind of close) are not
+/// exported as zeros for every destination.
+fn lazy<'a>(
+    slot: &'a mut Option<Counter>,
+    family: &Family<Labels, Counter>,
+    labels: &Labels,
+    extra: &[(&'static str, &str)],
+) -> &'a Counter {
+    slot.get_or_insert_with(|| {
+        let mut l = labels.clone();
+        l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        family.get_or_create_owned(&l)
+    })
+}
+
 fn outcome_index(o: Outcome) -> usize {
     Outcome::ALL.iter().position(|x| *x == o).unwrap_or(0)
 }
@@ -482,16 +498,14 @@ impl Observer for MetricsObserver {
         };
         let families = self.metrics.families.clone();
         let d = self.dest(k);
-        let i = outcome_index(e.outcome);
-        d.handshakes[i]
-            .get_or_insert_with(|| {
-                families.handshakes.get_or_create_owned(&with(
-                    &d.labels,
-                    "outcome",
-                    e.outcome.name(),
-                ))
-            })
-            .inc();
+        let slot = &mut d.handshakes[outcome_index(e.outcome)];
+        lazy(
+            slot,
+            &families.handshakes,
+            &d.labels,
+            &[("outcome", e.outcome.name())],
+        )
+        .inc();
         self.metrics.health.capture_time.set(e.ts_ns as f64 / 1e9);
     }
 
@@ -513,16 +527,14 @@ impl Observer for MetricsObserver {
         let k = self.key(&r.client, &r.server, r.server_port, r.app.app_proto, name);
         let families = self.metrics.families.clone();
         let d = self.dest(k);
-        let i = outcome_index(r.outcome);
-        d.connections[i]
-            .get_or_insert_with(|| {
-                families.connections.get_or_create_owned(&with(
-                    &d.labels,
-                    "outcome",
-                    r.outcome.name(),
-                ))
-            })
-            .inc();
+        let slot = &mut d.connections[outcome_index(r.outcome)];
+        lazy(
+            slot,
+            &families.connections,
+            &d.labels,
+            &[("outcome", r.outcome.name())],
+        )
+        .inc();
         if matches!(r.outcome, Outcome::Established | Outcome::Midstream) {
             let ci = match r.close {
                 tcpsight_core::Close::Fin => 0,
@@ -534,12 +546,9 @@ impl Observer for MetricsObserver {
                 Some(tcpsight_core::Side::Server) => (1, "server"),
                 None => (2, "none"),
             };
-            d.closes[ci * 3 + bi]
-                .get_or_insert_with(|| {
-                    let l = with(&d.labels, "close", r.close.name());
-                    families.closes.get_or_create_owned(&with(&l, "by", by))
-                })
-                .inc();
+            let slot = &mut d.closes[ci * 3 + bi];
+            let extra = [("close", r.close.name()), ("by", by)];
+            lazy(slot, &families.closes, &d.labels, &extra).inc();
         }
         d.syn_retx.inc_by(r.syn_count.saturating_sub(1) as u64);
         d.synack_retx

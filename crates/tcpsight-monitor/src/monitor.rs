@@ -302,6 +302,8 @@ pub struct Monitor {
     l7: Option<L7>,
     /// Frames and wire bytes per period start, counted as they arrive.
     frames: BTreeMap<u64, (u64, u64)>,
+    /// The counts of the period frames are arriving in: (start, frames, wire bytes).
+    frames_now: (u64, u64, u64),
     kernel: Option<(u64, u64)>,
     kernel_at_open: Option<(u64, u64)>,
     totals: MonitorTotals,
@@ -333,6 +335,7 @@ impl Monitor {
             period: None,
             clock_ns: 0,
             frames: BTreeMap::new(),
+            frames_now: (0, 0, 0),
             kernel: None,
             kernel_at_open: None,
             totals: MonitorTotals::default(),
@@ -365,11 +368,25 @@ impl Monitor {
     }
 
     /// A frame arrived (before the engine sees it): counted in its period's summary.
+    /// Per frame: the period's counts are kept apart and folded into the map only when
+    /// the frame's period changes, so the packet path touches no tree.
     pub fn count_frame(&mut self, ts_ns: u64, wire_len: u32) {
         let start = ts_ns - ts_ns % self.cfg.rotate_ns;
-        let e = self.frames.entry(start).or_default();
-        e.0 += 1;
-        e.1 += wire_len as u64;
+        if self.frames_now.0 != start {
+            self.fold_frames();
+            self.frames_now.0 = start;
+        }
+        self.frames_now.1 += 1;
+        self.frames_now.2 += wire_len as u64;
+    }
+
+    fn fold_frames(&mut self) {
+        let (start, n, bytes) = std::mem::take(&mut self.frames_now);
+        if n > 0 {
+            let e = self.frames.entry(start).or_default();
+            e.0 += n;
+            e.1 += bytes;
+        }
     }
 
     /// The kernel's (delivered, dropped) counters (live).
@@ -608,6 +625,7 @@ impl Monitor {
             problems,
             files,
         } = c;
+        self.fold_frames();
         let (frames, wire_bytes) = self
             .frames
             .range(p.start_ns..end_ns.max(p.start_ns + 1))

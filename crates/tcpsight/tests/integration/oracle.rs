@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use tcpsight_core::{Collect, Config, ConnRecord, DirRecord, Engine};
 use tcpsight_io::{CaptureReader, MergedReader};
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn analyse(path: &Path) -> Vec<ConnRecord> {
+/// Every record of one capture, by the engine alone (no CLI in between).
+pub(crate) fn analyse(path: &Path) -> Vec<ConnRecord> {
     let reader = CaptureReader::open(path.to_str().unwrap()).expect("capture opens");
     let mut merged = MergedReader::new(vec![reader]);
     let mut engine = Engine::new(Config::default());

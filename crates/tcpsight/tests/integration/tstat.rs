@@ -6,26 +6,10 @@
 //! definitions of docs/fields.md). Every connection seen from its SYN must agree exactly.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-use tcpsight_core::{Collect, Config, ConnRecord, Engine, Value};
-use tcpsight_io::{CaptureReader, MergedReader};
+use tcpsight_core::{ConnRecord, Value};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn analyse(path: &Path) -> Vec<ConnRecord> {
-    let reader = CaptureReader::open(path.to_str().unwrap()).expect("capture opens");
-    let mut merged = MergedReader::new(vec![reader]);
-    let mut engine = Engine::new(Config::default());
-    let mut out = Collect::default();
-    while let Some(f) = merged.next_frame() {
-        engine.process(f.ts_ns, f.link, f.data, f.orig_len, &mut out);
-    }
-    engine.finish(&mut out);
-    out.records
-}
+use crate::oracle::{analyse, root};
 
 fn field(r: &ConnRecord, name: &str) -> String {
     let mut s = None;
