@@ -42,6 +42,6 @@ pub use loglinear::LogLinear;
 pub use outcomes::Outcomes;
 pub use percentiles::{Percentiles, Sketch};
 pub use table::{
-    ConnFacts, DestinationTable, Grouping, HostCounters, HostKey, HostStats, Row, RowOrder,
+    ConnFacts, DestinationTable, Failure, Grouping, HostCounters, HostKey, HostStats, Row, RowOrder,
 };
 pub use totals::Totals;

@@ -16,6 +16,8 @@ pub enum Grouping {
     Host,
     /// Server address and port.
     HostPort,
+    /// Client address (who is having trouble, rather than with whom).
+    Client,
 }
 
 /// A destination: a server address, with its port when grouping by host and port.
@@ -75,8 +77,44 @@ pub struct ConnFacts {
     pub out_msgs: u32,
     pub in_msgs: u32,
     pub pkts: u64,
+    /// Retransmitted packets, not counting repeated SYNs and SYN/ACKs (a handshake
+    /// retried into a blackhole is a failure, not a retransmission of data).
     pub retx: u32,
     pub gap: bool,
+    /// Payload bytes client to server and server to client.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// The connection's wire RTT ([`wire_rtt_ns`]).
+    pub rtt_ns: Option<u64>,
+    /// How the handshake failed, if it did.
+    pub failure: Option<Failure>,
+}
+
+/// How a handshake failed: the kinds an operator tells apart (a refusing port, an
+/// unreachable host, a blackhole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Refused,
+    Unreachable,
+    TimedOut,
+}
+
+impl Failure {
+    pub fn of(o: Outcome) -> Option<Failure> {
+        match o {
+            Outcome::Rejected => Some(Failure::Refused),
+            Outcome::Unreachable => Some(Failure::Unreachable),
+            Outcome::Timeout => Some(Failure::TimedOut),
+            _ => None,
+        }
+    }
+}
+
+/// A connection's wire RTT: the mean of its client-to-server RTT samples (a data
+/// segment to the ACK covering it, as seen at the capture point). The table's RTT
+/// column, the bins' and the metrics' `wire_rtt` histograms all use this one figure.
+pub fn wire_rtt_ns(r: &ConnRecord) -> Option<u64> {
+    r.c2s.rtt_avg_ns.map(|v| v.max(0.0) as u64)
 }
 
 impl ConnFacts {
@@ -101,8 +139,15 @@ impl ConnFacts {
             out_msgs: r.c2s.messages,
             in_msgs: r.s2c.messages,
             pkts: r.c2s.pkts + r.s2c.pkts,
-            retx: r.c2s.retx_pkts + r.s2c.retx_pkts,
+            // The records count a repeated SYN or SYN/ACK as a retransmission (tshark's
+            // class); the table's Retx% is about data.
+            retx: (r.c2s.retx_pkts + r.s2c.retx_pkts)
+                .saturating_sub(r.syn_count.saturating_sub(1) + r.synack_count.saturating_sub(1)),
             gap: r.c2s.gap_bytes + r.s2c.gap_bytes > 0,
+            bytes_out: r.c2s.payload_bytes,
+            bytes_in: r.s2c.payload_bytes,
+            rtt_ns: wire_rtt_ns(r),
+            failure: Failure::of(r.outcome),
         }
     }
 }
@@ -130,6 +175,12 @@ pub struct HostStats {
     pkts: u64,
     retx: u64,
     gap_conns: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    rtt_ns: Values,
+    refused: u64,
+    unreachable: u64,
+    timed_out: u64,
 }
 
 impl HostStats {
@@ -153,6 +204,17 @@ impl HostStats {
         self.pkts += f.pkts;
         self.retx += f.retx as u64;
         self.gap_conns += f.gap as u64;
+        self.bytes_out += f.bytes_out;
+        self.bytes_in += f.bytes_in;
+        if let Some(r) = f.rtt_ns {
+            self.rtt_ns.add(r);
+        }
+        match f.failure {
+            Some(Failure::Refused) => self.refused += 1,
+            Some(Failure::Unreachable) => self.unreachable += 1,
+            Some(Failure::TimedOut) => self.timed_out += 1,
+            None => {}
+        }
     }
 
     pub fn add_response(&mut self, response_ns: u64) {
@@ -185,6 +247,12 @@ impl HostStats {
         self.pkts += other.pkts;
         self.retx += other.retx;
         self.gap_conns += other.gap_conns;
+        self.bytes_out += other.bytes_out;
+        self.bytes_in += other.bytes_in;
+        self.rtt_ns.merge(&other.rtt_ns);
+        self.refused += other.refused;
+        self.unreachable += other.unreachable;
+        self.timed_out += other.timed_out;
     }
 
     /// The destination's counters as counts (the row gives most as percentages):
@@ -204,6 +272,11 @@ impl HostStats {
             pkts: self.pkts,
             retx: self.retx,
             gap_conns: self.gap_conns,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+            refused: self.refused,
+            unreachable: self.unreachable,
+            timed_out: self.timed_out,
         }
     }
 
@@ -244,7 +317,13 @@ impl HostStats {
             lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
             out: h.out_msgs,
             inb: h.in_msgs,
-            rtt_p95: h.response_ns.percentile(95.0),
+            resp_p95: h.response_ns.percentile(95.0),
+            rtt: [50.0, 95.0].map(|p| h.rtt_ns.percentile(p)),
+            bytes_out: h.bytes_out,
+            bytes_in: h.bytes_in,
+            refused: h.refused,
+            unreachable: h.unreachable,
+            timed_out: h.timed_out,
             server: [50.0, 95.0].map(|p| h.server_ns.percentile(p)),
             network: [50.0, 95.0].map(|p| h.network_ns.percentile(p)),
             retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
@@ -271,10 +350,17 @@ pub struct HostCounters {
     pub out_msgs: u64,
     pub in_msgs: u64,
     pub pkts: u64,
-    /// Retransmitted packets.
+    /// Retransmitted packets (repeated SYNs and SYN/ACKs not counted).
     pub retx: u64,
     /// Connections with a capture gap.
     pub gap_conns: u64,
+    /// Payload bytes client to server, server to client.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Handshakes refused (RST), unreachable (ICMP error), timed out.
+    pub refused: u64,
+    pub unreachable: u64,
+    pub timed_out: u64,
 }
 
 fn pct(n: u64, d: u64) -> Option<f64> {
@@ -299,7 +385,17 @@ pub struct Row {
     pub lat: [Option<u64>; 3],
     pub out: u64,
     pub inb: u64,
-    pub rtt_p95: Option<u64>,
+    /// 95th percentile of response times (a request's first byte to its response's).
+    pub resp_p95: Option<u64>,
+    /// p50 and p95 of the connections' wire RTT ([`wire_rtt_ns`]).
+    pub rtt: [Option<u64>; 2],
+    /// Payload bytes client to server, server to client.
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Handshakes refused (RST), unreachable (ICMP error), timed out.
+    pub refused: u64,
+    pub unreachable: u64,
+    pub timed_out: u64,
     /// p50 and p95 of the server's part of the response times, and of the network's.
     pub server: [Option<u64>; 2],
     pub network: [Option<u64>; 2],
@@ -368,23 +464,33 @@ impl DestinationTable {
         &mut self.hosts[i].1
     }
 
-    /// The destination of a server endpoint under this table's grouping.
-    pub fn key(&self, addr: Addr, port: u16) -> HostKey {
-        HostKey {
-            addr,
-            port: (self.group == Grouping::HostPort).then_some(port),
+    /// The row of a connection `client` -> `server:port` under this table's grouping.
+    pub fn key(&self, client: Addr, server: Addr, port: u16) -> HostKey {
+        match self.group {
+            Grouping::Host => HostKey {
+                addr: server,
+                port: None,
+            },
+            Grouping::HostPort => HostKey {
+                addr: server,
+                port: Some(port),
+            },
+            Grouping::Client => HostKey {
+                addr: client,
+                port: None,
+            },
         }
     }
 
     pub fn on_exchange(&mut self, e: &ExchangeEvent) {
-        let k = self.key(e.server.addr, e.server.port);
+        let k = self.key(e.client.addr, e.server.addr, e.server.port);
         let h = self.host(k);
         h.add_response(e.response_ns);
         h.add_split(e.response_ns, e.server_ns);
     }
 
     pub fn on_connection(&mut self, r: &ConnRecord) {
-        let k = self.key(r.server, r.server_port);
+        let k = self.key(r.client, r.server, r.server_port);
         self.host(k).add_connection(&ConnFacts::of(r));
     }
 

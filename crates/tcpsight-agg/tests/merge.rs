@@ -165,7 +165,7 @@ fn pipelined_http_merges_exactly() {
     assert!(!rows.is_empty());
     // Pipelined requests: exchanges were measured, and at least one row has an Rtt.
     assert!(events.iter().any(|e| matches!(e, Event::Exchange(_))));
-    assert!(rows.iter().any(|(_, r)| r.rtt_p95.is_some() && r.out > 0));
+    assert!(rows.iter().any(|(_, r)| r.resp_p95.is_some() && r.out > 0));
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn netns_capture_merges_exactly() {
     assert!(!lat.is_exact() && !rtt.is_exact());
     let row = biggest.1.row(String::new(), span);
     assert_eq!(row.lat, [50.0, 95.0, 99.0].map(|p| lat.percentile(p)));
-    assert_eq!(row.rtt_p95, rtt.percentile(95.0));
+    assert_eq!(row.resp_p95, rtt.percentile(95.0));
     eprintln!(
         "netns: {} events, {} destinations, biggest {} with {} connections ({} connect \
          times, exact: {}; {} responses, exact: {})",

@@ -49,11 +49,7 @@ pub struct Bins {
     sides: BTreeMap<Option<Direction>, Side>,
 }
 
-/// A connection's wire RTT: the mean time from the client's data segments to the
-/// server's ACKs of them, as seen at the capture point (`c2s_rtt_avg_us`).
-pub fn wire_rtt_ns(r: &ConnRecord) -> Option<u64> {
-    r.c2s.rtt_avg_ns.map(|v| v.max(0.0) as u64)
-}
+pub use tcpsight_agg::table::wire_rtt_ns;
 
 impl Bins {
     pub fn new(grouping: Grouping, local: Option<LocalNets>) -> Bins {
@@ -80,7 +76,7 @@ impl Bins {
         let dir = self.direction(&r.client, &r.server);
         let side = self.side(dir);
         side.table.on_connection(r);
-        let key = side.table.key(r.server, r.server_port);
+        let key = side.table.key(r.client, r.server, r.server_port);
         let h = side.hists.entry(key).or_default();
         if let Some(c) = r.connect_ns {
             h.connect.add(c);
@@ -94,7 +90,7 @@ impl Bins {
         let dir = self.direction(&e.client.addr, &e.server.addr);
         let side = self.side(dir);
         side.table.on_exchange(e);
-        let key = side.table.key(e.server.addr, e.server.port);
+        let key = side.table.key(e.client.addr, e.server.addr, e.server.port);
         side.hists
             .entry(key)
             .or_default()
@@ -124,7 +120,12 @@ impl Bins {
                 let mut m = Map::new();
                 m.insert("interval_start".into(), epoch(start_ns));
                 m.insert("interval_end".into(), epoch(end_ns));
-                m.insert("server_ip".into(), json!(key.addr().to_string()));
+                let addr_field = if self.grouping == Grouping::Client {
+                    "client_ip"
+                } else {
+                    "server_ip"
+                };
+                m.insert(addr_field.into(), json!(key.addr().to_string()));
                 if let Some(p) = key.port() {
                     m.insert("server_port".into(), json!(p));
                 }
@@ -145,6 +146,11 @@ impl Bins {
                     ("pkts", c.pkts),
                     ("retx_pkts", c.retx),
                     ("gap_conns", c.gap_conns),
+                    ("payload_bytes_c2s", c.bytes_out),
+                    ("payload_bytes_s2c", c.bytes_in),
+                    ("refused", c.refused),
+                    ("unreachable", c.unreachable),
+                    ("timed_out", c.timed_out),
                 ];
                 for (k, v) in fields {
                     m.insert(k.into(), json!(v));
@@ -153,7 +159,9 @@ impl Bins {
                 m.insert("connect_us_p50".into(), us(row.lat[0]));
                 m.insert("connect_us_p95".into(), us(row.lat[1]));
                 m.insert("connect_us_p99".into(), us(row.lat[2]));
-                m.insert("response_us_p95".into(), us(row.rtt_p95));
+                m.insert("response_us_p95".into(), us(row.resp_p95));
+                m.insert("rtt_us_p50".into(), us(row.rtt[0]));
+                m.insert("rtt_us_p95".into(), us(row.rtt[1]));
                 m.insert("server_us_p95".into(), us(row.server[1]));
                 m.insert("network_us_p95".into(), us(row.network[1]));
                 m.insert("exchanges_per_conn_p95".into(), json!(row.qos_p95));

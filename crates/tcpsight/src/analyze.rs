@@ -1164,7 +1164,11 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
             ));
         }
         if !rows.is_empty() {
-            t.push_str("\nDestinations\n");
+            t.push_str(if args.group_by == GroupBy::Client {
+                "\nClients\n"
+            } else {
+                "\nDestinations\n"
+            });
             t.push_str(&table::render(&rows, args.limit.unwrap_or(20)));
         }
         if let Some(iv) = &sinks.intervals {

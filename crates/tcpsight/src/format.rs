@@ -14,6 +14,23 @@ pub fn human_duration(ns: u64) -> String {
     }
 }
 
+/// A human byte count for tables, in powers of 1,000 as network tools count: "850",
+/// "12.3k", "4.21M", "1.05G".
+pub fn human_bytes(n: u64) -> String {
+    let x = n as f64;
+    if n < 1000 {
+        n.to_string()
+    } else if x < 1e6 {
+        format!("{:.1}k", x / 1e3)
+    } else if x < 1e9 {
+        format!("{:.1}M", x / 1e6)
+    } else if x < 1e12 {
+        format!("{:.2}G", x / 1e9)
+    } else {
+        format!("{:.2}T", x / 1e12)
+    }
+}
+
 /// Thousands separators: 1234567 -> "1,234,567".
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();

@@ -120,6 +120,20 @@ fn endpoint(e: Endpoint) -> String {
     }
 }
 
+/// The handshake's time in a unit that shows it: tcpeek's seconds with three decimals
+/// printed every loopback handshake as 0.000. Microseconds below a millisecond,
+/// milliseconds below a second, seconds beyond: "35.2us", "21.512ms", "3.004s" (at most
+/// 9 characters up to 9,999 s).
+fn handshake_time(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{:.1}us", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.3}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3}s", ns as f64 / 1e9)
+    }
+}
+
 fn result_text(o: Outcome) -> &'static str {
     match o {
         Outcome::Established => "     success     ",
@@ -134,10 +148,10 @@ impl<W: Write> Watcher<W> {
     fn header_to(out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
-            " TIME(s) |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms)",
+            "     TIME |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms)",
             "SRC IP:PORT", "DST IP:PORT"
         )?;
-        writeln!(out, "{}", "-".repeat(143))
+        writeln!(out, "{}", "-".repeat(144))
     }
 
     fn line(&mut self, e: &HandshakeEvent) -> io::Result<()> {
@@ -172,9 +186,8 @@ impl<W: Write> Watcher<W> {
         let ts = utc(e.first_syn_ns.unwrap_or(e.ts_ns), 3);
         writeln!(
             self.out,
-            "{:4}.{:03} | {} | {:>27}   {:<27} | {} | {:7}  {:7} | {:>8}",
-            elapsed / 1_000_000_000,
-            (elapsed / 1_000_000) % 1000,
+            "{:>9} | {} | {:>27}   {:<27} | {} | {:7}  {:7} | {:>8}",
+            handshake_time(elapsed),
             ts,
             endpoint(e.client),
             endpoint(e.server),
@@ -726,4 +739,17 @@ fn summary<W: Write>(
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 15 (friction): sub-millisecond handshakes are not 0.000.
+    #[test]
+    fn handshake_time_has_a_unit_that_shows_it() {
+        assert_eq!(super::handshake_time(35_210), "35.2us");
+        assert_eq!(super::handshake_time(21_512_345), "21.512ms");
+        assert_eq!(super::handshake_time(3_004_000_000), "3.004s");
+        assert_eq!(super::handshake_time(0), "0.0us");
+        assert!(super::handshake_time(9_999_999_000_000).len() <= 9);
+    }
 }

@@ -198,15 +198,20 @@ pub struct FilterSet {
 
 impl FilterSet {
     pub fn new(filters: Vec<Filter>, local: Vec<Net>) -> Result<FilterSet, String> {
-        let (exclude, mut named): (Vec<_>, Vec<_>) =
+        let (exclude, given): (Vec<_>, Vec<_>) =
             filters.into_iter().partition(|f| f.name.is_empty());
-        if named.is_empty() {
-            named = if local.is_empty() {
-                vec![Filter::all()]
-            } else {
-                Filter::default_rx_tx()
-            };
-        }
+        // tcpeek keeps its RX and TX totals beside named filters (its users read them):
+        // the defaults come first, unless a filter of the same name replaces one.
+        let defaults = if local.is_empty() {
+            vec![Filter::all()]
+        } else {
+            Filter::default_rx_tx()
+        };
+        let mut named: Vec<Filter> = defaults
+            .into_iter()
+            .filter(|d| !given.iter().any(|g| g.name == d.name))
+            .collect();
+        named.extend(given);
         if local.is_empty()
             && named
                 .iter()
@@ -276,13 +281,16 @@ mod tests {
             local,
         )
         .unwrap();
+        // Issue 15, 1.12: tcpeek's RX and TX totals stay beside the named filters.
+        let names: Vec<&str> = set.named.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["RX", "TX", "web", "out"]);
         assert_eq!(
             set.matching(ep("10.77.0.1", 5000), ep("10.77.0.2", 80)),
-            vec![0]
+            vec![0, 2]
         );
         assert_eq!(
             set.matching(ep("10.77.0.2", 5000), ep("1.2.3.4", 443)),
-            vec![1]
+            vec![1, 3]
         );
         assert!(
             set.matching(ep("10.77.0.99", 5000), ep("10.77.0.2", 80))
@@ -291,6 +299,23 @@ mod tests {
         assert!(
             set.matching(ep("10.77.0.1", 5000), ep("10.77.0.2", 22))
                 .is_empty()
+        );
+    }
+
+    /// A filter named like a default replaces it.
+    #[test]
+    fn a_filter_named_rx_replaces_the_default() {
+        let set = FilterSet::new(
+            vec![Filter::parse("RX:RX@*:80").unwrap()],
+            vec![Net::parse("10.77.0.2/32").unwrap()],
+        )
+        .unwrap();
+        let names: Vec<&str> = set.named.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["TX", "RX"]);
+        assert!(
+            set.matching(ep("10.77.0.1", 5000), ep("10.77.0.2", 22))
+                .is_empty(),
+            "the user's RX (port 80 only) replaced the default"
         );
     }
 

@@ -7,7 +7,7 @@ pub use tcpsight_agg::table::{
     ConnFacts, DestinationTable, Grouping, HostKey, HostStats, Row, RowOrder,
 };
 
-use crate::format::{human_duration, thousands};
+use crate::format::{human_bytes, human_duration, thousands};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupBy {
@@ -16,6 +16,8 @@ pub enum GroupBy {
     /// Server address and port
     #[value(name = "host:port")]
     HostPort,
+    /// Client address
+    Client,
     /// The server's name: TLS SNI, else HTTP Host, else the name the client resolved in
     /// DNS, else its address (no reverse lookup; implies --l7)
     Name,
@@ -103,10 +105,21 @@ pub enum SortBy {
     LatP99,
     /// Established connections per second
     EstRate,
+    /// Client messages
     Out,
+    /// Server messages
     In,
+    /// Payload bytes client to server
+    BytesOut,
+    /// Payload bytes server to client
+    BytesIn,
+    /// Wire RTT p50 (data segment to its ACK)
     Rtt,
+    /// Response time p95 (request to response)
+    Resp,
     Retx,
+    /// Failed handshakes (refused, unreachable, timed out)
+    Fail,
     Err,
 }
 
@@ -114,6 +127,7 @@ impl From<GroupBy> for Grouping {
     fn from(g: GroupBy) -> Grouping {
         match g {
             GroupBy::HostPort => Grouping::HostPort,
+            GroupBy::Client => Grouping::Client,
             // Name and app rows come from a LabelTable; the address table is unused.
             GroupBy::Host | GroupBy::Name | GroupBy::App => Grouping::Host,
         }
@@ -127,40 +141,52 @@ impl RowOrder for SortBy {
     }
 }
 
-/// The value a row is sorted by (descending), for every column but Host.
-pub fn sort_value(r: &Row, sort: SortBy) -> f64 {
+/// The value a row is sorted by (descending), for every column but Host; `None` for an
+/// empty cell (`-`), which sorts last whichever the direction.
+pub fn sort_value(r: &Row, sort: SortBy) -> Option<f64> {
+    let d = |v: Option<u64>| v.map(|v| v as f64);
     match sort {
-        SortBy::Host => 0.0,
-        SortBy::Syn => r.syn as f64 + r.conns as f64 * 1e-9,
-        SortBy::Synack => r.synack_pct.unwrap_or(-1.0),
-        SortBy::Est => r.est_pct.unwrap_or(-1.0),
-        SortBy::Rst => r.rst_pct,
-        SortBy::FinO => r.fin_out_pct,
-        SortBy::FinI => r.fin_in_pct,
-        SortBy::Qos => r.qos_p95.map_or(-1.0, |v| v as f64),
-        SortBy::Lat => r.lat[1].map_or(-1.0, |v| v as f64),
-        SortBy::LatP50 => r.lat[0].map_or(-1.0, |v| v as f64),
-        SortBy::LatP99 => r.lat[2].map_or(-1.0, |v| v as f64),
-        SortBy::EstRate => r.est_rate,
-        SortBy::Out => r.out as f64,
-        SortBy::In => r.inb as f64,
-        SortBy::Rtt => r.rtt_p95.map_or(-1.0, |v| v as f64),
-        SortBy::Retx => r.retx_pct,
-        SortBy::Err => r.err as f64,
+        SortBy::Host => Some(0.0),
+        SortBy::Syn => Some(r.syn as f64 + r.conns as f64 * 1e-9),
+        SortBy::Synack => r.synack_pct,
+        SortBy::Est => r.est_pct,
+        SortBy::Rst => Some(r.rst_pct),
+        SortBy::FinO => Some(r.fin_out_pct),
+        SortBy::FinI => Some(r.fin_in_pct),
+        SortBy::Qos => d(r.qos_p95),
+        SortBy::Lat => d(r.lat[1]),
+        SortBy::LatP50 => d(r.lat[0]),
+        SortBy::LatP99 => d(r.lat[2]),
+        SortBy::EstRate => Some(r.est_rate),
+        SortBy::Out => Some(r.out as f64),
+        SortBy::In => Some(r.inb as f64),
+        SortBy::BytesOut => Some(r.bytes_out as f64),
+        SortBy::BytesIn => Some(r.bytes_in as f64),
+        SortBy::Rtt => d(r.rtt[0]),
+        SortBy::Resp => d(r.resp_p95),
+        SortBy::Retx => Some(r.retx_pct),
+        SortBy::Fail => Some((r.refused + r.unreachable + r.timed_out) as f64),
+        SortBy::Err => Some(r.err as f64),
     }
 }
 
 /// Sorts keyed rows by `sort`: descending, except by host (the key's order); ties by key.
+/// `reverse` turns the order around, but rows with an empty cell stay last.
 pub fn sort_rows<K: Ord>(rows: &mut [(K, Row)], sort: SortBy, reverse: bool) {
     rows.sort_by(|(ka, a), (kb, b)| {
-        let ord = if sort == SortBy::Host {
-            ka.cmp(kb)
-        } else {
-            sort_value(b, sort)
-                .total_cmp(&sort_value(a, sort))
-                .then_with(|| ka.cmp(kb))
-        };
-        if reverse { ord.reverse() } else { ord }
+        if sort == SortBy::Host {
+            let ord = ka.cmp(kb);
+            return if reverse { ord.reverse() } else { ord };
+        }
+        match (sort_value(a, sort), sort_value(b, sort)) {
+            (Some(x), Some(y)) => {
+                let ord = y.total_cmp(&x).then_with(|| ka.cmp(kb));
+                if reverse { ord.reverse() } else { ord }
+            }
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => ka.cmp(kb),
+        }
     });
 }
 
@@ -172,14 +198,52 @@ fn opt_dur(v: Option<u64>) -> String {
     v.map_or("-".into(), human_duration)
 }
 
+/// The failed handshakes of a row by kind: `12r` refused (RST), `3u` unreachable (ICMP
+/// error), `5t` timed out; `-` when none failed.
+pub fn failures(r: &Row) -> String {
+    let parts: Vec<String> = [(r.refused, 'r'), (r.unreachable, 'u'), (r.timed_out, 't')]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, k)| format!("{}{k}", thousands(*n)))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The number of columns.
+pub const COLUMNS: usize = 22;
+
 /// The table's column titles, in order.
-pub const HEADER: [&str; 18] = [
-    "Host", "Syn", "Syn/s", "SynAck%", "Est%", "Rst%", "Fin_O%", "Fin_I%", "Est/s", "QoS",
-    "Lat p50", "p95", "p99", "Out", "In", "Rtt p95", "Retx%", "Err",
+pub const HEADER: [&str; COLUMNS] = [
+    "Host",
+    "Syn",
+    "Syn/s",
+    "SynAck%",
+    "Est%",
+    "Rst%",
+    "Fin_O%",
+    "Fin_I%",
+    "Est/s",
+    "QoS",
+    "Lat p50",
+    "p95",
+    "p99",
+    "Out",
+    "In",
+    "Bytes out",
+    "in",
+    "RTT p50",
+    "Resp p95",
+    "Retx%",
+    "Fail",
+    "Err",
 ];
 
 /// The column each [`HEADER`] entry sorts by.
-pub const COLUMN_SORT: [SortBy; 18] = [
+pub const COLUMN_SORT: [SortBy; COLUMNS] = [
     SortBy::Host,
     SortBy::Syn,
     SortBy::Syn,
@@ -195,13 +259,17 @@ pub const COLUMN_SORT: [SortBy; 18] = [
     SortBy::LatP99,
     SortBy::Out,
     SortBy::In,
+    SortBy::BytesOut,
+    SortBy::BytesIn,
     SortBy::Rtt,
+    SortBy::Resp,
     SortBy::Retx,
+    SortBy::Fail,
     SortBy::Err,
 ];
 
 /// One row's cells as text, in [`HEADER`] order.
-pub fn cells(r: &Row) -> [String; 18] {
+pub fn cells(r: &Row) -> [String; COLUMNS] {
     let qos = match r.qos_p95 {
         Some(q) if r.qos_all_in_one => format!("{q}*"),
         Some(q) => q.to_string(),
@@ -223,8 +291,12 @@ pub fn cells(r: &Row) -> [String; 18] {
         opt_dur(r.lat[2]),
         thousands(r.out),
         thousands(r.inb),
-        opt_dur(r.rtt_p95),
+        human_bytes(r.bytes_out),
+        human_bytes(r.bytes_in),
+        opt_dur(r.rtt[0]),
+        opt_dur(r.resp_p95),
         format!("{:.2}", r.retx_pct),
+        failures(r),
         thousands(r.err),
     ]
 }
@@ -303,12 +375,19 @@ pub fn to_json(rows: &[Row], limit: usize) -> Json {
                     "lat_us_p99": us(r.lat[2]),
                     "out": r.out,
                     "in": r.inb,
-                    "rtt_us_p95": us(r.rtt_p95),
+                    "payload_bytes_out": r.bytes_out,
+                    "payload_bytes_in": r.bytes_in,
+                    "rtt_us_p50": us(r.rtt[0]),
+                    "rtt_us_p95": us(r.rtt[1]),
+                    "response_us_p95": us(r.resp_p95),
                     "server_us_p50": us(r.server[0]),
                     "server_us_p95": us(r.server[1]),
                     "network_us_p50": us(r.network[0]),
                     "network_us_p95": us(r.network[1]),
                     "retx_pct": r.retx_pct,
+                    "refused": r.refused,
+                    "unreachable": r.unreachable,
+                    "timed_out": r.timed_out,
                     "err": r.err,
                 })
             })
@@ -355,7 +434,9 @@ pub fn render_intervals(rows: &[serde_json::Value], interval_ns: u64, limit: usi
     // Per destination: connections and connect p95 per interval.
     let mut by_host: BTreeMap<String, HostSeries> = BTreeMap::new();
     for r in rows {
-        let (Some(start), Some(host)) = (r["interval_start"].as_u64(), r["server_ip"].as_str())
+        let addr = r.get("server_ip").or_else(|| r.get("client_ip"));
+        let (Some(start), Some(host)) =
+            (r["interval_start"].as_u64(), addr.and_then(|a| a.as_str()))
         else {
             continue;
         };
@@ -428,6 +509,7 @@ pub fn render_intervals(rows: &[serde_json::Value], interval_ns: u64, limit: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpsight_agg::table::Failure;
 
     /// Every column sorts by its own values (top's `<` `>` keys walk them); only Syn/s
     /// shares Syn's key, as a rate over the same span orders rows the same way.
@@ -442,5 +524,47 @@ mod tests {
                 HEADER[i], HEADER[first]
             );
         }
+    }
+
+    fn row(host: &str, lat_p95: Option<u64>) -> (String, Row) {
+        let mut h = HostStats::default();
+        h.add_connection(&ConnFacts {
+            syn: true,
+            connect_ns: lat_p95,
+            ..ConnFacts::default()
+        });
+        (host.to_string(), h.row(host.into(), 1.0))
+    }
+
+    /// Issue 15 (friction): empty cells sort last in both directions (they sorted
+    /// first once reversed).
+    #[test]
+    fn empty_cells_sort_last_both_ways() {
+        let mut rows = vec![
+            row("a", None),
+            row("b", Some(5_000)),
+            row("c", Some(9_000)),
+            row("d", None),
+        ];
+        let hosts = |rows: &[(String, Row)]| rows.iter().map(|r| r.0.clone()).collect::<String>();
+        sort_rows(&mut rows, SortBy::Lat, false);
+        assert_eq!(hosts(&rows), "cbad");
+        sort_rows(&mut rows, SortBy::Lat, true);
+        assert_eq!(hosts(&rows), "bcad");
+    }
+
+    #[test]
+    fn failures_by_kind() {
+        let mut h = HostStats::default();
+        for f in [Failure::Refused, Failure::Refused, Failure::TimedOut] {
+            h.add_connection(&ConnFacts {
+                syn: true,
+                failure: Some(f),
+                ..ConnFacts::default()
+            });
+        }
+        let r = h.row("h".into(), 1.0);
+        assert_eq!(failures(&r), "2r 1t");
+        assert_eq!(failures(&HostStats::default().row("h".into(), 1.0)), "-");
     }
 }

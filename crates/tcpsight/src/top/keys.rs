@@ -38,6 +38,10 @@ pub struct Ui {
     pub detail: Option<(Key, usize)>,
     pub detail_selected: usize,
     pub help: bool,
+    /// Columns scrolled off to the left (after Host, which always shows): `[` and `]`.
+    pub col_offset: usize,
+    /// The sort column changed: the next draw scrolls it into view.
+    pub follow_sort: bool,
 }
 
 impl Ui {
@@ -54,6 +58,8 @@ impl Ui {
             detail: None,
             detail_selected: 0,
             help: false,
+            col_offset: 0,
+            follow_sort: true,
         }
     }
 
@@ -70,6 +76,7 @@ impl Ui {
             let s = COLUMN_SORT[i as usize];
             if s != self.sort && COLUMN_SORT.iter().position(|c| *c == s) == Some(i as usize) {
                 self.sort = s;
+                self.follow_sort = true;
                 return;
             }
         }
@@ -138,6 +145,15 @@ impl Ui {
                 return Action::Reset;
             }
             KeyCode::Char('w') => self.cumulative = !self.cumulative,
+            // Horizontal scroll (a narrow terminal cannot show every column).
+            KeyCode::Char('[') => {
+                self.col_offset = self.col_offset.saturating_sub(1);
+                self.follow_sort = false;
+            }
+            KeyCode::Char(']') => {
+                self.col_offset = (self.col_offset + 1).min(COLUMN_SORT.len() - 2);
+                self.follow_sort = false;
+            }
             KeyCode::Esc if self.detail.is_some() => {
                 if let Some((_, s)) = self.detail.take() {
                     self.selected = s;
@@ -176,7 +192,11 @@ impl Ui {
 /// The help screen's lines.
 pub const HELP: &[(&str, &str)] = &[
     ("Up/Down j/k", "select a row (PgUp/PgDn, Home/End g/G)"),
-    ("< > Left/Right", "sort by the previous/next column"),
+    (
+        "< > Left/Right",
+        "sort by the previous/next column (scrolled into view)",
+    ),
+    ("[ ]", "scroll the columns left/right (Host stays)"),
     ("i", "reverse the sort order"),
     ("Space p", "pause: freeze the figures (still scrollable)"),
     ("w", "sliding window / cumulative"),

@@ -185,7 +185,7 @@ pub struct TopArgs {
         help_heading = "Highlights"
     )]
     hl_lat: f64,
-    /// Highlight Rtt p95 above this
+    /// Highlight Resp p95 (response time) above this
     #[arg(
         long,
         default_value_t = 100.0,
@@ -287,7 +287,10 @@ impl App {
         let w = self.window();
         let rows = m.rows(w, &self.ui.filter, &name, self.ui.sort, self.ui.reverse);
         let (detail, label) = match self.ui.detail {
-            Some((k, _)) => (m.connections_of(k, w, 500), m.label(k, &name)),
+            Some((k, _)) => (
+                m.connections_of(k, w, &self.ui.filter, 500),
+                m.label(k, &name),
+            ),
             None => (Vec::new(), String::new()),
         };
         let queue: Vec<Addr> = model::addresses(&rows).into_iter().take(256).collect();
@@ -348,7 +351,11 @@ impl App {
             thresholds: &self.thresholds,
             live: self.live,
         };
-        view::draw(f, &s);
+        let offset = view::draw(f, &s);
+        if self.ui.detail.is_none() {
+            self.ui.col_offset = offset;
+            self.ui.follow_sort = false;
+        }
     }
 
     fn mode(&self) -> String {

@@ -428,13 +428,24 @@ impl Model {
             .collect()
     }
 
-    /// The latest connections of one row, most recently started first.
-    pub fn connections_of(&self, key: Key, window_ns: Option<u64>, limit: usize) -> Vec<Conn> {
+    /// The latest connections of one row that `filter` passes (the drill-down shows what
+    /// the row counted), most recently started first.
+    pub fn connections_of(
+        &self,
+        key: Key,
+        window_ns: Option<u64>,
+        filter: &RowFilter,
+        limit: usize,
+    ) -> Vec<Conn> {
         let (from, _) = self.span(window_ns);
         let mut list: Vec<Conn> = self
             .conns
             .iter()
-            .filter(|c| c.ts_ns >= from && self.has_key(c.client, c.server, key))
+            .filter(|c| {
+                c.ts_ns >= from
+                    && self.has_key(c.client, c.server, key)
+                    && filter.conn_matches(c, self.endpoint(c.client, c.server))
+            })
             .copied()
             .collect();
         list.sort_by(|a, b| {

@@ -150,10 +150,10 @@ fn table() {
 #[test]
 fn highlights_follow_thresholds() {
     let mut a = netns_app();
-    let mut t = term(150, 16);
+    let mut t = term(210, 16);
     t.draw(|f| a.draw(f)).unwrap();
     let buf = t.backend().buffer();
-    let line = |y: u16| -> String { (0..150).map(|x| buf[(x, y)].symbol()).collect() };
+    let line = |y: u16| -> String { (0..210).map(|x| buf[(x, y)].symbol()).collect() };
     // Row 10.77.0.2 is the first table row (screen line 3): Err 17 is over 0, Lat p95
     // 25.6 ms over 20 ms; SynAck% 99.8 is fine.
     let y = 3;
@@ -175,7 +175,7 @@ fn highlights_follow_thresholds() {
     a.thresholds.lat_ms = 1000.0;
     t.draw(|f| a.draw(f)).unwrap();
     let buf = t.backend().buffer();
-    let l: String = (0..150).map(|x| buf[(x, 3)].symbol()).collect();
+    let l: String = (0..210).map(|x| buf[(x, 3)].symbol()).collect();
     let x = l.find("25.6ms").unwrap() as u16;
     assert_ne!(buf[(x, 3)].fg, Color::Red);
 }
@@ -285,6 +285,75 @@ fn drill_down_and_back() {
     assert_eq!(a.ui.selected, 1);
     key(&mut a, KeyCode::Up);
     assert_eq!(screen(&mut t, &mut a), table);
+}
+
+/// Issue 15 (friction): at 80 columns Lat, Rtt, Retx and Err could not be reached. `]`
+/// and `[` scroll the columns (Host stays), and sorting by a column scrolls it into view.
+#[test]
+fn narrow_terminal_scrolls_columns() {
+    let mut a = netns_app();
+    let mut t = term(80, 8);
+    let s = screen(&mut t, &mut a);
+    assert!(s.contains("columns off screen ]"), "{s}");
+    assert!(!s.contains("Err"));
+    // Sorting backwards from Syn wraps to Host, then Err: scrolled into view.
+    key(&mut a, KeyCode::Char('<'));
+    key(&mut a, KeyCode::Char('<'));
+    let s = screen(&mut t, &mut a);
+    assert!(s.contains("sort Err desc"), "{s}");
+    let header = s.lines().nth(2).unwrap();
+    assert!(header.starts_with("Host"), "{header}");
+    assert!(header.trim_end().ends_with("Err"), "{header}");
+    assert!(
+        header.contains("Retx%") && header.contains("Fail"),
+        "{header}"
+    );
+    assert!(s.contains("[ "), "columns off to the left are said: {s}");
+    assert!(s.lines().all(|l| l.chars().count() <= 80));
+    golden("narrow-sorted-err", &s);
+    // [ scrolls back one column at a time, down to the first.
+    for _ in 0..30 {
+        key(&mut a, KeyCode::Char('['));
+    }
+    let s = screen(&mut t, &mut a);
+    assert!(
+        s.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("Host          Syn   Syn/s"),
+        "{s}"
+    );
+    // ] scrolls right: Syn goes off to the left, Host stays.
+    key(&mut a, KeyCode::Char(']'));
+    let s = screen(&mut t, &mut a);
+    let header = s.lines().nth(2).unwrap();
+    assert!(
+        header.starts_with("Host") && header.contains("Syn/s"),
+        "{header}"
+    );
+    assert!(!header.contains(" Syn "), "{header}");
+    assert!(s.contains("[ 1+"), "{s}");
+}
+
+/// Issue 15 (friction): the drill-down lists the connections the row counted, so an
+/// active filter applies to it too.
+#[test]
+fn drill_down_honours_the_filter() {
+    let mut a = netns_app();
+    a.ui.filter = RowFilter::parse("outcome:rejected").unwrap();
+    a.refresh();
+    assert_eq!(a.rows[0].row.host, "10.77.0.2");
+    let rejected = a.rows[0].row.conns;
+    assert!(rejected > 0);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.detail.len() as u64, rejected);
+    assert!(a.detail.iter().all(|c| c.state.name() == "rejected"));
+    // Without the filter the same row lists its established connections too.
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Esc);
+    assert!(a.ui.filter.is_empty());
+    key(&mut a, KeyCode::Enter);
+    assert!(a.detail.len() as u64 > rejected);
 }
 
 #[test]
@@ -584,6 +653,6 @@ fn refused_handshakes_show_rst_in_the_window_when_decided() {
     let rows = m.rows(None, &all, &|_| None, SortBy::Syn, false);
     assert_eq!((rows[0].row.syn, rows[0].row.conns), (200, 200));
     assert_eq!(rows[0].row.rst_pct, 100.0);
-    let list = m.connections_of(rows[0].key, None, 500);
+    let list = m.connections_of(rows[0].key, None, &all, 500);
     assert!(list.iter().all(|c| c.close == tcpsight_core::Close::Rst));
 }

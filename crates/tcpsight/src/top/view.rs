@@ -27,7 +27,7 @@ pub struct Thresholds {
     pub qos: u64,
     /// Lat p95 above this many ms.
     pub lat_ms: f64,
-    /// Rtt p95 above this many ms.
+    /// Resp p95 above this many ms.
     pub rtt_ms: f64,
     /// Retx% above this.
     pub retx_pct: f64,
@@ -51,15 +51,16 @@ impl Thresholds {
     /// Whether cell `col` (in `table::HEADER` order) of `r` is over its threshold.
     pub fn hot(&self, col: usize, r: &Row) -> bool {
         let ms = |v: Option<u64>, lim: f64| v.is_some_and(|ns| ns as f64 / 1e6 > lim);
-        match col {
-            3 => r.synack_pct.is_some_and(|p| p < self.synack_pct),
-            4 => r.est_pct.is_some_and(|p| p < self.est_pct),
-            5 => r.rst_pct > self.rst_pct,
-            9 => self.qos > 0 && r.qos_p95.is_some_and(|q| q < self.qos),
-            11 => ms(r.lat[1], self.lat_ms),
-            15 => ms(r.rtt_p95, self.rtt_ms),
-            16 => r.retx_pct > self.retx_pct,
-            17 => r.err > 0,
+        match table::HEADER[col] {
+            "SynAck%" => r.synack_pct.is_some_and(|p| p < self.synack_pct),
+            "Est%" => r.est_pct.is_some_and(|p| p < self.est_pct),
+            "Rst%" => r.rst_pct > self.rst_pct,
+            "QoS" => self.qos > 0 && r.qos_p95.is_some_and(|q| q < self.qos),
+            "p95" => ms(r.lat[1], self.lat_ms),
+            "Resp p95" => ms(r.resp_p95, self.rtt_ms),
+            "Retx%" => r.retx_pct > self.retx_pct,
+            "Fail" => r.refused + r.unreachable + r.timed_out > 0,
+            "Err" => r.err > 0,
             _ => false,
         }
     }
@@ -110,20 +111,13 @@ fn seconds(ns: u64) -> String {
     }
 }
 
-fn header_line(s: &Screen) -> Line<'static> {
+/// The header line in `width` columns: whole parts only. When everything does not fit,
+/// the least needed parts go (elapsed time, then rates, then the source), never half a
+/// number.
+fn header_line(s: &Screen, width: u16) -> Line<'static> {
     let m = s.model;
     let window = (!s.ui.cumulative).then_some(s.window_ns);
     let (pps, cps) = m.rates(window);
-    let mut spans = vec![
-        Span::styled("tcpsight top ", TITLE),
-        Span::raw(format!("{} ", s.source)),
-        Span::raw(format!("| {pps:.0} pkt/s {cps:.1} conn/s ")),
-        Span::raw(format!(
-            "| elapsed {} ",
-            seconds((m.elapsed_s() * 1e9) as u64)
-        )),
-        Span::raw("| "),
-    ];
     let trust = |label: &str, n: u64| {
         if n > 0 {
             Span::styled(format!("{} {}", label.to_uppercase(), thousands(n)), ALERT)
@@ -131,22 +125,57 @@ fn header_line(s: &Screen) -> Line<'static> {
             Span::raw(format!("{label} 0"))
         }
     };
-    if s.live {
-        spans.push(trust("drops", m.kernel_drops));
+    // (part, how much it is needed: 0 most)
+    let mut parts: Vec<(Vec<Span<'static>>, u8)> = vec![
+        (vec![Span::styled("tcpsight top", TITLE)], 0),
+        (vec![Span::raw(format!(" {}", s.source))], 3),
+        (
+            vec![Span::raw(format!(" | {pps:.0} pkt/s {cps:.1} conn/s"))],
+            2,
+        ),
+        (
+            vec![Span::raw(format!(
+                " | elapsed {}",
+                seconds((m.elapsed_s() * 1e9) as u64)
+            ))],
+            4,
+        ),
+    ];
+    let drops = if s.live {
+        trust("drops", m.kernel_drops)
     } else {
-        spans.push(Span::raw("drops -"));
-    }
-    spans.push(Span::raw(" "));
-    spans.push(trust("gaps", m.gap_conns));
+        Span::raw("drops -")
+    };
+    parts.push((
+        vec![
+            Span::raw(" | "),
+            drops,
+            Span::raw(" "),
+            trust("gaps", m.gap_conns),
+        ],
+        0,
+    ));
     // Copies of packets seen on two interfaces (-i any): dropped, so nothing is wrong;
     // said so the frame count is understood.
     if let Some(c) = m.copies.filter(|c| *c > 0) {
-        spans.push(Span::raw(format!(" | copies {}", thousands(c))));
+        parts.push((vec![Span::raw(format!(" | copies {}", thousands(c)))], 1));
     }
-    Line::from(spans)
+    let len = |p: &[(Vec<Span>, u8)]| -> usize {
+        p.iter()
+            .flat_map(|(s, _)| s.iter())
+            .map(|s| s.width())
+            .sum()
+    };
+    for level in (1..=4).rev() {
+        if len(&parts) <= width as usize {
+            break;
+        }
+        parts.retain(|(_, need)| *need < level);
+    }
+    Line::from(parts.into_iter().flat_map(|(s, _)| s).collect::<Vec<_>>())
 }
 
-fn status_line(s: &Screen, shown: usize, hidden: usize) -> Line<'static> {
+fn status_line(s: &Screen, shown: usize, hidden: Hidden) -> Line<'static> {
     let ui = s.ui;
     let mut spans = Vec::new();
     if ui.cumulative {
@@ -175,8 +204,11 @@ fn status_line(s: &Screen, shown: usize, hidden: usize) -> Line<'static> {
         let noun = if shown == 1 { "row" } else { "rows" };
         spans.push(Span::raw(format!(" | {shown} {noun}")));
     }
-    if hidden > 0 {
-        spans.push(Span::raw(format!(" | {hidden} columns off screen")));
+    match (hidden.left, hidden.right) {
+        (0, 0) => {}
+        (0, r) => spans.push(Span::raw(format!(" | {r} columns off screen ]"))),
+        (l, 0) => spans.push(Span::raw(format!(" | [ {l} columns off screen"))),
+        (l, r) => spans.push(Span::raw(format!(" | [ {l}+{r} columns off screen ]"))),
     }
     if !s.status.is_empty() {
         spans.push(Span::raw(format!(" | {}", s.status)));
@@ -194,7 +226,7 @@ fn status_line(s: &Screen, shown: usize, hidden: usize) -> Line<'static> {
     Line::from(spans)
 }
 
-fn footer(s: &Screen) -> Line<'static> {
+fn footer(s: &Screen, width: u16) -> Line<'static> {
     if let Some(t) = &s.ui.input {
         return Line::from(vec![
             Span::styled("filter> ", TITLE),
@@ -214,10 +246,29 @@ fn footer(s: &Screen) -> Line<'static> {
             DIM,
         ));
     }
-    Line::from(Span::styled(
-        "q quit  ? help  / filter  Enter details  < > sort  i reverse  Space pause  w window  r reset",
-        DIM,
-    ))
+    // Whole hints only, as many as the width holds.
+    let hints = [
+        "q quit",
+        "? help",
+        "/ filter",
+        "Enter details",
+        "< > sort",
+        "[ ] columns",
+        "i reverse",
+        "Space pause",
+        "w window",
+        "r reset",
+    ];
+    let mut text = String::new();
+    for h in hints {
+        let sep = if text.is_empty() { "" } else { "  " };
+        if text.len() + sep.len() + h.len() > width as usize {
+            break;
+        }
+        text.push_str(sep);
+        text.push_str(h);
+    }
+    Line::from(Span::styled(text, DIM))
 }
 
 /// The first row shown so that `selected` is visible in `page` rows.
@@ -247,8 +298,60 @@ fn widths(header: &[&str], rows: &[Vec<String>], width: u16) -> Vec<Constraint> 
     out
 }
 
-/// Draws the table; returns how many columns did not fit.
-fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> usize {
+/// Each column's width: its widest cell or title.
+fn column_widths(header: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
+    (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(1)
+        })
+        .collect()
+}
+
+/// The columns shown in `width`: Host, then from column `1 + offset` as many whole
+/// columns as fit (two spaces between columns).
+fn visible_columns(widths: &[usize], width: u16, offset: usize) -> Vec<usize> {
+    let mut used = widths[0];
+    let mut out = vec![0];
+    for (c, w) in widths.iter().enumerate().skip(1 + offset) {
+        if used + 2 + w > width as usize {
+            break;
+        }
+        used += 2 + w;
+        out.push(c);
+    }
+    out
+}
+
+/// The scroll offset that shows column `col`: the smallest change from `offset`.
+fn offset_showing(widths: &[usize], width: u16, offset: usize, col: usize) -> usize {
+    if col == 0 {
+        return offset;
+    }
+    if col < 1 + offset {
+        return col - 1;
+    }
+    let mut off = offset;
+    while off + 1 < col && !visible_columns(widths, width, off).contains(&col) {
+        off += 1;
+    }
+    off
+}
+
+/// What the table's drawing left out: columns scrolled off to the left and off to
+/// the right, and the scroll offset used.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hidden {
+    pub left: usize,
+    pub right: usize,
+    pub offset: usize,
+}
+
+/// Draws the table; returns which columns did not fit.
+fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> Hidden {
     let page = area.height.saturating_sub(1) as usize;
     if s.rows.is_empty() {
         let msg = if s.ui.filter.is_empty() {
@@ -261,18 +364,30 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> usize {
             Paragraph::new(vec![Line::styled(hdr, TITLE), Line::styled(msg, DIM)]),
             area,
         );
-        return 0;
+        return Hidden {
+            offset: s.ui.col_offset,
+            ..Hidden::default()
+        };
     }
     let cells: Vec<Vec<String>> = s.rows.iter().map(|r| table::cells(&r.row).into()).collect();
-    let w = widths(&table::HEADER, &cells, area.width);
-    let n = w.len();
+    let all = column_widths(&table::HEADER, &cells);
     let sort_col = COLUMN_SORT.iter().position(|c| *c == s.ui.sort);
-    let header = TRow::new(table::HEADER.iter().take(n).enumerate().map(|(i, h)| {
+    let max_offset = table::HEADER.len() - 2;
+    let mut col_off = s.ui.col_offset.min(max_offset);
+    if let (true, Some(c)) = (s.ui.follow_sort, sort_col) {
+        col_off = offset_showing(&all, area.width, col_off, c);
+    }
+    let cols = visible_columns(&all, area.width, col_off);
+    let w: Vec<Constraint> = cols
+        .iter()
+        .map(|&c| Constraint::Length(all[c].min(area.width as usize) as u16))
+        .collect();
+    let header = TRow::new(cols.iter().map(|&i| {
         let mut st = TITLE;
         if Some(i) == sort_col {
             st = st.add_modifier(Modifier::UNDERLINED).fg(Color::Cyan);
         }
-        let line = Line::from(Span::styled(*h, st));
+        let line = Line::from(Span::styled(table::HEADER[i], st));
         Cell::from(if i == 0 { line } else { line.right_aligned() })
     }));
     let body: Vec<TRow> = s
@@ -280,13 +395,13 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> usize {
         .iter()
         .zip(&cells)
         .map(|(r, c)| {
-            TRow::new(c.iter().take(n).enumerate().map(|(i, text)| {
+            TRow::new(cols.iter().map(|&i| {
                 let st = if s.thresholds.hot(i, &r.row) {
                     HOT
                 } else {
                     Style::default()
                 };
-                let line = Line::from(Span::styled(text.clone(), st));
+                let line = Line::from(Span::styled(c[i].clone(), st));
                 Cell::from(if i == 0 { line } else { line.right_aligned() })
             }))
         })
@@ -300,7 +415,12 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> usize {
         .column_spacing(2)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(t, area, &mut state);
-    table::HEADER.len() - n
+    let last = cols.last().copied().unwrap_or(0);
+    Hidden {
+        left: col_off,
+        right: table::HEADER.len() - 1 - last.max(col_off),
+        offset: col_off,
+    }
 }
 
 const DETAIL_HEADER: [&str; 12] = [
@@ -367,7 +487,7 @@ fn detail_cells(c: &Conn) -> Vec<String> {
 }
 
 /// Draws the drill-down list; returns how many columns did not fit.
-fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> usize {
+fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> Hidden {
     let page = area.height.saturating_sub(1) as usize;
     let cells: Vec<Vec<String>> = conns.iter().map(detail_cells).collect();
     if cells.is_empty() {
@@ -378,7 +498,10 @@ fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> usize {
             ]),
             area,
         );
-        return 0;
+        return Hidden {
+            offset: s.ui.col_offset,
+            ..Hidden::default()
+        };
     }
     let w = widths(&DETAIL_HEADER, &cells, area.width);
     let n = w.len();
@@ -416,7 +539,11 @@ fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> usize {
         .column_spacing(2)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(t, area, &mut state);
-    DETAIL_HEADER.len() - n
+    Hidden {
+        left: 0,
+        right: DETAIL_HEADER.len() - n,
+        offset: s.ui.col_offset,
+    }
 }
 
 fn draw_help(f: &mut Frame, area: Rect) {
@@ -451,8 +578,9 @@ fn draw_help(f: &mut Frame, area: Rect) {
     );
 }
 
-/// Draws one frame.
-pub fn draw(f: &mut Frame, s: &Screen) {
+/// Draws one frame; returns the column scroll offset it used (the sort column scrolled
+/// into view).
+pub fn draw(f: &mut Frame, s: &Screen) -> usize {
     let [head, status, body, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -460,14 +588,15 @@ pub fn draw(f: &mut Frame, s: &Screen) {
         Constraint::Length(1),
     ])
     .areas(f.area());
-    f.render_widget(Paragraph::new(header_line(s)), head);
+    f.render_widget(Paragraph::new(header_line(s, head.width)), head);
     let hidden = match s.detail {
         Some((_, conns)) => draw_detail(f, s, conns, body),
         None => draw_table(f, s, body),
     };
     f.render_widget(Paragraph::new(status_line(s, s.rows.len(), hidden)), status);
-    f.render_widget(Paragraph::new(footer(s)), foot);
+    f.render_widget(Paragraph::new(footer(s, foot.width)), foot);
     if s.ui.help {
         draw_help(f, f.area());
     }
+    hidden.offset
 }

@@ -325,3 +325,126 @@ fn c_count_reads_only_the_first_frames() {
     let w = text(&tcpsight(&["watch", "-r", &cap, "-c", "20", "-q"]).stdout);
     assert!(w.contains(" capture: 20 frames"), "{w}");
 }
+
+/// Issue 15 (friction): "Rtt p95" was the response time. The table names it Resp p95 and
+/// adds the wire RTT, bytes each way and the failure kinds; a blackholed or unreachable
+/// host no longer shows its SYN retries as Retx%.
+#[test]
+fn table_tells_response_time_from_wire_rtt_and_shows_bytes_and_failure_kinds() {
+    let big = data(BIG);
+    let out = tcpsight(&["analyze", &big]);
+    assert!(out.status.success());
+    let report = text(&out.stdout);
+    let header = report
+        .lines()
+        .find(|l| l.starts_with("Host "))
+        .expect("a table header");
+    for col in ["Bytes out", "RTT p50", "Resp p95", "Fail"] {
+        assert!(header.contains(col), "{col} missing: {header}");
+    }
+    assert!(!header.contains("Rtt p95"), "{header}");
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("10.77.0.2 "))
+        .unwrap();
+    assert!(row.contains(" 29r "), "29 refused handshakes: {row}");
+
+    let out = tcpsight(&["analyze", &big, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = tcpsight(&["analyze", &big, "--flows", "-"]);
+    let records: Vec<serde_json::Value> = text(&flows.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dests = v["destinations"].as_array().unwrap();
+    let d = dests.iter().find(|d| d["host"] == "10.77.0.2").unwrap();
+    let of = |server: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        records
+            .iter()
+            .filter(|r| r["server_ip"] == server && f(r))
+            .count() as u64
+    };
+    let sum = |server: &str, field: &str| -> u64 {
+        records
+            .iter()
+            .filter(|r| r["server_ip"] == server)
+            .map(|r| r[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        d["refused"],
+        of("10.77.0.2", &|r| r["outcome"] == "rejected")
+    );
+    assert_eq!(
+        d["payload_bytes_out"],
+        sum("10.77.0.2", "c2s_payload_bytes")
+    );
+    assert_eq!(d["payload_bytes_in"], sum("10.77.0.2", "s2c_payload_bytes"));
+    // The wire delays 20 ms each way in total: the wire RTT is just above it, and it is
+    // not the response time's field.
+    let rtt = d["rtt_us_p50"].as_f64().unwrap();
+    assert!((20_000.0..23_000.0).contains(&rtt), "rtt p50 {rtt}");
+    assert!(d["response_us_p95"].as_f64().is_some());
+    // Unreachable and blackholed hosts: a failure kind, and no Retx% from SYN retries.
+    let mut unreachable = 0;
+    for d in dests.iter().filter(|d| d["est_pct"] == 0.0) {
+        assert_eq!(d["retx_pct"], 0.0, "{d}");
+        unreachable += d["unreachable"].as_u64().unwrap();
+    }
+    assert_eq!(unreachable, 28, "the capture's 28 ICMP errors");
+}
+
+#[test]
+fn analyze_groups_by_client_as_top_does() {
+    let big = data(BIG);
+    let out = tcpsight(&["analyze", &big, "--group-by", "client", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["destinations"].as_array().unwrap();
+    let hosts: Vec<&str> = rows.iter().map(|r| r["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["10.77.0.1", "fd77::1"]);
+    let conns: u64 = rows
+        .iter()
+        .map(|r| r["connections"].as_u64().unwrap())
+        .sum();
+    assert_eq!(conns, 9_092);
+    let out = tcpsight(&["analyze", &big, "--group-by", "client"]);
+    assert!(text(&out.stdout).contains("\nClients\n"));
+}
+
+/// Issue 15, 1.12: tcpeek keeps its RX and TX totals beside named filters; so does watch,
+/// so what falls outside the named filters stays in the summary.
+#[test]
+fn watch_keeps_rx_and_tx_totals_beside_named_filters() {
+    let big = data(BIG);
+    let out = tcpsight(&[
+        "watch",
+        "-r",
+        &big,
+        "-q",
+        "--local",
+        "10.77.0.1",
+        "web:TX@*:80",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let success = |name: &str| -> u64 {
+        let at = all
+            .find(&format!("\n {name}\n"))
+            .unwrap_or_else(|| panic!("no {name} in {all}"));
+        let line = all[at..].lines().nth(2).unwrap();
+        line.trim()
+            .trim_start_matches("Success:")
+            .trim()
+            .split(' ')
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap()
+    };
+    let (rx, tx, web) = (success("RX"), success("TX"), success("web"));
+    assert_eq!(rx, 0, "the client's capture: nothing to this host");
+    assert_eq!(tx, 8_983, "every IPv4 success from 10.77.0.1");
+    assert!(web > 0 && web < tx, "web {web} is part of TX {tx}");
+}
