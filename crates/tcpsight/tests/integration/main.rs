@@ -28,4 +28,5 @@ mod top;
 mod top_tmux;
 mod tstat;
 mod tunnels;
+mod udp;
 mod watch;
