@@ -1,11 +1,13 @@
 //! `analyze`'s outputs beyond the connection records and the table (issue 16): UDP
-//! flows. Each is an observer of its own, composed here, so `analyze.rs` only flattens
+//! flows, histograms of the record's quantities. Each is an observer of its own, composed here, so `analyze.rs` only flattens
 //! [`ExtraArgs`] and passes [`Extras`] beside its sinks.
 
+mod hist;
+mod histplot;
 mod udp;
 
 use clap::Args;
-use tcpsight_core::{Datagram, Observer};
+use tcpsight_core::{ConnRecord, Datagram, ExchangeEvent, Observer};
 use tcpsight_pipeline::Tap;
 
 #[derive(Args)]
@@ -35,17 +37,52 @@ pub struct ExtraArgs {
         help_heading = "UDP flows"
     )]
     udp_max_flows: usize,
+
+    /// Write histograms of connect time, response time, RTT, duration, client and
+    /// server bytes and retransmission rate over every connection to FILE (JSON:
+    /// exponential buckets with their bounds and counts; - for stdout)
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Histograms and periodic output"
+    )]
+    histograms: Option<String>,
+    /// Also draw each histogram into DIR (one file per quantity)
+    #[arg(
+        long,
+        value_name = "DIR",
+        help_heading = "Histograms and periodic output"
+    )]
+    histogram_plots: Option<std::path::PathBuf>,
+    /// Format of --histogram-plots
+    #[arg(
+        long,
+        value_enum,
+        default_value = "svg",
+        requires = "histogram_plots",
+        help_heading = "Histograms and periodic output"
+    )]
+    plot_format: PlotFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlotFormat {
+    Svg,
+    Png,
 }
 
 impl ExtraArgs {
     fn to_stdout(&self) -> bool {
-        [&self.udp_flows].iter().any(|p| p.as_deref() == Some("-"))
+        [&self.udp_flows, &self.histograms]
+            .iter()
+            .any(|p| p.as_deref() == Some("-"))
     }
 }
 
 /// The extra outputs a run asked for.
 pub struct Extras {
     udp: Option<udp::UdpFlows>,
+    hist: Option<hist::Histograms>,
     to_stdout: bool,
 }
 
@@ -60,8 +97,17 @@ impl Extras {
         } else {
             None
         };
+        let hist = (args.histograms.is_some() || args.histogram_plots.is_some()).then(|| {
+            hist::Histograms::new(
+                args.histograms.clone(),
+                args.histogram_plots
+                    .clone()
+                    .map(|d| (d, args.plot_format == PlotFormat::Svg)),
+            )
+        });
         Ok(Extras {
             udp,
+            hist,
             to_stdout: args.to_stdout(),
         })
     }
@@ -80,6 +126,9 @@ impl Extras {
     pub fn finish(&mut self) -> Result<(), String> {
         if let Some(u) = self.udp.as_mut() {
             u.finish()?;
+        }
+        if let Some(h) = self.hist.as_mut() {
+            h.finish()?;
         }
         Ok(())
     }
@@ -102,6 +151,18 @@ impl Extras {
 }
 
 impl Observer for Extras {
+    fn on_connection(&mut self, r: &ConnRecord) {
+        if let Some(h) = self.hist.as_mut() {
+            h.on_connection(r);
+        }
+    }
+
+    fn on_exchange(&mut self, e: &ExchangeEvent) {
+        if let Some(h) = self.hist.as_mut() {
+            h.on_exchange(e);
+        }
+    }
+
     fn on_datagram(&mut self, d: &Datagram) {
         if let Some(u) = self.udp.as_mut() {
             u.on_datagram(d);

@@ -15,6 +15,7 @@ mod distributions;
 mod docs;
 mod export;
 mod golden;
+mod histograms;
 mod l7;
 mod live;
 mod monitor;
