@@ -29,11 +29,15 @@
 //!   harmonic midpoint `2LU/(L+U)`, whose relative error is at most `(b-1)/(b+1)` for the
 //!   base `b = 2^(2^-scale)`: 4.33 % at scale 3, 2.17 % at scale 4, 0.27 % at scale 7
 //!   (see [`exphist`] for the derivation).
+//! * [`RecordHistograms`]: one [`ExpHistogram`] per main record quantity (connect,
+//!   response, RTT, duration, bytes each way, retransmission rate) over a whole run:
+//!   `analyze --histograms`.
 
 pub mod exphist;
 pub mod loglinear;
 pub mod outcomes;
 pub mod percentiles;
+pub mod recordhist;
 pub mod table;
 pub mod totals;
 
@@ -41,6 +45,7 @@ pub use exphist::ExpHistogram;
 pub use loglinear::LogLinear;
 pub use outcomes::Outcomes;
 pub use percentiles::{Percentiles, Sketch};
+pub use recordhist::RecordHistograms;
 pub use table::{
     ConnFacts, DestinationTable, Failure, Grouping, HostCounters, HostKey, HostStats, Row, RowOrder,
 };

@@ -236,6 +236,8 @@ pub struct AnalyzeArgs {
     /// List connections that needed at least N SYNs, with tcpdump filters
     #[arg(long, value_name = "N", help_heading = "Distributions")]
     min_syns: Option<u32>,
+    #[command(flatten)]
+    extra: crate::extras::ExtraArgs,
 }
 
 impl AnalyzeArgs {
@@ -912,6 +914,13 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
             }
         }
     }
+    let mut extras = match crate::extras::Extras::open(&args.extra) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let exports = match open_exports(&args) {
         Ok(x) => x,
         Err(e) => {
@@ -953,7 +962,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         idle_timeout_ns: seconds(args.idle_timeout),
         max_connections: args.max_connections,
         payload: args.wants_l7(),
-        datagrams: args.wants_l7(),
+        datagrams: args.wants_l7() || extras.wants_datagrams(),
         tick_ns: sinks
             .intervals
             .as_ref()
@@ -981,13 +990,14 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         ..Limits::default()
     };
     let mut runner = Runner::new(limits, packet_filter).progress_every(1 << 16);
+    let mut obs = (&mut sinks, &mut extras);
     let run = if threads > 1 {
-        tcpsight_pipeline::run_sharded(&mut runner, &mut src, cfg, threads, &mut sinks)
+        tcpsight_pipeline::run_sharded(&mut runner, &mut src, cfg, threads, &mut obs)
             .map(|r| r.stats)
     } else {
         let mut engine = Engine::new(cfg);
         runner
-            .run(&mut src, &mut engine, &mut sinks)
+            .run(&mut src, &mut engine, &mut obs)
             .map(|_| engine.stats())
     };
     let st = match run {
@@ -1037,6 +1047,10 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }
     }
     sinks.l7_logs.finish();
+    if let Err(e) = extras.finish() {
+        eprintln!("tcpsight: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(iv) = sinks.intervals.as_mut() {
         let rows = iv.binner.finish();
         iv.take(rows);
@@ -1084,7 +1098,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         None => sinks.table.rows(span_s, args.sort, args.reverse),
     };
     // With flows on stdout, the report goes to stderr so the two never mix.
-    let mut report: Box<dyn Write> = if flows_to_stdout {
+    let mut report: Box<dyn Write> = if flows_to_stdout || extras.to_stdout() {
         Box::new(io::stderr())
     } else {
         Box::new(io::stdout())
@@ -1135,6 +1149,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         if st.stray_acks > 0 {
             doc["stray_acks"] = st.stray_acks.into();
         }
+        extras.json(&mut doc);
         doc["errors"] =
             serde_json::Value::from(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
         format!(
@@ -1163,6 +1178,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
                 crate::format::thousands(st.stray_acks)
             ));
         }
+        t.push_str(&extras.render());
         if !rows.is_empty() {
             t.push_str(if args.group_by == GroupBy::Client {
                 "\nClients\n"

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod capture;
+mod extras;
 mod format;
 mod inputs;
 mod live_args;

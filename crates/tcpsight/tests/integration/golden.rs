@@ -32,7 +32,7 @@ const RUNS: &[(&str, &[&str])] = &[
 
 /// Runs `tcpsight analyze CAPTURE ARGS` in the repository root; returns (exit code,
 /// stdout, stderr).
-fn analyze(capture: &str, args: &[&str]) -> (Option<i32>, Vec<u8>, Vec<u8>) {
+pub fn analyze(capture: &str, args: &[&str]) -> (Option<i32>, Vec<u8>, Vec<u8>) {
     let out = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
         .current_dir(root())
         .env("TZ", "UTC")
@@ -113,7 +113,7 @@ fn difference(want: &[u8], got: &[u8]) -> String {
 /// Compares `got` with testdata/golden/NAME (or NAME.gz); under TCPSIGHT_BLESS rewrites
 /// it. A mismatch is returned as a message (and the output left in the target directory
 /// for a real diff).
-fn check(name: &str, got: &[u8]) -> Option<String> {
+pub fn check(name: &str, got: &[u8]) -> Option<String> {
     let path = root().join("testdata/golden").join(name);
     if std::env::var_os("TCPSIGHT_BLESS").is_some() {
         bless(&path, got);
