@@ -14,5 +14,5 @@ mod write;
 
 pub use error::ReadError;
 pub use merge::MergedReader;
-pub use reader::{CaptureReader, FileFormat, FrameRef};
-pub use write::{CaptureWriter, WriteFormat};
+pub use reader::{CaptureReader, FileFormat, FrameRef, Recorded};
+pub use write::{CaptureEnd, CaptureWriter, WriteFormat};

@@ -1,7 +1,7 @@
 //! Several capture files read as one trace, in timestamp order.
 
 use crate::error::ReadError;
-use crate::reader::{CaptureReader, FrameRef};
+use crate::reader::{CaptureReader, FrameRef, Recorded};
 
 /// Merges readers by the timestamp of their current frame (ties: file order). With one
 /// reader this is a plain pass-through.
@@ -25,6 +25,30 @@ impl MergedReader {
 
     pub fn readers(&self) -> &[CaptureReader] {
         &self.readers
+    }
+
+    /// The files' statistics as one trace's: the latest end time, the counters summed
+    /// (each file counts its own span: tcpsight's rotated files do).
+    pub fn recorded(&self) -> Recorded {
+        let mut all = Recorded::default();
+        for r in self.readers.iter().map(CaptureReader::recorded) {
+            all.end_ns = all.end_ns.max(r.end_ns);
+            for (sum, v) in [
+                (&mut all.received, r.received),
+                (&mut all.dropped, r.dropped),
+            ] {
+                if let Some(v) = v {
+                    *sum = Some(sum.unwrap_or(0).saturating_add(v));
+                }
+            }
+        }
+        all
+    }
+
+    /// The frame the last [`next_frame`](Self::next_frame) handed out, again.
+    #[inline(always)]
+    pub fn current(&self) -> Option<FrameRef<'_>> {
+        self.last.and_then(|i| self.readers[i].current())
     }
 
     /// The next frame of the merged trace, or `None` when every file is done.

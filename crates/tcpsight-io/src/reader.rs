@@ -32,6 +32,44 @@ struct Interface {
     /// Timestamp units per second.
     resolution: u64,
     offset_s: i64,
+    /// The last Interface Statistics Block's isb_ifrecv and isb_ifdrop.
+    received: Option<u64>,
+    dropped: Option<u64>,
+}
+
+impl Interface {
+    /// A timestamp of this interface (units of its if_tsresol) in ns since the epoch.
+    fn ns(&self, raw: u64) -> u64 {
+        let secs = raw / self.resolution.max(1);
+        let frac = raw % self.resolution.max(1);
+        let secs = (secs as i64).saturating_add(self.offset_s).max(0) as u64;
+        ns_from(secs, frac, self.resolution)
+    }
+}
+
+/// What a pcapng file's Interface Statistics Blocks say about the capture that wrote
+/// it (tcpsight's own writer and dumpcap end their files with one per interface).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The latest isb_endtime (ns since the epoch): the capture had seen everything up
+    /// to then, which may be well after its last packet on a quiet interface.
+    pub end_ns: Option<u64>,
+    /// isb_ifrecv: packets the capture received, the last block's of each interface,
+    /// summed over interfaces (and sections).
+    pub received: Option<u64>,
+    /// isb_ifdrop: packets it dropped, summed likewise.
+    pub dropped: Option<u64>,
+}
+
+impl Recorded {
+    fn add(&mut self, i: &Interface) {
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        self.received = sum(self.received, i.received);
+        self.dropped = sum(self.dropped, i.dropped);
+    }
 }
 
 /// A frame borrowed from a reader until its next call.
@@ -74,6 +112,8 @@ struct NgState {
     cur_ts: u64,
     cur_link: LinkType,
     cur_orig: u32,
+    /// Statistics of the sections already ended (their interfaces are forgotten).
+    recorded: Recorded,
 }
 
 fn digits_of(resolution: u64) -> u8 {
@@ -180,6 +220,7 @@ impl CaptureReader {
                 cur_ts: 0,
                 cur_link: LinkType(0),
                 cur_orig: 0,
+                recorded: Recorded::default(),
             };
             (Source::Ng(Box::new(ng)), 6)
         };
@@ -236,6 +277,21 @@ impl CaptureReader {
 
     pub fn frames_read(&self) -> u64 {
         self.frames
+    }
+
+    /// What the file's Interface Statistics Blocks said so far (complete once the
+    /// reader has reached the end: they usually close the file). Classic pcap has none.
+    pub fn recorded(&self) -> Recorded {
+        match &self.source {
+            Source::Legacy(..) => Recorded::default(),
+            Source::Ng(ng) => {
+                let mut r = ng.recorded;
+                for i in &ng.interfaces {
+                    r.add(i);
+                }
+                r
+            }
+        }
     }
 
     /// The frame loaded by the last [`advance`](Self::advance), if any.
@@ -337,6 +393,7 @@ impl NgState {
                     let got = take_block(
                         block,
                         &mut self.interfaces,
+                        &mut self.recorded,
                         ts_digits,
                         &mut self.buf,
                         &mut self.cur_ts,
@@ -390,9 +447,11 @@ impl NgState {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn take_block(
     block: PcapBlockOwned<'_>,
     interfaces: &mut Vec<Interface>,
+    recorded: &mut Recorded,
     ts_digits: &mut u8,
     buf: &mut Vec<u8>,
     ts: &mut u64,
@@ -410,6 +469,11 @@ fn take_block(
     };
     match block {
         PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+            // A new section's interfaces are numbered from 0 again: keep what the
+            // old ones' statistics said.
+            for i in interfaces.iter() {
+                recorded.add(i);
+            }
             interfaces.clear();
             Taken::Other
         }
@@ -420,7 +484,27 @@ fn take_block(
                 link: LinkType(idb.linktype.0 as u32),
                 resolution,
                 offset_s: idb.ts_offset(),
+                received: None,
+                dropped: None,
             });
+            Taken::Other
+        }
+        PcapBlockOwned::NG(Block::InterfaceStatistics(isb)) => {
+            // Statistics of an interface never described mean nothing; malformed
+            // options are ignored (the frames are what matters).
+            let Some(i) = interfaces.get_mut(isb.if_id as usize) else {
+                return Taken::Other;
+            };
+            if let Some(Ok((high, low))) = isb.isb_endtime() {
+                let end = i.ns(((high as u64) << 32) | low as u64);
+                recorded.end_ns = Some(recorded.end_ns.map_or(end, |e| e.max(end)));
+            }
+            if let Some(Ok(n)) = isb.isb_ifrecv() {
+                i.received = Some(n);
+            }
+            if let Some(Ok(n)) = isb.isb_ifdrop() {
+                i.dropped = Some(n);
+            }
             Taken::Other
         }
         PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
@@ -428,16 +512,8 @@ fn take_block(
                 return Taken::Orphan;
             };
             let raw = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
-            let secs = raw / i.resolution.max(1);
-            let frac = raw % i.resolution.max(1);
-            let secs = (secs as i64).saturating_add(i.offset_s).max(0) as u64;
             let caplen = (epb.caplen as usize).min(epb.data.len());
-            frame(
-                ns_from(secs, frac, i.resolution),
-                i.link,
-                &epb.data[..caplen],
-                epb.origlen,
-            )
+            frame(i.ns(raw), i.link, &epb.data[..caplen], epb.origlen)
         }
         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
             // Simple packets have no timestamp; they keep the previous frame's time.

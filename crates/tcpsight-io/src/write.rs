@@ -19,6 +19,17 @@ pub enum WriteFormat {
 }
 
 impl WriteFormat {
+    /// The format a file name asks for: classic pcap when it ends in `.pcap`, pcapng
+    /// otherwise (`.pcapng`, no extension, `-` for stdout): pcapng can carry the
+    /// capture's end time and the kernel's counters ([`CaptureEnd`]), pcap cannot.
+    pub fn for_name(name: &str) -> WriteFormat {
+        if name.to_ascii_lowercase().ends_with(".pcap") {
+            WriteFormat::Pcap
+        } else {
+            WriteFormat::PcapNg
+        }
+    }
+
     /// The usual file name extension.
     pub fn extension(self) -> &'static str {
         match self {
@@ -26,6 +37,23 @@ impl WriteFormat {
             WriteFormat::PcapNg => "pcapng",
         }
     }
+}
+
+/// What a live capture knew when a file ended, for the Interface Statistics Block that
+/// closes a pcapng file (classic pcap has no place for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureEnd {
+    /// Capture time the file was opened at (isb_starttime).
+    pub start_ns: u64,
+    /// Capture time everything up to which was seen (isb_endtime): the engine's final
+    /// clock, past the last packet when the interface went quiet before the stop. A
+    /// replay advances to it before finishing, so it decides what the live run decided.
+    pub end_ns: u64,
+    /// Packets the kernel's socket received over the file's span, ring full or not
+    /// (isb_ifrecv); None when unknown (a replay of a file that did not say).
+    pub received: Option<u64>,
+    /// Of those, dropped because the ring was full (isb_ifdrop).
+    pub dropped: Option<u64>,
 }
 
 /// Writes frames to `W` in the chosen format. The caller buffers `W` and flushes it.
@@ -143,6 +171,54 @@ impl<W: Write> CaptureWriter<W> {
         Ok(())
     }
 
+    /// Ends a pcapng file with an Interface Statistics Block carrying `end` (its end
+    /// time and the kernel's counters), as dumpcap ends its files. Returns false for
+    /// classic pcap, which has no place for them.
+    pub fn statistics(&mut self, end: &CaptureEnd) -> io::Result<bool> {
+        if self.format == WriteFormat::Pcap {
+            return Ok(false);
+        }
+        let split = |t: u64| {
+            let mut v = [0u8; 8];
+            v[0..4].copy_from_slice(&((t >> 32) as u32).to_le_bytes());
+            v[4..8].copy_from_slice(&(t as u32).to_le_bytes());
+            v
+        };
+        // isb_starttime, isb_endtime (high then low word, in if_tsresol units: ns),
+        // isb_ifrecv, isb_ifdrop (when known), isb_usrdeliv (frames in this file).
+        let options = [
+            (2u16, Some(split(end.start_ns))),
+            (3, Some(split(end.end_ns))),
+            (4, end.received.map(u64::to_le_bytes)),
+            (5, end.dropped.map(u64::to_le_bytes)),
+            (8, Some(self.frames.to_le_bytes())),
+        ];
+        let mut opts = [0u8; 5 * 12 + 4];
+        let mut at = 0;
+        for (code, value) in options {
+            let Some(value) = value else { continue };
+            opts[at..at + 2].copy_from_slice(&code.to_le_bytes());
+            opts[at + 2..at + 4].copy_from_slice(&8u16.to_le_bytes());
+            opts[at + 4..at + 12].copy_from_slice(&value);
+            at += 12;
+        }
+        // opt_endofopt: four zero bytes after the last option.
+        let opts = &opts[..at + 4];
+        // Type, length, interface, timestamp (20), the options, the length again (4).
+        let len = (24 + opts.len()) as u32;
+        let mut h = [0u8; 20];
+        h[0..4].copy_from_slice(&5u32.to_le_bytes());
+        h[4..8].copy_from_slice(&len.to_le_bytes());
+        // h[8..12]: interface 0; the block's own timestamp is when the counters were read.
+        h[12..16].copy_from_slice(&((end.end_ns >> 32) as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&(end.end_ns as u32).to_le_bytes());
+        self.out.write_all(&h)?;
+        self.out.write_all(opts)?;
+        self.out.write_all(&len.to_le_bytes())?;
+        self.bytes += len as u64;
+        Ok(true)
+    }
+
     /// Flushes and returns the underlying writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
@@ -195,5 +271,62 @@ mod tests {
     #[test]
     fn pcapng_roundtrip_keeps_nanoseconds_lengths_and_bytes() {
         roundtrip(WriteFormat::PcapNg);
+    }
+
+    fn ended(format: WriteFormat, end: &CaptureEnd) -> (bool, crate::Recorded, u64) {
+        let mut w = CaptureWriter::new(Vec::new(), format, LinkType::ETHERNET, 64, "lo").unwrap();
+        for i in 0..3u64 {
+            w.write(1_700_000_000_000_000_000 + i, &[0u8; 60], 60)
+                .unwrap();
+        }
+        let written = w.statistics(end).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut r = CaptureReader::from_reader("mem", Box::new(io::Cursor::new(bytes))).unwrap();
+        let mut frames = 1;
+        while r.advance().unwrap() {
+            frames += 1;
+        }
+        (written, r.recorded(), frames)
+    }
+
+    #[test]
+    fn pcapng_ends_with_the_capture_end_time_and_kernel_counters() {
+        let end = CaptureEnd {
+            start_ns: 1_699_999_999_000_000_000,
+            // Seconds after the last frame: the interface was quiet until the stop.
+            end_ns: 1_700_000_004_123_456_789,
+            received: Some(5),
+            dropped: Some(2),
+        };
+        let (written, rec, frames) = ended(WriteFormat::PcapNg, &end);
+        assert!(written);
+        assert_eq!(frames, 3, "the statistics block is not a frame");
+        assert_eq!(rec.end_ns, Some(end.end_ns));
+        assert_eq!((rec.received, rec.dropped), (Some(5), Some(2)));
+        // Counters left out when unknown.
+        let (_, rec, _) = ended(
+            WriteFormat::PcapNg,
+            &CaptureEnd {
+                received: None,
+                dropped: None,
+                ..end
+            },
+        );
+        assert_eq!(rec.end_ns, Some(end.end_ns));
+        assert_eq!((rec.received, rec.dropped), (None, None));
+        // Classic pcap has no place for them: nothing is written, nothing read.
+        let (written, rec, frames) = ended(WriteFormat::Pcap, &end);
+        assert!(!written);
+        assert_eq!(frames, 3);
+        assert_eq!(rec, crate::Recorded::default());
+    }
+
+    #[test]
+    fn the_format_follows_the_name() {
+        assert_eq!(WriteFormat::for_name("a.pcap"), WriteFormat::Pcap);
+        assert_eq!(WriteFormat::for_name("dir/A.PCAP"), WriteFormat::Pcap);
+        for n in ["a.pcapng", "-", "trace", "a.pcap.gz", "x.cap"] {
+            assert_eq!(WriteFormat::for_name(n), WriteFormat::PcapNg, "{n}");
+        }
     }
 }

@@ -53,14 +53,23 @@ pub trait FrameSource {
     }
 }
 
-/// Capture files merged in timestamp order (stdin as `-`).
+/// Capture files merged in timestamp order (stdin as `-`). At their end, when a file
+/// recorded when its capture stopped (a pcapng Interface Statistics Block's
+/// isb_endtime: tcpsight's `-w` and dumpcap write one), capture time moves on to that
+/// moment before the input ends, as a live run's clock did on its quiet interface: a
+/// handshake whose deadline passed before the stop times out in the replay too.
 pub struct FileSource {
     merged: MergedReader,
+    /// The recorded end time has been handed out.
+    end_given: bool,
 }
 
 impl FileSource {
     pub fn new(merged: MergedReader) -> FileSource {
-        FileSource { merged }
+        FileSource {
+            merged,
+            end_given: false,
+        }
     }
 
     pub fn merged(&self) -> &MergedReader {
@@ -71,8 +80,21 @@ impl FileSource {
 impl FrameSource for FileSource {
     #[inline(always)]
     fn next_frame(&mut self) -> Result<Next<'_>, String> {
-        Ok(match self.merged.next_frame() {
-            Some(f) => Next::Frame(f),
+        if self.end_given {
+            return Ok(Next::End);
+        }
+        // The frame is taken again through `current`: returning the borrow of one arm
+        // while the other reads `merged` again is more than the borrow checker allows.
+        if self.merged.next_frame().is_some() {
+            let f = self.merged.current().expect("the frame just read");
+            return Ok(Next::Frame(f));
+        }
+        self.end_given = true;
+        Ok(match self.merged.recorded().end_ns {
+            Some(end) => Next::Idle {
+                clock_ns: Some(end),
+                wait: Duration::ZERO,
+            },
             None => Next::End,
         })
     }

@@ -1,6 +1,7 @@
 //! tcpsight: TCP connection analyzer.
 
 mod analyze;
+mod capfile;
 mod capture;
 mod extras;
 mod format;

@@ -15,7 +15,7 @@ use tcpsight_pipeline::{
     FileSource, FrameSource, Limits, LiveSource, Progress, Runner, StopFlag, Tap,
 };
 
-use tcpsight_io::{CaptureWriter, MergedReader, WriteFormat};
+use tcpsight_io::{CaptureEnd, MergedReader};
 use tcpsight_live::LiveCapture;
 use tcpsight_monitor::{LocalNets, Metrics, MetricsConfig, MetricsObserver, MetricsServer};
 
@@ -59,14 +59,11 @@ pub struct WatchArgs {
     /// kernel, so unwanted packets never reach tcpsight
     #[arg(short = 'f', long = "filter", value_name = "EXPR")]
     packet_filter: Option<String>,
-    /// Also write every frame watched to FILE (pcap), to replay later with -r: the same
-    /// lines and totals come out (live, one capture thread)
-    #[arg(
-        short = 'w',
-        long = "write",
-        value_name = "FILE",
-        requires = "interface"
-    )]
+    /// Also write every frame watched to FILE, to replay later with -r: the same lines
+    /// and totals come out. pcapng (ended with the time the watch stopped at, so a
+    /// replay decides pending handshakes as the live run did) unless FILE ends in
+    /// .pcap; `-` writes it to stdout, and the lines and summary go to stderr
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
     write: Option<std::path::PathBuf>,
     /// Capture threads (live): PACKET_FANOUT spreads connections over them by a
     /// symmetric flow hash, so both directions of a connection meet in one thread
@@ -92,6 +89,47 @@ pub struct WatchArgs {
     metrics: Option<String>,
 }
 
+/// `-w`: the frames watched, and what the file's end will say of the capture.
+struct Recording {
+    writer: crate::capfile::Writer,
+    path: std::path::PathBuf,
+    /// Capture time the file starts at: when the live ring opened, else the first frame.
+    start_ns: Option<u64>,
+    /// The engines' clock: the latest frame's time or idle time (live: the wall clock
+    /// on a quiet ring; a replay: the end its input recorded). The file ends with it.
+    clock_ns: u64,
+}
+
+impl Recording {
+    fn open(
+        path: &std::path::Path,
+        link: tcpsight_core::LinkType,
+        snaplen: u32,
+        interface: &str,
+        start_ns: Option<u64>,
+    ) -> Result<Recording, String> {
+        let format = crate::capfile::format(path, false)?;
+        Ok(Recording {
+            writer: crate::capfile::create(path, format, link, snaplen, interface)?,
+            path: path.to_path_buf(),
+            start_ns,
+            clock_ns: 0,
+        })
+    }
+
+    /// Ends the file with the clock and the kernel's (received, dropped) counters.
+    fn close(self, kernel: Option<(u64, u64)>) -> Result<(), String> {
+        let end = CaptureEnd {
+            start_ns: self.start_ns.unwrap_or(self.clock_ns),
+            end_ns: self.clock_ns,
+            received: kernel.map(|k| k.0),
+            dropped: kernel.map(|k| k.1),
+        };
+        let path = self.path.clone();
+        crate::capfile::close(self.writer, &end).map_err(|e| crate::capfile::describe(&path, &e))
+    }
+}
+
 struct Watcher<W: Write> {
     out: W,
     filters: FilterSet,
@@ -106,7 +144,7 @@ struct Watcher<W: Write> {
     /// Live: what the stats socket serves.
     shared: Option<SharedStats>,
     /// `-w`: every frame watched, for a later replay.
-    record: Option<CaptureWriter<BufWriter<std::fs::File>>>,
+    record: Option<Recording>,
     /// `--metrics`: the Prometheus series of every connection (not only the filters').
     metrics: Option<MetricsObserver>,
     last_progress: Progress,
@@ -331,14 +369,21 @@ pub fn run(args: WatchArgs) -> ExitCode {
     };
     let n = set.named.len();
     let live = args.interface.is_some();
+    // `-w -`: the capture has stdout, so the lines go where tcpdump's messages go.
+    let lines: Box<dyn Write> = match &args.write {
+        Some(p) if crate::capfile::is_stdout(p) => Box::new(io::stderr()),
+        _ => Box::new(io::stdout()),
+    };
     let mut w = Watcher {
         // Not a held lock: live capture threads write their lines to stdout too.
-        out: BufWriter::new(io::stdout()),
+        out: BufWriter::new(lines),
         filters: set,
         totals: vec![Totals::default(); n],
         quiet: args.quiet,
         json: args.json,
-        digits: 6,
+        // Live, the ring stamps frames in nanoseconds (as the -w file keeps them);
+        // a replay takes its files' precision below.
+        digits: 9,
         header_done: false,
         error: None,
         flush_each: live,
@@ -410,6 +455,15 @@ pub fn run(args: WatchArgs) -> ExitCode {
             }
         };
         w.digits = readers.iter().map(|r| r.ts_digits()).max().unwrap_or(6);
+        if let Some(path) = &args.write {
+            match replay_recording(path, &readers) {
+                Ok(r) => w.record = Some(r),
+                Err(e) => {
+                    eprintln!("tcpsight: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         let mut src = FileSource::new(MergedReader::new(readers));
         let mut engine = Engine::new(engine_config(&args));
         let limits = Limits {
@@ -429,6 +483,23 @@ pub fn run(args: WatchArgs) -> ExitCode {
         }
         errors.extend(src.errors().iter().cloned());
         st = engine.stats();
+        // What the capture's own end said of the kernel (a tcpsight or dumpcap pcapng
+        // file): the replay's summary then says what the live one did.
+        let recorded = src.merged().recorded();
+        let counters = recorded.received.zip(recorded.dropped);
+        if let Some((recv, drop)) = counters {
+            kernel = Some(Kernel {
+                delivered: recv.saturating_sub(drop),
+                dropped: drop,
+                ..Kernel::default()
+            });
+        }
+        if let Some(rec) = w.record.take()
+            && let Err(e) = rec.close(counters)
+        {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
     }
     if w.metrics.is_some() {
         // The run's final counts (a replay reports no progress on its way).
@@ -464,6 +535,25 @@ pub fn run(args: WatchArgs) -> ExitCode {
     } else {
         ExitCode::from(2)
     }
+}
+
+/// `watch -r FILE -w OUT`: the frames replayed (those the packet filter kept) in one
+/// link type, as the live ring's file would hold them.
+fn replay_recording(
+    path: &std::path::Path,
+    readers: &[tcpsight_io::CaptureReader],
+) -> Result<Recording, String> {
+    let mut links: Vec<_> = readers.iter().flat_map(|r| r.link_types()).collect();
+    links.sort();
+    links.dedup();
+    let [link] = links[..] else {
+        return Err(format!(
+            "-w writes one link type; the input has {}",
+            links.len()
+        ));
+    };
+    let name = readers.first().map_or("replay", |r| r.path());
+    Recording::open(path, link, tcpsight_live::MAX_SNAPLEN, name, None)
 }
 
 fn engine_config(args: &WatchArgs) -> Config {
@@ -509,10 +599,24 @@ impl<W: Write> Tap for Watcher<W> {
             return Err("broken pipe".into());
         }
         if let Some(rec) = &mut self.record {
-            rec.write(f.ts_ns, f.data, f.orig_len)
-                .map_err(|e| format!("writing the capture file: {e}"))?;
+            rec.start_ns.get_or_insert(f.ts_ns);
+            rec.clock_ns = rec.clock_ns.max(f.ts_ns);
+            if let Err(e) = rec.writer.write(f.ts_ns, f.data, f.orig_len) {
+                let msg = crate::capfile::describe(&rec.path, &e);
+                // `-w - | head -c N`: the capture's reader left; stop quietly as tcpdump.
+                if crate::pipe::is_broken(&e) {
+                    self.error = Some(e);
+                }
+                return Err(msg);
+            }
         }
         Ok(())
+    }
+
+    fn on_idle(&mut self, clock_ns: u64) {
+        if let Some(rec) = &mut self.record {
+            rec.clock_ns = rec.clock_ns.max(clock_ns);
+        }
     }
 
     /// Live: the socket's capture counters, and new kernel drops said on stderr at once
@@ -597,18 +701,14 @@ fn watch_live<W: Write>(
         socket.give_to(user)?;
     }
     if let Some(path) = &args.write {
-        let f = std::fs::File::create(path)
-            .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-        w.record = Some(
-            CaptureWriter::new(
-                BufWriter::with_capacity(1 << 20, f),
-                WriteFormat::Pcap,
-                link,
-                args.live.snaplen,
-                iface,
-            )
-            .map_err(|e| format!("{}: {e}", path.display()))?,
-        );
+        let now = tcpsight_pipeline::wall_clock_ns();
+        w.record = Some(Recording::open(
+            path,
+            link,
+            args.live.snaplen,
+            iface,
+            Some(now),
+        )?);
     }
     args.live.drop_privileges()?;
     stop_on_signals();
@@ -652,8 +752,8 @@ fn watch_live<W: Write>(
     let last = runner.progress(&mut src, st.tcp_packets);
     w.on_progress(&last);
     if let Some(rec) = w.record.take() {
-        rec.finish()
-            .map_err(|e| format!("writing the capture file: {e}"))?;
+        // isb_ifrecv counts what the ring dropped too, as libpcap's ps_recv does.
+        rec.close(Some((p + d, d)))?;
     }
     Ok((st, kernel))
 }

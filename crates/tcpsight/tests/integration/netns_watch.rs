@@ -175,6 +175,146 @@ fn watch_reports_each_outcome_and_replay_agrees() {
     );
 }
 
+/// Issue 15, item 1.5: handshakes whose deadline passes on a quiet interface are
+/// decided live by the idle clock; a replay's clock used to stop at the last packet, so
+/// they came out pending. `-w FILE.pcapng` ends the file with the time the watch stopped
+/// at (an Interface Statistics Block), and the replay advances to it: the same lines and
+/// summary, byte for byte. A `.pcap` file has no room for it (documented): there the
+/// handshakes are still pending.
+#[test]
+fn replay_of_a_pcapng_decides_timeouts_after_the_last_packet_as_the_live_run_did() {
+    let Some(net) = NetPair::new(44) else {
+        return;
+    };
+    // No IPv6 here: router solicitations after the link came up would be packets after
+    // the SYNs, moving a classic pcap's replay clock past the deadlines by chance.
+    for ns in [&net.client_ns, &net.server_ns] {
+        for key in ["all", "default"] {
+            let ok = std::process::Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-qw"])
+                .arg(format!("net.ipv6.conf.{key}.disable_ipv6=1"))
+                .status()
+                .unwrap();
+            assert!(ok.success(), "sysctl disable_ipv6 in {ns}");
+        }
+    }
+    let server = SocketAddr::new(net.server_ip(), 80);
+    net.serve(server, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let local = format!("{}/32", net.client_ip());
+    let opts = ["--local", local.as_str(), "--timeout", "2"];
+    let start = |name: &str| {
+        let file = dir.path().join(name);
+        let sock = dir.path().join(format!("{name}.sock"));
+        let mut args = vec![
+            "watch",
+            "-i",
+            &net.client_if,
+            "-U",
+            sock.to_str().unwrap(),
+            "-w",
+            file.to_str().unwrap(),
+        ];
+        args.extend(opts);
+        let mut w = net
+            .tcpsight_cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = first_stderr_line(&mut w);
+        assert!(started.contains("watching"), "{started}");
+        (w, file)
+    };
+    let (ng, ng_file) = start("seen.pcapng");
+    let (classic, pcap_file) = start("seen.pcap");
+    let blackholed = net.blackholed_ip();
+    NetPair::in_ns(&net.client_ns, move || {
+        request(server, 1000).expect("request");
+        // Four SYNs into a blackhole, 300 ms apart, each given up before its first
+        // retransmission: the last packets of the capture.
+        for port in 80..84 {
+            abandoned_connect(
+                SocketAddr::new(blackholed, port),
+                Duration::from_millis(300),
+            )
+            .expect("no answer from a blackhole");
+        }
+    })
+    .join()
+    .unwrap();
+    // Every deadline (2 s after each SYN) passes with the interface quiet.
+    std::thread::sleep(Duration::from_millis(2600));
+    let (live_ng, live_classic) = (interrupt(ng), interrupt(classic));
+    for o in [&live_ng, &live_classic] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let live = String::from_utf8_lossy(&live_ng.stdout).into_owned();
+    let timeouts = live
+        .lines()
+        .filter(|l| l.contains("failure (timeout)"))
+        .count();
+    assert_eq!(timeouts, 4, "{live}");
+    assert_eq!(
+        live.lines().filter(|l| l.contains("success")).count(),
+        1,
+        "{live}"
+    );
+    assert!(live.contains("Connection Timed Out  :      4"), "{live}");
+    assert!(live.contains("Pending (trace ended) :      0"), "{live}");
+
+    let replay = |file: &std::path::Path| {
+        let mut args = vec!["watch", "-r", file.to_str().unwrap()];
+        args.extend(opts);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // pcapng: the same lines and the same summary (kernel drops included: the file
+    // recorded them), byte for byte.
+    assert_eq!(replay(&ng_file), live);
+
+    // Classic pcap: the live run decided the same four timeouts, the replay cannot.
+    let live_classic = String::from_utf8_lossy(&live_classic.stdout).into_owned();
+    assert_eq!(
+        live_classic
+            .lines()
+            .filter(|l| l.contains("failure (timeout)"))
+            .count(),
+        4,
+        "{live_classic}"
+    );
+    let replayed = replay(&pcap_file);
+    assert_eq!(
+        replayed
+            .lines()
+            .filter(|l| l.contains("failure (timeout)"))
+            .count(),
+        0,
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains("Pending (trace ended) :      4"),
+        "{replayed}"
+    );
+
+    // Wireshark's tools read the statistics block (when installed).
+    if let Ok(out) = std::process::Command::new("capinfos")
+        .args(["-I", ng_file.to_str().unwrap()])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Number of stat entries = 1"), "{text}");
+    }
+}
+
 /// With --threads, PACKET_FANOUT spreads connections over capture threads by a
 /// symmetric hash: every handshake is still seen whole, once, ICMP errors (which hash
 /// by their own addresses) still reach the thread tracking their connection, and the
