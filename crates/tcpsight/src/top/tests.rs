@@ -461,7 +461,9 @@ fn only_and_group_by() {
         .iter()
         .map(|r| (r.row.host.as_str(), r.row.syn))
         .collect();
-    assert_eq!(hosts, [("web", 8_741), ("v6", 53)]);
+    // tcpeek's TX total comes first, beside the named filters (issue 15, 1.12); RX has
+    // no connection on a client's capture, so no row.
+    assert_eq!(hosts, [("TX", 9_092), ("web", 8_741), ("v6", 53)]);
 }
 
 #[test]
