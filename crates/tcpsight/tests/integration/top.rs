@@ -186,7 +186,15 @@ fn group_by_filter_and_client() {
             )
         })
         .collect();
-    assert_eq!(rows, [("web".to_string(), 8741), ("alt".to_string(), 315)]);
+    // tcpeek's TX total leads, beside the named filters (issue 15, 1.12).
+    assert_eq!(
+        rows,
+        [
+            ("TX".to_string(), 9092),
+            ("web".to_string(), 8741),
+            ("alt".to_string(), 315)
+        ]
+    );
     let v = json(&[
         "top",
         "-r",
