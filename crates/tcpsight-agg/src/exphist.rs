@@ -265,6 +265,18 @@ impl ExpHistogram {
         &self.counts
     }
 
+    /// The positive buckets that hold values: `(lower, upper, count)`, lowest first.
+    pub fn nonempty_buckets(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(j, c)| {
+                let (lo, hi) = self.bucket_bounds(self.offset + j as i32);
+                (lo, hi, *c)
+            })
+    }
+
     /// The bucket base `2^(2^-scale)`.
     pub fn base(&self) -> f64 {
         (-(self.scale as f64)).exp2().exp2()

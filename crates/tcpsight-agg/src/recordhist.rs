@@ -79,8 +79,8 @@ impl RecordHistograms {
         if let Some(c) = r.connect_ns {
             connect.add(c);
         }
-        if let Some(v) = r.c2s.rtt_avg_ns {
-            rtt.add(v.max(0.0) as u64);
+        if let Some(v) = crate::table::wire_rtt_ns(r) {
+            rtt.add(v);
         }
         duration.add(r.duration_ns());
         cb.add(r.c2s.unique_bytes);
@@ -121,14 +121,8 @@ impl RecordHistograms {
 
 fn hist_json(q: &Quantity, h: &ExpHistogram) -> Value {
     let buckets: Vec<Value> = h
-        .positive_counts()
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(j, c)| {
-            let (lo, hi) = h.bucket_bounds(h.positive_offset() + j as i32);
-            json!({"lower": lo, "upper": hi, "count": c})
-        })
+        .nonempty_buckets()
+        .map(|(lo, hi, c)| json!({"lower": lo, "upper": hi, "count": c}))
         .collect();
     json!({
         "unit": q.unit,

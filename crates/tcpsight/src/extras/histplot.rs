@@ -55,14 +55,8 @@ fn draw<DB: DrawingBackend>(
     root.fill(&WHITE).map_err(err)?;
     let (k, unit) = scale(q.unit);
     let bars: Vec<(f64, f64, u64)> = h
-        .positive_counts()
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(j, c)| {
-            let (lo, hi) = h.bucket_bounds(h.positive_offset() + j as i32);
-            (lo * k, hi * k, *c)
-        })
+        .nonempty_buckets()
+        .map(|(lo, hi, c)| (lo * k, hi * k, c))
         .collect();
     let pct = |p: f64| {
         h.quantile(p)

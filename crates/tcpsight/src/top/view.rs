@@ -276,28 +276,6 @@ fn offset(selected: usize, page: usize) -> usize {
     (selected + 1).saturating_sub(page.max(1))
 }
 
-/// Column widths that fit in `width`: columns that do not fit are left out from the
-/// right (a narrow terminal shows fewer columns, never squeezed ones).
-fn widths(header: &[&str], rows: &[Vec<String>], width: u16) -> Vec<Constraint> {
-    let mut used = 0usize;
-    let mut out = Vec::new();
-    for c in 0..header.len() {
-        let w = rows
-            .iter()
-            .map(|r| r[c].chars().count())
-            .chain([header[c].chars().count()])
-            .max()
-            .unwrap_or(1);
-        let need = w + if c == 0 { 0 } else { 2 };
-        if c > 0 && used + need > width as usize {
-            break;
-        }
-        used += need;
-        out.push(Constraint::Length(w.min(width as usize) as u16));
-    }
-    out
-}
-
 /// Each column's width: its widest cell or title.
 fn column_widths(header: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     (0..header.len())
@@ -503,8 +481,13 @@ fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> Hidden 
             ..Hidden::default()
         };
     }
-    let w = widths(&DETAIL_HEADER, &cells, area.width);
-    let n = w.len();
+    // The drill-down does not scroll: the leftmost whole columns that fit.
+    let all = column_widths(&DETAIL_HEADER, &cells);
+    let n = visible_columns(&all, area.width, 0).len();
+    let w: Vec<Constraint> = all[..n]
+        .iter()
+        .map(|&c| Constraint::Length(c.min(area.width as usize) as u16))
+        .collect();
     let header = TRow::new(
         DETAIL_HEADER
             .iter()
