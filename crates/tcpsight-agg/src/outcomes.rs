@@ -12,11 +12,14 @@ pub struct Outcomes {
     pub dup_syn: u64,
     pub dup_synack: u64,
     pub connections: u64,
+    /// Connections seen through a control-only capture (the record's `control_only`).
+    pub control_only: u64,
 }
 
 impl Outcomes {
     pub fn add(&mut self, r: &ConnRecord) {
         self.connections += 1;
+        self.control_only += r.control_only as u64;
         *self.by_outcome.entry(r.outcome).or_insert(0) += 1;
         // Duplicates as the handshake's event counted them (tcpeek's definition, the
         // one watch uses): SYN/ACKs the server repeated after the handshake completed at
@@ -32,6 +35,7 @@ impl Outcomes {
     /// Adds `other`'s totals.
     pub fn merge(&mut self, other: &Outcomes) {
         self.connections += other.connections;
+        self.control_only += other.control_only;
         self.dup_syn += other.dup_syn;
         self.dup_synack += other.dup_synack;
         for (o, n) in &other.by_outcome {

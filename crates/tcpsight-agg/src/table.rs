@@ -88,6 +88,10 @@ pub struct ConnFacts {
     pub rtt_ns: Option<u64>,
     /// How the handshake failed, if it did.
     pub failure: Option<Failure>,
+    /// Seen through a control-only capture (the record's `control_only`): its
+    /// retransmissions, gaps and messages are unknown, not zero, and its bytes come from
+    /// sequence numbers.
+    pub control_only: bool,
 }
 
 /// How a handshake failed: the kinds an operator tells apart (a refusing port, an
@@ -133,7 +137,8 @@ impl ConnFacts {
                 (r.closed_by, r.close_first),
                 (Some(Side::Server), Some(Close::Fin))
             ),
-            exchanges: (r.outcome == Outcome::Established || r.outcome == Outcome::Midstream)
+            exchanges: (!r.control_only
+                && (r.outcome == Outcome::Established || r.outcome == Outcome::Midstream))
                 .then_some(r.exchanges),
             connect_ns: r.connect_ns,
             out_msgs: r.c2s.messages,
@@ -144,10 +149,20 @@ impl ConnFacts {
             retx: (r.c2s.retx_pkts + r.s2c.retx_pkts)
                 .saturating_sub(r.syn_count.saturating_sub(1) + r.synack_count.saturating_sub(1)),
             gap: r.c2s.gap_bytes + r.s2c.gap_bytes > 0,
-            bytes_out: r.c2s.payload_bytes,
-            bytes_in: r.s2c.payload_bytes,
+            // Without the data packets the sequence numbers still tell the bytes sent.
+            bytes_out: if r.control_only {
+                r.c2s.unique_bytes
+            } else {
+                r.c2s.payload_bytes
+            },
+            bytes_in: if r.control_only {
+                r.s2c.unique_bytes
+            } else {
+                r.s2c.payload_bytes
+            },
             rtt_ns: wire_rtt_ns(r),
             failure: Failure::of(r.outcome),
+            control_only: r.control_only,
         }
     }
 }
@@ -181,6 +196,10 @@ pub struct HostStats {
     refused: u64,
     unreachable: u64,
     timed_out: u64,
+    /// Connections seen through a control-only capture, and the packets of the others
+    /// (Retx%'s denominator: the packets whose retransmissions could be counted).
+    control_only: u64,
+    measured_pkts: u64,
 }
 
 impl HostStats {
@@ -202,8 +221,13 @@ impl HostStats {
         self.out_msgs += f.out_msgs as u64;
         self.in_msgs += f.in_msgs as u64;
         self.pkts += f.pkts;
-        self.retx += f.retx as u64;
-        self.gap_conns += f.gap as u64;
+        if f.control_only {
+            self.control_only += 1;
+        } else {
+            self.measured_pkts += f.pkts;
+            self.retx += f.retx as u64;
+            self.gap_conns += f.gap as u64;
+        }
         self.bytes_out += f.bytes_out;
         self.bytes_in += f.bytes_in;
         if let Some(r) = f.rtt_ns {
@@ -253,6 +277,8 @@ impl HostStats {
         self.refused += other.refused;
         self.unreachable += other.unreachable;
         self.timed_out += other.timed_out;
+        self.control_only += other.control_only;
+        self.measured_pkts += other.measured_pkts;
     }
 
     /// The destination's counters as counts (the row gives most as percentages):
@@ -299,6 +325,10 @@ impl HostStats {
     pub fn row(&self, host: String, span_s: f64) -> Row {
         let span = if span_s > 0.0 { span_s } else { 1.0 };
         let h = self;
+        // With control-only connections the destination's messages, retransmissions and
+        // gaps are unknown (blank): partial counts would read as whole ones.
+        let any_measured = h.control_only == 0;
+        let measured = |v: u64| any_measured.then_some(v);
         Row {
             host,
             conns: h.conns,
@@ -310,13 +340,13 @@ impl HostStats {
             fin_out_pct: pct(h.fin_out, h.conns).unwrap_or(0.0),
             fin_in_pct: pct(h.fin_in, h.conns).unwrap_or(0.0),
             est_rate: h.est as f64 / span,
-            qos_p95: h.exchanges.percentile(95.0),
+            qos_p95: h.exchanges.percentile(95.0).filter(|_| any_measured),
             // trtop's `*`: one connection carried every exchange (others, refused or
             // idle, may exist), so the percentile says nothing about reuse.
             qos_all_in_one: h.busy_conns == 1 && h.exchanges.max() > Some(1),
             lat: [50.0, 95.0, 99.0].map(|p| h.connect_ns.percentile(p)),
-            out: h.out_msgs,
-            inb: h.in_msgs,
+            out: measured(h.out_msgs),
+            inb: measured(h.in_msgs),
             resp_p95: h.response_ns.percentile(95.0),
             rtt: [50.0, 95.0].map(|p| h.rtt_ns.percentile(p)),
             bytes_out: h.bytes_out,
@@ -326,8 +356,8 @@ impl HostStats {
             timed_out: h.timed_out,
             server: [50.0, 95.0].map(|p| h.server_ns.percentile(p)),
             network: [50.0, 95.0].map(|p| h.network_ns.percentile(p)),
-            retx_pct: pct(h.retx, h.pkts).unwrap_or(0.0),
-            err: h.gap_conns,
+            retx_pct: any_measured.then(|| pct(h.retx, h.measured_pkts).unwrap_or(0.0)),
+            err: measured(h.gap_conns),
         }
     }
 }
@@ -383,8 +413,10 @@ pub struct Row {
     pub qos_p95: Option<u64>,
     pub qos_all_in_one: bool,
     pub lat: [Option<u64>; 3],
-    pub out: u64,
-    pub inb: u64,
+    /// Messages each way; None (as `retx_pct` and `err`) when every connection was
+    /// seen through a control-only capture.
+    pub out: Option<u64>,
+    pub inb: Option<u64>,
     /// 95th percentile of response times (a request's first byte to its response's).
     pub resp_p95: Option<u64>,
     /// p50 and p95 of the connections' wire RTT ([`wire_rtt_ns`]).
@@ -399,8 +431,8 @@ pub struct Row {
     /// p50 and p95 of the server's part of the response times, and of the network's.
     pub server: [Option<u64>; 2],
     pub network: [Option<u64>; 2],
-    pub retx_pct: f64,
-    pub err: u64,
+    pub retx_pct: Option<f64>,
+    pub err: Option<u64>,
 }
 
 /// An order of the table's rows (the CLI's sort columns implement it).

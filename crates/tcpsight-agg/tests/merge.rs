@@ -165,7 +165,10 @@ fn pipelined_http_merges_exactly() {
     assert!(!rows.is_empty());
     // Pipelined requests: exchanges were measured, and at least one row has an Rtt.
     assert!(events.iter().any(|e| matches!(e, Event::Exchange(_))));
-    assert!(rows.iter().any(|(_, r)| r.resp_p95.is_some() && r.out > 0));
+    assert!(
+        rows.iter()
+            .any(|(_, r)| r.resp_p95.is_some() && r.out.is_some_and(|o| o > 0))
+    );
 }
 
 #[test]

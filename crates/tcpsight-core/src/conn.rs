@@ -101,6 +101,14 @@ pub(crate) struct Conn {
     pub last_interim: u64,
     /// SYNs and SYN/ACKs seen when the handshake was decided (its event's counts).
     pub counts_at_decision: Option<(u32, u32)>,
+    /// Packets carrying none of SYN, FIN, RST: zero in a control-only capture
+    /// (`tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0`, what `capture` writes).
+    plain_pkts: u32,
+    /// The packet completing the handshake was a FIN or RST: the handshake's own ACK
+    /// was not captured, so when the connection opened is unknown (only that it did).
+    established_by_close: bool,
+    /// The interface of the first packet (an index into the engine's names).
+    pub interface: u16,
     /// In-order payload delivery (`Config::payload`), from the first payload byte.
     pub streams: Option<Box<crate::stream::Streams>>,
 }
@@ -163,6 +171,9 @@ impl Conn {
             last_interim: 0,
             streams: None,
             counts_at_decision: None,
+            plain_pkts: 0,
+            established_by_close: false,
+            interface: crate::engine::NO_INTERFACE,
         }
     }
 
@@ -219,7 +230,7 @@ impl Conn {
     /// tshark's out-of-order window: its initial RTT, measured from the latest SYN (not
     /// the first, unlike `connect_us`), or 3 ms before the handshake completes.
     fn ooo_threshold(&self) -> u64 {
-        match self.established.get() {
+        match self.handshake_ack_at() {
             Some(e) if self.first_syn.get().is_some() && e > self.last_syn_ns => {
                 e - self.last_syn_ns
             }
@@ -240,6 +251,9 @@ impl Conn {
             change = self.on_syn(seg, side, now);
         }
 
+        if !(syn || fin || rst) {
+            self.plain_pkts = self.plain_pkts.saturating_add(1);
+        }
         let ooo_threshold = self.ooo_threshold();
         let (d, rev) = split_pair(&mut self.dirs, s);
         d.pkts += 1;
@@ -316,6 +330,7 @@ impl Conn {
             {
                 self.phase = Phase::Established;
                 self.established = MaybeNs::some(now);
+                self.established_by_close = fin || rst;
                 // A handshake that failed once (RST, ICMP, timeout) and then completed on
                 // a retried SYN is established: the record says what finally happened.
                 if self.outcome.is_none() {
@@ -566,9 +581,29 @@ impl Conn {
         self.icmp
     }
 
-    /// Time from the first SYN to the packet that decided the outcome.
+    /// Time from the first SYN to the packet that decided the outcome; unknown for a
+    /// handshake that a FIN or RST completed (its ACK was not captured).
     pub fn handshake_ns(&self, decided_at: u64) -> Option<u64> {
+        if self.established_by_close && self.established.get() == Some(decided_at) {
+            return None;
+        }
         self.first_syn.get().map(|f| decided_at.saturating_sub(f))
+    }
+
+    /// When the handshake's ACK was seen, if it was (not a FIN or RST standing in).
+    fn handshake_ack_at(&self) -> Option<u64> {
+        self.established
+            .get()
+            .filter(|_| !self.established_by_close)
+    }
+
+    /// A connection seen through a control-only capture: not one packet lacking SYN, FIN
+    /// and RST, yet its FIN's sequence number says payload was sent that no captured
+    /// packet carried. Real traffic always has such a packet (the handshake's ACK, the
+    /// ACK of a FIN), so a full capture gives none; without unseen payload (a SYN scan,
+    /// a connection closed before any data) every figure is still right.
+    pub fn control_only(&self) -> bool {
+        self.plain_pkts == 0 && self.dirs.iter().any(|d| d.unique_bytes() > d.payload_bytes)
     }
 
     /// Zeek's conn_state, from each endpoint's state as Zeek's TCP analyzer tracks it.
@@ -667,7 +702,7 @@ impl Conn {
         };
         let c = self.client();
         let sv = self.server();
-        ConnRecord {
+        let mut r = ConnRecord {
             id: Default::default(),
             ts_first_ns: self.ts_first,
             ts_last_ns: self.ts_last,
@@ -684,12 +719,12 @@ impl Conn {
             close_first: self.first_close.map(|(_, c)| c),
             syn_count: self.syn_count,
             synack_count: self.synack_count,
-            connect_ns: match (self.first_syn.get(), self.established.get()) {
+            connect_ns: match (self.first_syn.get(), self.handshake_ack_at()) {
                 (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                 _ => None,
             },
             server_rtt_ns: self.server_rtt_ns(),
-            client_rtt_ns: match (self.last_synack.get(), self.established.get()) {
+            client_rtt_ns: match (self.last_synack.get(), self.handshake_ack_at()) {
                 (Some(sa), Some(e)) => Some(e.saturating_sub(sa)),
                 _ => None,
             },
@@ -716,8 +751,15 @@ impl Conn {
             icmp_type: self.icmp.map(|i| i.0),
             icmp_code: self.icmp.map(|i| i.1),
             counts_at_decision: self.counts_at_decision,
+            control_only: false,
+            // The engine knows the interface names and fills this in.
+            interface: None,
             app: Default::default(),
+        };
+        if self.control_only() {
+            r.forget_unmeasured();
         }
+        r
     }
 }
 

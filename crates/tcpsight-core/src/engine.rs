@@ -451,7 +451,14 @@ pub struct Engine {
     half_open: VecDeque<(u32, u32)>,
     next_tick: u64,
     shard: u16,
+    /// Interface names seen (a few), and the current frame's (NO_INTERFACE: unknown):
+    /// each connection keeps the interface of its first packet, as an index.
+    interfaces: Vec<std::sync::Arc<str>>,
+    interface: u16,
 }
+
+/// A connection or frame whose interface is unknown.
+pub(crate) const NO_INTERFACE: u16 = u16::MAX;
 
 impl Engine {
     pub fn new(cfg: Config) -> Engine {
@@ -478,6 +485,8 @@ impl Engine {
             timers: Timers::new(),
             due: Vec::new(),
             half_open: VecDeque::new(),
+            interfaces: Vec::new(),
+            interface: NO_INTERFACE,
             next_tick: 0,
         }
     }
@@ -523,6 +532,29 @@ impl Engine {
             self.now = ts_ns;
         }
         self.run_timers(obs);
+    }
+
+    /// Names the interface the next frames come from (None: unknown); connections
+    /// they start keep it (the record's `interface`). Cheap when it does not change.
+    #[inline]
+    pub fn set_interface(&mut self, name: Option<&str>) {
+        let Some(name) = name else {
+            self.interface = NO_INTERFACE;
+            return;
+        };
+        if let Some(cur) = self.interfaces.get(self.interface as usize)
+            && &**cur == name
+        {
+            return;
+        }
+        self.interface = match self.interfaces.iter().position(|n| &**n == name) {
+            Some(i) => i as u16,
+            None if self.interfaces.len() < NO_INTERFACE as usize => {
+                self.interfaces.push(name.into());
+                (self.interfaces.len() - 1) as u16
+            }
+            None => NO_INTERFACE,
+        };
     }
 
     /// Feeds one frame. `orig_len` is its length on the wire (>= `data.len()`).
@@ -711,7 +743,9 @@ impl Engine {
         now: u64,
         obs: &mut impl Observer,
     ) -> usize {
-        let idx = self.insert(Conn::new(key, hash, seg, src_is_lo, now), obs);
+        let mut conn = Conn::new(key, hash, seg, src_is_lo, now);
+        conn.interface = self.interface;
+        let idx = self.insert(conn, obs);
         if !self.tunnel.path.is_empty() {
             self.tunnels.insert(idx as u32, self.tunnel.path);
         }
@@ -1018,6 +1052,7 @@ impl Engine {
             conn.last_interim = at;
             let mut r = conn.to_record(false);
             r.id = id;
+            r.interface = self.interfaces.get(conn.interface as usize).cloned();
             if let Some(t) = self.tunnels.get(&(i as u32)) {
                 r.tunnel = Some(t.to_string());
             }
@@ -1080,6 +1115,7 @@ impl Engine {
         }
         let mut r = conn.to_record(matches!(how, Finish::End | Finish::Evicted));
         r.id = id;
+        r.interface = self.interfaces.get(conn.interface as usize).cloned();
         if !self.tunnels.is_empty() {
             r.tunnel = self.tunnels.remove(&(i as u32)).map(|t| t.to_string());
         }

@@ -164,6 +164,13 @@ pub struct ConnRecord {
     pub history: String,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// Seen through a control-only capture (SYN, FIN and RST packets alone; see
+    /// `Conn::control_only`): the figures such a trace cannot give (connect time, RTT,
+    /// retransmissions, gaps, messages, exchanges) are null, not wrong.
+    pub control_only: bool,
+    /// The interface of the connection's first packet, where the input names it (a
+    /// pcapng interface's if_name; live, the interface, on `any` each packet's own).
+    pub interface: Option<std::sync::Arc<str>>,
     /// What the application layer showed (filled by an L7 observer; null without one).
     pub app: AppFields,
 }
@@ -241,7 +248,46 @@ pub fn field_names() -> Vec<&'static str> {
     names
 }
 
+impl DirRecord {
+    /// Zeroes what only data and ACK packets show (a control-only trace has none).
+    fn forget_unmeasured(&mut self) {
+        let kept = DirRecord {
+            pkts: self.pkts,
+            payload_bytes: self.payload_bytes,
+            unique_bytes: self.unique_bytes,
+            mss: self.mss,
+            wscale: self.wscale,
+            sack_ok: self.sack_ok,
+            ts_ok: self.ts_ok,
+            fin_pkts: self.fin_pkts,
+            rst_pkts: self.rst_pkts,
+            ttl_min: self.ttl_min,
+            ttl_max: self.ttl_max,
+            win_first: self.win_first,
+            ..DirRecord::default()
+        };
+        *self = kept;
+    }
+}
+
 impl ConnRecord {
+    /// Marks the record control-only and drops what such a trace cannot measure.
+    pub fn forget_unmeasured(&mut self) {
+        self.control_only = true;
+        self.connect_ns = None;
+        self.client_rtt_ns = None;
+        self.c2s.forget_unmeasured();
+        self.s2c.forget_unmeasured();
+        self.exchanges = 0;
+        self.response_p50_ns = None;
+        self.response_max_ns = None;
+        self.server_total_ns = None;
+        self.server_max_ns = None;
+        self.request_transfer_total_ns = None;
+        self.response_transfer_total_ns = None;
+        self.response_transfer_max_ns = None;
+    }
+
     /// Visits every field in schema order. This is the one definition of the schema:
     /// JSON Lines, CSV and the documentation's field list all come from it.
     pub fn for_each_field<'a>(&'a self, mut f: impl FnMut(&'static str, Value<'a>)) {
@@ -255,6 +301,10 @@ impl ConnRecord {
         f("server_ip", Value::Addr(self.server));
         f("server_port", Value::U64(self.server_port as u64));
         f("vlan", Value::U64(self.vlan as u64));
+        f(
+            "interface",
+            self.interface.as_deref().map_or(Value::Null, Value::Str),
+        );
         f(
             "tunnel",
             self.tunnel.as_deref().map_or(Value::Null, Value::Str),
@@ -270,10 +320,15 @@ impl ConnRecord {
         f("client_rtt_us", opt(self.client_rtt_ns, Value::Micros));
         f("syn_retry_us", opt(self.syn_retry_ns, Value::Micros));
         f("closed_after_us", opt(self.closed_after_ns, Value::Micros));
+        f("control_only", Value::Bool(self.control_only));
+        let measured = !self.control_only;
         for (prefix, d) in [("c2s_", &self.c2s), ("s2c_", &self.s2c)] {
-            dir_fields(prefix, d, &mut f);
+            dir_fields(prefix, d, measured, &mut f);
         }
-        f("exchanges", Value::U64(self.exchanges as u64));
+        f(
+            "exchanges",
+            measure(measured, Value::U64(self.exchanges as u64)),
+        );
         f("response_us_p50", opt(self.response_p50_ns, Value::Micros));
         f("response_us_max", opt(self.response_max_ns, Value::Micros));
         f("server_us_total", opt(self.server_total_ns, Value::Micros));
@@ -356,6 +411,8 @@ impl ConnRecord {
             history: String::new(),
             icmp_type: Some(0),
             icmp_code: Some(0),
+            control_only: false,
+            interface: Some("eth0".into()),
             app: AppFields {
                 app_proto: Some("http"),
                 server_name: Some("".into()),
@@ -369,25 +426,33 @@ impl ConnRecord {
     }
 }
 
-/// Per-direction fields with a prefix. Names are built once, at first use.
+/// A figure only data and ACK packets give: null in a control-only record.
+fn measure(measured: bool, v: Value<'_>) -> Value<'_> {
+    if measured { v } else { Value::Null }
+}
+
+/// Per-direction fields with a prefix. Names are built once, at first use. Without
+/// `measured` (a control-only record) what only data and ACK packets show is null.
 fn dir_fields<'a>(
     prefix: &'static str,
     d: &'a DirRecord,
+    measured: bool,
     f: &mut impl FnMut(&'static str, Value<'a>),
 ) {
     let names = if prefix == "c2s_" { &C2S } else { &S2C };
+    let m = |v| measure(measured, v);
     let values: [Value<'a>; DIR_FIELDS.len()] = [
         Value::U64(d.pkts),
         Value::U64(d.payload_bytes),
         Value::U64(d.unique_bytes),
-        Value::U64(d.retx_pkts as u64),
-        Value::U64(d.retx_bytes),
-        Value::U64(d.fast_retx_pkts as u64),
-        Value::U64(d.spurious_retx_pkts as u64),
-        Value::U64(d.out_of_order_pkts as u64),
-        Value::U64(d.lost_segments as u64),
-        Value::U64(d.dup_acks as u64),
-        Value::U64(d.zero_windows as u64),
+        m(Value::U64(d.retx_pkts as u64)),
+        m(Value::U64(d.retx_bytes)),
+        m(Value::U64(d.fast_retx_pkts as u64)),
+        m(Value::U64(d.spurious_retx_pkts as u64)),
+        m(Value::U64(d.out_of_order_pkts as u64)),
+        m(Value::U64(d.lost_segments as u64)),
+        m(Value::U64(d.dup_acks as u64)),
+        m(Value::U64(d.zero_windows as u64)),
         opt(d.mss, |v| Value::U64(v as u64)),
         opt(d.wscale, |v| Value::U64(v as u64)),
         Value::Bool(d.sack_ok),
@@ -396,9 +461,9 @@ fn dir_fields<'a>(
         opt(d.rtt_avg_ns, Value::MicrosF),
         opt(d.rtt_max_ns, Value::Micros),
         opt(d.rtt_std_ns, Value::MicrosF),
-        Value::U64(d.rtt_samples as u64),
-        Value::U64(d.gap_bytes),
-        Value::U64(d.messages as u64),
+        m(Value::U64(d.rtt_samples as u64)),
+        m(Value::U64(d.gap_bytes)),
+        m(Value::U64(d.messages as u64)),
         Value::U64(d.fin_pkts as u64),
         Value::U64(d.rst_pkts as u64),
         opt(d.ttl_min, |v| Value::U64(v as u64)),
@@ -406,12 +471,12 @@ fn dir_fields<'a>(
         opt(d.win_first, |v| Value::U64(v as u64)),
         opt(d.win_min, |v| Value::U64(v as u64)),
         opt(d.win_max, |v| Value::U64(v as u64)),
-        Value::U64(d.sack_blocks as u64),
-        Value::U64(d.pure_acks as u64),
-        Value::U64(d.data_pkts as u64),
+        m(Value::U64(d.sack_blocks as u64)),
+        m(Value::U64(d.pure_acks as u64)),
+        m(Value::U64(d.data_pkts as u64)),
         opt(d.first_payload_ns, Value::Micros),
         opt(d.last_payload_ns, Value::Micros),
-        Value::U64(d.inflight_max as u64),
+        m(Value::U64(d.inflight_max as u64)),
     ];
     for (name, v) in names.iter().zip(values) {
         f(name, v);

@@ -98,6 +98,9 @@ pub fn empty_record() -> ConnRecord {
         icmp_type: None,
         icmp_code: None,
         tunnel: None,
+        // Control-only: the figures such a trace lacks are null (nullable columns).
+        control_only: true,
+        interface: None,
         app: Default::default(),
         ..ConnRecord::example()
     }

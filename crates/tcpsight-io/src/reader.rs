@@ -79,6 +79,9 @@ pub struct FrameRef<'a> {
     pub link: LinkType,
     pub data: &'a [u8],
     pub orig_len: u32,
+    /// The interface it was captured on, where known: a pcapng interface's if_name, a
+    /// live frame's interface (on `any`, each frame's own).
+    pub interface: Option<&'a str>,
 }
 
 pub struct CaptureReader {
@@ -108,6 +111,10 @@ struct NgState {
     offset: u64,
     buffer_size: usize,
     interfaces: Vec<Interface>,
+    /// Each interface's if_name, beside `interfaces` (same index).
+    names: Vec<Option<Box<str>>>,
+    /// The current frame's interface (an index into both).
+    cur_if: usize,
     buf: Vec<u8>,
     cur_ts: u64,
     cur_link: LinkType,
@@ -220,6 +227,8 @@ impl CaptureReader {
                 cur_ts: 0,
                 cur_link: LinkType(0),
                 cur_orig: 0,
+                names: Vec::new(),
+                cur_if: 0,
                 recorded: Recorded::default(),
             };
             (Source::Ng(Box::new(ng)), 6)
@@ -306,6 +315,7 @@ impl CaptureReader {
                 link: l.link,
                 data: l.data(r),
                 orig_len: r.orig_len.max(r.len as u32),
+                interface: None,
             }),
             Source::Legacy(_, None) => None,
             Source::Ng(ng) => Some(FrameRef {
@@ -313,6 +323,7 @@ impl CaptureReader {
                 link: ng.cur_link,
                 data: &ng.buf,
                 orig_len: ng.cur_orig,
+                interface: ng.names.get(ng.cur_if).and_then(|n| n.as_deref()),
             }),
         }
     }
@@ -393,6 +404,7 @@ impl NgState {
                     let got = take_block(
                         block,
                         &mut self.interfaces,
+                        (&mut self.names, &mut self.cur_if),
                         &mut self.recorded,
                         ts_digits,
                         &mut self.buf,
@@ -451,6 +463,7 @@ impl NgState {
 fn take_block(
     block: PcapBlockOwned<'_>,
     interfaces: &mut Vec<Interface>,
+    (names, cur_if): (&mut Vec<Option<Box<str>>>, &mut usize),
     recorded: &mut Recorded,
     ts_digits: &mut u8,
     buf: &mut Vec<u8>,
@@ -475,11 +488,18 @@ fn take_block(
                 recorded.add(i);
             }
             interfaces.clear();
+            names.clear();
             Taken::Other
         }
         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
             let resolution = ts_resolution(idb.if_tsresol);
             *ts_digits = (*ts_digits).max(digits_of(resolution.min(1_000_000_000)));
+            names.push(
+                idb.if_name()
+                    .and_then(Result::ok)
+                    .filter(|n| !n.is_empty())
+                    .map(Box::from),
+            );
             interfaces.push(Interface {
                 link: LinkType(idb.linktype.0 as u32),
                 resolution,
@@ -511,6 +531,7 @@ fn take_block(
             let Some(i) = interfaces.get(epb.if_id as usize).copied() else {
                 return Taken::Orphan;
             };
+            *cur_if = epb.if_id as usize;
             let raw = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
             let caplen = (epb.caplen as usize).min(epb.data.len());
             frame(i.ns(raw), i.link, &epb.data[..caplen], epb.origlen)
@@ -520,6 +541,7 @@ fn take_block(
             let Some(i) = interfaces.first().copied() else {
                 return Taken::Orphan;
             };
+            *cur_if = 0;
             frame(prev_ts, i.link, spb.data, spb.origlen)
         }
         // Legacy blocks cannot come from a pcapng reader; anything else is metadata.

@@ -111,6 +111,31 @@ impl Default for LiveOptions {
     }
 }
 
+/// The index of the interface with this name (`if_nametoindex`), if it exists.
+pub fn interface_index(name: &str) -> Option<i32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string; 0 means no such interface.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (i > 0).then_some(i as i32)
+}
+
+/// The name of the interface with this index (`if_indextoname`), if it still exists.
+pub fn interface_name(ifindex: i32) -> Option<String> {
+    if ifindex <= 0 {
+        return None;
+    }
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires; the result
+    // is a NUL-terminated string inside it or NULL.
+    unsafe {
+        let p = libc::if_indextoname(ifindex as u32, buf.as_mut_ptr());
+        if p.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
 /// The link type of frames captured on `interface`: Ethernet headers on an interface
 /// (lo included), raw IP on `any` (a SOCK_DGRAM socket; interfaces mix link types).
 pub fn link_type(interface: &str) -> LinkType {

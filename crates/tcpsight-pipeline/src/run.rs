@@ -326,5 +326,6 @@ impl Runner {
 /// The one place frames enter an engine (single and sharded runs alike).
 #[inline]
 pub(crate) fn feed<O: Observer>(engine: &mut Engine, f: &FrameRef, obs: &mut O) {
+    engine.set_interface(f.interface);
     engine.process(f.ts_ns, f.link, f.data, f.orig_len, obs);
 }

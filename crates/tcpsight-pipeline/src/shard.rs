@@ -59,12 +59,18 @@ struct Meta {
     len: u32,
     clock: u64,
     index: u64,
+    /// Index into the batch's `interfaces` (NO_INTERFACE: unknown).
+    interface: u16,
 }
+
+const NO_INTERFACE: u16 = u16::MAX;
 
 #[derive(Default)]
 struct Batch {
     metas: Vec<Meta>,
     data: Vec<u8>,
+    /// The interface names the batch's frames came from (a few at most).
+    interfaces: Vec<Box<str>>,
     /// The input's clock and frame count at the batch's end.
     end_clock: u64,
     end_index: u64,
@@ -76,6 +82,17 @@ impl Batch {
     fn push(&mut self, f: &tcpsight_io::FrameRef, clock: u64, index: u64) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(f.data);
+        let interface = match f.interface {
+            None => NO_INTERFACE,
+            Some(name) => match self.interfaces.iter().position(|n| &**n == name) {
+                Some(i) => i as u16,
+                None if self.interfaces.len() < NO_INTERFACE as usize => {
+                    self.interfaces.push(name.into());
+                    (self.interfaces.len() - 1) as u16
+                }
+                None => NO_INTERFACE,
+            },
+        };
         self.metas.push(Meta {
             ts_ns: f.ts_ns,
             link: f.link,
@@ -84,12 +101,14 @@ impl Batch {
             len: f.data.len() as u32,
             clock,
             index,
+            interface,
         });
     }
 
     fn clear(&mut self) {
         self.metas.clear();
         self.data.clear();
+        self.interfaces.clear();
         self.ticks.clear();
     }
 }
@@ -228,6 +247,7 @@ fn worker(cfg: Config, shard: u16, rx: Receiver<ToWorker>, tx: SyncSender<FromWo
                         link: m.link,
                         data,
                         orig_len: m.orig_len,
+                        interface: b.interfaces.get(m.interface as usize).map(|n| &**n),
                     };
                     crate::run::feed(&mut engine, &f, &mut rec);
                 }

@@ -120,16 +120,23 @@ pub struct LiveSource {
     /// How long one poll of an empty ring waits (ms).
     poll_ms: i32,
     copies: Option<CopyFilter>,
+    /// Interface names by index, looked up once each (`any` mixes interfaces).
+    names: Vec<(i32, Box<str>)>,
+    /// The interface's name when it is one interface (not `any`).
+    single: Option<Box<str>>,
 }
 
 impl LiveSource {
     pub fn new(cap: LiveCapture, poll_ms: i32) -> LiveSource {
         let copies = (cap.interface == "any" && cap.drop_copies)
             .then(|| CopyFilter::new(crate::dedup::DEFAULT_WINDOW_NS));
+        let single = (cap.interface != "any").then(|| cap.interface.as_str().into());
         LiveSource {
+            single,
             cap,
             poll_ms,
             copies,
+            names: Vec::new(),
         }
     }
 
@@ -149,12 +156,19 @@ impl FrameSource for LiveSource {
             None => self.cap.next(self.poll_ms)?,
         };
         Ok(match next {
-            Some(f) => Next::Frame(FrameRef {
-                ts_ns: f.ts_ns,
-                link,
-                data: f.data,
-                orig_len: f.orig_len,
-            }),
+            Some(f) => {
+                let interface = match &self.single {
+                    Some(name) => Some(&**name),
+                    None => interface_of(&mut self.names, f.ifindex),
+                };
+                Next::Frame(FrameRef {
+                    ts_ns: f.ts_ns,
+                    link,
+                    data: f.data,
+                    orig_len: f.orig_len,
+                    interface,
+                })
+            }
             // Partly filled blocks are handed over after 10 ms, so an empty ring means
             // everything up to about now has been seen.
             None => Next::Idle {
@@ -171,6 +185,24 @@ impl FrameSource for LiveSource {
     fn copies_dropped(&self) -> Option<u64> {
         self.copies.as_ref().map(|c| c.copies)
     }
+}
+
+/// The name of interface `ifindex`, from the cache or looked up once (an interface gone
+/// before the lookup has its number for a name).
+fn interface_of(names: &mut Vec<(i32, Box<str>)>, ifindex: i32) -> Option<&str> {
+    if ifindex <= 0 {
+        return None;
+    }
+    let i = match names.iter().position(|(k, _)| *k == ifindex) {
+        Some(i) => i,
+        None => {
+            let name =
+                tcpsight_live::interface_name(ifindex).unwrap_or_else(|| format!("if{ifindex}"));
+            names.push((ifindex, name.into()));
+            names.len() - 1
+        }
+    };
+    Some(&names[i].1)
 }
 
 /// Replay speed.
@@ -211,6 +243,7 @@ struct Owned {
     link: LinkType,
     data: Vec<u8>,
     orig_len: u32,
+    interface: Option<Box<str>>,
 }
 
 impl Default for Owned {
@@ -220,6 +253,7 @@ impl Default for Owned {
             link: LinkType::ETHERNET,
             data: Vec::new(),
             orig_len: 0,
+            interface: None,
         }
     }
 }
@@ -231,6 +265,10 @@ impl Owned {
         self.data.clear();
         self.data.extend_from_slice(f.data);
         self.orig_len = f.orig_len;
+        // Allocates only when the interface changes (a file has one or a few).
+        if self.interface.as_deref() != f.interface {
+            self.interface = f.interface.map(Box::from);
+        }
     }
 }
 
@@ -306,6 +344,7 @@ impl<S: FrameSource> FrameSource for Paced<S> {
             link: c.link,
             data: &c.data,
             orig_len: c.orig_len,
+            interface: c.interface.as_deref(),
         }))
     }
 
@@ -349,6 +388,25 @@ impl FrameSource for MemorySource {
             link: *link,
             data,
             orig_len: *orig,
+            interface: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interface_of;
+
+    /// A live frame on `any` is named by its interface index, looked up once: the
+    /// loopback's index names "lo"; an index no interface has gets its number.
+    #[test]
+    fn live_frames_are_named_by_their_interface_index() {
+        let mut names = Vec::new();
+        let lo = tcpsight_live::interface_index("lo").expect("a loopback interface");
+        assert_eq!(interface_of(&mut names, lo), Some("lo"));
+        assert_eq!(interface_of(&mut names, lo), Some("lo"));
+        assert_eq!(names.len(), 1);
+        assert_eq!(interface_of(&mut names, 999_999), Some("if999999"));
+        assert_eq!(interface_of(&mut names, 0), None);
     }
 }

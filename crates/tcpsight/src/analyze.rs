@@ -165,6 +165,10 @@ pub struct AnalyzeArgs {
     /// also gives `destinations_total`)
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Highlight the table's cells over top's thresholds (bold red): auto (when stdout
+    /// is a terminal and NO_COLOR is unset), always, never
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorWhen,
     /// Seconds (capture time) after the first SYN before an unanswered handshake times out
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     handshake_timeout: f64,
@@ -823,6 +827,27 @@ fn seconds(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
 
+/// When the table is coloured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    fn enabled(self) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
 pub fn run(mut args: AnalyzeArgs) -> ExitCode {
     if let Err(e) = args.normalize().and_then(|_| args.validate()) {
         eprintln!("tcpsight: {e}");
@@ -1185,7 +1210,13 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
             } else {
                 "\nDestinations\n"
             });
-            t.push_str(&table::render(&rows, args.limit.unwrap_or(20)));
+            let thresholds = table::Thresholds::default();
+            let hot = args.color.enabled().then_some(&thresholds);
+            t.push_str(&table::render_highlighted(
+                &rows,
+                args.limit.unwrap_or(20),
+                hot,
+            ));
         }
         if let Some(iv) = &sinks.intervals {
             t.push_str(&table::render_intervals(

@@ -37,8 +37,9 @@ pub struct CaptureArgs {
     /// Keep every packet, not only control packets (SYN, FIN, RST, ICMP errors)
     #[arg(long)]
     all: bool,
-    /// Keep only TCP connections with this port (either side; repeatable)
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    /// Keep only TCP connections with this port (either side; repeatable). `-P`, as
+    /// `-p` is tcpdump's "not promiscuous"
+    #[arg(short = 'P', long = "port", value_name = "PORT")]
     ports: Vec<u16>,
     /// Stop after writing this many packets
     #[arg(short = 'c', long, value_name = "N")]

@@ -19,9 +19,18 @@ pub struct LiveArgs {
         help_heading = "Live capture"
     )]
     pub buffer_mb: u32,
-    /// Put the interface in promiscuous mode (live)
+    /// Put the interface in promiscuous mode (live). Off by default, unlike tcpdump
     #[arg(long, help_heading = "Live capture")]
     pub promisc: bool,
+    /// Do not put the interface in promiscuous mode: tcpdump's -p, accepted for tcpdump
+    /// habits (it is the default here)
+    #[arg(
+        short = 'p',
+        long = "no-promisc",
+        conflicts_with = "promisc",
+        help_heading = "Live capture"
+    )]
+    pub no_promisc: bool,
     /// Drop privileges to this user once the ring (and any socket or file) is open (live)
     #[arg(long, value_name = "NAME", help_heading = "Live capture")]
     pub user: Option<String>,

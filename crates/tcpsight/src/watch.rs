@@ -217,7 +217,8 @@ impl<W: Write> Watcher<W> {
             self.header_done = true;
             Self::header_to(&mut self.out)?;
         }
-        let elapsed = e.elapsed_ns.unwrap_or(0);
+        // Unknown when a FIN or RST completed the handshake (a control-only capture).
+        let elapsed = e.elapsed_ns.map_or("-".to_string(), handshake_time);
         let rtt = e
             .server_rtt_ns
             .map_or("-".to_string(), |r| format!("{:.3}", r as f64 / 1e6));
@@ -225,7 +226,7 @@ impl<W: Write> Watcher<W> {
         writeln!(
             self.out,
             "{:>9} | {} | {:>27}   {:<27} | {} | {:7}  {:7} | {:>8}",
-            handshake_time(elapsed),
+            elapsed,
             ts,
             endpoint(e.client),
             endpoint(e.server),

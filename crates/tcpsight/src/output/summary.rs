@@ -96,6 +96,14 @@ pub fn render(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> String {
         "  midstream     {:>9}   (already open when the capture began)\n",
         thousands(o.get(Outcome::Midstream))
     ));
+    if o.control_only > 0 {
+        s.push_str(&format!(
+            "  control-only  {:>9}   (only SYN, FIN and RST packets seen, as in a control-only\n\
+             \x20                            capture: connect time, RTT, retransmissions, gaps and\n\
+             \x20                            messages unknown, shown as - or null; bytes from sequence numbers)\n",
+            thousands(o.control_only)
+        ));
+    }
     s
 }
 
@@ -157,5 +165,6 @@ pub fn to_json(input: &InputInfo, st: &CaptureStats, o: &Outcomes) -> Json {
         "outcomes": outcomes,
         "dup_syn": o.dup_syn,
         "dup_synack": o.dup_synack,
+        "control_only": o.control_only,
     })
 }

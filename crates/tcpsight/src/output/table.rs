@@ -158,15 +158,15 @@ pub fn sort_value(r: &Row, sort: SortBy) -> Option<f64> {
         SortBy::LatP50 => d(r.lat[0]),
         SortBy::LatP99 => d(r.lat[2]),
         SortBy::EstRate => Some(r.est_rate),
-        SortBy::Out => Some(r.out as f64),
-        SortBy::In => Some(r.inb as f64),
+        SortBy::Out => r.out.map(|v| v as f64),
+        SortBy::In => r.inb.map(|v| v as f64),
         SortBy::BytesOut => Some(r.bytes_out as f64),
         SortBy::BytesIn => Some(r.bytes_in as f64),
         SortBy::Rtt => d(r.rtt[0]),
         SortBy::Resp => d(r.resp_p95),
-        SortBy::Retx => Some(r.retx_pct),
+        SortBy::Retx => r.retx_pct,
         SortBy::Fail => Some((r.refused + r.unreachable + r.timed_out) as f64),
-        SortBy::Err => Some(r.err as f64),
+        SortBy::Err => r.err.map(|v| v as f64),
     }
 }
 
@@ -289,20 +289,85 @@ pub fn cells(r: &Row) -> [String; COLUMNS] {
         opt_dur(r.lat[0]),
         opt_dur(r.lat[1]),
         opt_dur(r.lat[2]),
-        thousands(r.out),
-        thousands(r.inb),
+        opt_count(r.out),
+        opt_count(r.inb),
         human_bytes(r.bytes_out),
         human_bytes(r.bytes_in),
         opt_dur(r.rtt[0]),
         opt_dur(r.resp_p95),
-        format!("{:.2}", r.retx_pct),
+        r.retx_pct.map_or("-".into(), |p| format!("{p:.2}")),
         failures(r),
-        thousands(r.err),
+        opt_count(r.err),
     ]
+}
+
+/// A count, or "-" where the capture could not show it (control-only traces).
+fn opt_count(v: Option<u64>) -> String {
+    v.map_or("-".into(), thousands)
+}
+
+/// Highlight thresholds (trtop's highlighted entries). trtop highlighted Lat on the
+/// *mean* while showing the 95th percentile; here every threshold applies to the value
+/// shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    /// SynAck% below this.
+    pub synack_pct: f64,
+    /// Est% below this.
+    pub est_pct: f64,
+    /// Rst% above this.
+    pub rst_pct: f64,
+    /// QoS p95 below this (0: never).
+    pub qos: u64,
+    /// Lat p95 above this many ms.
+    pub lat_ms: f64,
+    /// Resp p95 above this many ms.
+    pub rtt_ms: f64,
+    /// Retx% above this.
+    pub retx_pct: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            synack_pct: 90.0,
+            est_pct: 90.0,
+            rst_pct: 10.0,
+            qos: 0,
+            lat_ms: 20.0,
+            rtt_ms: 100.0,
+            retx_pct: 2.0,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Whether cell `col` (in `table::HEADER` order) of `r` is over its threshold.
+    pub fn hot(&self, col: usize, r: &Row) -> bool {
+        let ms = |v: Option<u64>, lim: f64| v.is_some_and(|ns| ns as f64 / 1e6 > lim);
+        match HEADER[col] {
+            "SynAck%" => r.synack_pct.is_some_and(|p| p < self.synack_pct),
+            "Est%" => r.est_pct.is_some_and(|p| p < self.est_pct),
+            "Rst%" => r.rst_pct > self.rst_pct,
+            "QoS" => self.qos > 0 && r.qos_p95.is_some_and(|q| q < self.qos),
+            "p95" => ms(r.lat[1], self.lat_ms),
+            "Resp p95" => ms(r.resp_p95, self.rtt_ms),
+            "Retx%" => r.retx_pct.is_some_and(|p| p > self.retx_pct),
+            "Fail" => r.refused + r.unreachable + r.timed_out > 0,
+            "Err" => r.err.is_some_and(|e| e > 0),
+            _ => false,
+        }
+    }
 }
 
 /// Renders rows as an aligned text table.
 pub fn render(rows: &[Row], limit: usize) -> String {
+    render_highlighted(rows, limit, None)
+}
+
+/// Renders rows as an aligned text table, the cells over `hot`'s thresholds in bold
+/// red (ANSI; for a terminal) as top highlights them.
+pub fn render_highlighted(rows: &[Row], limit: usize, hot: Option<&Thresholds>) -> String {
     let shown = if limit == 0 {
         rows.len()
     } else {
@@ -324,13 +389,22 @@ pub fn render(rows: &[Row], limit: usize) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in &cells {
+    for (i, row) in cells.iter().enumerate() {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            if c == 0 {
-                line.push_str(&format!("{cell:<w$}", w = widths[c]));
+            let padded = if c == 0 {
+                format!("{cell:<w$}", w = widths[c])
             } else {
-                line.push_str(&format!("  {cell:>w$}", w = widths[c]));
+                format!("  {cell:>w$}", w = widths[c])
+            };
+            // Row 0 is the header; the padding stays outside the colour.
+            match hot {
+                Some(t) if i > 0 && t.hot(c, &rows[i - 1]) => {
+                    let text = padded.trim_start();
+                    line.push_str(&padded[..padded.len() - text.len()]);
+                    line.push_str(&format!("\x1b[1;31m{text}\x1b[0m"));
+                }
+                _ => line.push_str(&padded),
             }
         }
         out.push_str(line.trim_end());

@@ -67,6 +67,10 @@ pub struct TopArgs {
     /// --resolve
     #[arg(short = 'n', hide = true)]
     numeric: bool,
+    /// Stop reading after this many frames (after the packet filter), as tcpdump's -c;
+    /// the table stays on screen
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    count: Option<u64>,
     /// Capture files to replay (pcap/pcapng, gzip/zstd), merged in time order
     #[arg(
         short = 'r',
@@ -528,7 +532,7 @@ fn open_source(args: &TopArgs) -> Result<(Feed, String), String> {
         args.live.drop_privileges()?;
         let feed = Feed {
             src: Box::new(LiveSource::new(cap, 20)),
-            runner: Runner::new(Limits::default(), None).progress_every(4096),
+            runner: Runner::new(frame_limit(args), None).progress_every(4096),
             interface: Some(iface.clone()),
         };
         return Ok((feed, format!("{iface} (live)")));
@@ -557,11 +561,19 @@ fn open_source(args: &TopArgs) -> Result<(Feed, String), String> {
     Ok((
         Feed {
             src,
-            runner: Runner::new(Limits::default(), packet_filter),
+            runner: Runner::new(frame_limit(args), packet_filter),
             interface: None,
         },
         format!("{} ({how})", names.join(", ")),
     ))
+}
+
+/// `-c COUNT`: the run stops after that many frames.
+fn frame_limit(args: &TopArgs) -> Limits {
+    Limits {
+        max_frames: args.count,
+        ..Limits::default()
+    }
 }
 
 fn build_model(args: &TopArgs) -> Result<Model, String> {

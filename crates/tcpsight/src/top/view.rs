@@ -10,61 +10,9 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TRow, Tabl
 use super::keys::{HELP, Ui};
 use super::model::{Conn, Model, TopRow};
 use crate::format::{human_duration, thousands, utc};
-use crate::output::table::{self, COLUMN_SORT, Row};
+use crate::output::table::{self, COLUMN_SORT};
 
-/// Highlight thresholds (trtop's highlighted entries). trtop highlighted Lat on the
-/// *mean* while showing the 95th percentile; here every threshold applies to the value
-/// shown.
-#[derive(Clone, Copy, Debug)]
-pub struct Thresholds {
-    /// SynAck% below this.
-    pub synack_pct: f64,
-    /// Est% below this.
-    pub est_pct: f64,
-    /// Rst% above this.
-    pub rst_pct: f64,
-    /// QoS p95 below this (0: never).
-    pub qos: u64,
-    /// Lat p95 above this many ms.
-    pub lat_ms: f64,
-    /// Resp p95 above this many ms.
-    pub rtt_ms: f64,
-    /// Retx% above this.
-    pub retx_pct: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            synack_pct: 90.0,
-            est_pct: 90.0,
-            rst_pct: 10.0,
-            qos: 0,
-            lat_ms: 20.0,
-            rtt_ms: 100.0,
-            retx_pct: 2.0,
-        }
-    }
-}
-
-impl Thresholds {
-    /// Whether cell `col` (in `table::HEADER` order) of `r` is over its threshold.
-    pub fn hot(&self, col: usize, r: &Row) -> bool {
-        let ms = |v: Option<u64>, lim: f64| v.is_some_and(|ns| ns as f64 / 1e6 > lim);
-        match table::HEADER[col] {
-            "SynAck%" => r.synack_pct.is_some_and(|p| p < self.synack_pct),
-            "Est%" => r.est_pct.is_some_and(|p| p < self.est_pct),
-            "Rst%" => r.rst_pct > self.rst_pct,
-            "QoS" => self.qos > 0 && r.qos_p95.is_some_and(|q| q < self.qos),
-            "p95" => ms(r.lat[1], self.lat_ms),
-            "Resp p95" => ms(r.resp_p95, self.rtt_ms),
-            "Retx%" => r.retx_pct > self.retx_pct,
-            "Fail" => r.refused + r.unreachable + r.timed_out > 0,
-            "Err" => r.err > 0,
-            _ => false,
-        }
-    }
-}
+pub use crate::output::table::Thresholds;
 
 /// Everything one frame shows.
 pub struct Screen<'a> {

@@ -324,6 +324,30 @@ fn c_count_reads_only_the_first_frames() {
     assert_eq!(json["frames"], 20);
     let w = text(&tcpsight(&["watch", "-r", &cap, "-c", "20", "-q"]).stdout);
     assert!(w.contains(" capture: 20 frames"), "{w}");
+    let top: serde_json::Value = serde_json::from_slice(
+        &tcpsight(&["top", "-r", &cap, "-c", "20", "--once", "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(top["capture"]["frames"], 20);
+}
+
+/// tcpdump's `-p` (do not go promiscuous) is accepted by every live face, and
+/// capture's port option moved to `-P` to make room; `-p` with --promisc is refused.
+#[test]
+fn p_is_tcpdumps_no_promiscuous_flag_and_capture_ports_are_capital_p() {
+    for face in ["watch", "top", "capture"] {
+        let help = text(&tcpsight(&[face, "--help"]).stdout);
+        assert!(help.contains("-p, --no-promisc"), "{face}: {help}");
+    }
+    let help = text(&tcpsight(&["capture", "--help"]).stdout);
+    assert!(help.contains("-P, --port <PORT>"), "{help}");
+    let out = tcpsight(&["watch", "-i", "lo", "-p", "--promisc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Issue 15 (friction): "Rtt p95" was the response time. The table names it Resp p95 and
@@ -447,4 +471,194 @@ fn watch_keeps_rx_and_tx_totals_beside_named_filters() {
     assert_eq!(rx, 0, "the client's capture: nothing to this host");
     assert_eq!(tx, 8_983, "every IPv4 success from 10.77.0.1");
     assert!(web > 0 && web < tx, "web {web} is part of TX {tx}");
+}
+
+/// Issue 15.1: a control-only capture (SYN, FIN and RST packets alone, what `capture`
+/// writes by default) gives blanks, not wrong figures: connect time, RTT,
+/// retransmissions, gaps, messages and exchanges are null per connection and blank in
+/// the table, bytes come from sequence numbers, and the summary says why. The full
+/// capture of the same traffic has no control-only connection.
+#[test]
+fn control_only_capture_reports_blanks_not_wrong_figures() {
+    let control = data("derived/netns-25s-control-only.pcap.gz");
+    let full = data(BIG);
+    let records = |cap: &str| -> Vec<serde_json::Value> {
+        let out = tcpsight(&["analyze", cap, "--flows", "-"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let full_records = records(&full);
+    assert!(full_records.iter().all(|r| r["control_only"] == false));
+    let established_full = full_records
+        .iter()
+        .filter(|r| r["outcome"] == "established")
+        .count();
+    assert!(established_full > 9000, "{established_full}");
+    assert!(
+        full_records
+            .iter()
+            .filter(|r| r["outcome"] == "established")
+            .all(|r| r["connect_us"].is_number())
+    );
+
+    let ctl = records(&control);
+    let flagged: Vec<_> = ctl.iter().filter(|r| r["control_only"] == true).collect();
+    // Every established connection that sent payload (9,001 of 9,009); the refused,
+    // unanswered and dataless ones are whole (their figures are right).
+    assert_eq!(flagged.len(), 9001);
+    for r in &flagged {
+        for f in [
+            "connect_us",
+            "client_rtt_us",
+            "c2s_rtt_avg_us",
+            "s2c_rtt_avg_us",
+            "c2s_retx_pkts",
+            "c2s_lost_segments",
+            "c2s_gap_bytes",
+            "s2c_gap_bytes",
+            "c2s_messages",
+            "exchanges",
+        ] {
+            assert!(r[f].is_null(), "{f} of a control-only record: {r}");
+        }
+        assert!(
+            r["server_rtt_us"].is_number(),
+            "SYN to SYN/ACK is seen: {r}"
+        );
+        assert!(r["c2s_unique_bytes"].is_number());
+    }
+    assert!(
+        ctl.iter()
+            .any(|r| r["outcome"] == "rejected" && r["control_only"] == false)
+    );
+
+    let out = tcpsight(&["analyze", &control]);
+    let report = text(&out.stdout);
+    assert!(report.contains("control-only      9,001"), "{report}");
+    let table = |cap: &str| -> serde_json::Value {
+        let out = tcpsight(&["analyze", cap, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = v["destinations"].as_array().unwrap();
+        d.iter().find(|d| d["host"] == "10.77.0.2").unwrap().clone()
+    };
+    let (c, f) = (table(&control), table(&full));
+    for k in ["lat_us_p95", "out", "in", "retx_pct", "err", "qos_p95"] {
+        assert!(c[k].is_null(), "{k}: {c}");
+        assert!(!f[k].is_null(), "{k} in the full capture: {f}");
+    }
+    // The bytes each way from the SYNs' and FINs' sequence numbers: what the records
+    // say, and exactly what the full capture's connections sent in the directions that
+    // ended with a FIN (one closed by a RST alone shows none).
+    for (k, dir) in [("payload_bytes_out", "c2s"), ("payload_bytes_in", "s2c")] {
+        let sum = |rs: &[serde_json::Value], fin_only: bool| -> u64 {
+            rs.iter()
+                .filter(|r| r["server_ip"] == "10.77.0.2")
+                .filter(|r| !fin_only || r[format!("{dir}_fin_pkts")] != 0)
+                .map(|r| r[format!("{dir}_unique_bytes")].as_u64().unwrap())
+                .sum()
+        };
+        let a = c[k].as_u64().unwrap();
+        assert_eq!(a, sum(&ctl, false), "{k}");
+        assert_eq!(a, sum(&full_records, true), "{k}");
+        assert!(a > 0 && a <= f[k].as_u64().unwrap(), "{k}");
+    }
+    // watch: a handshake completed by a FIN has no handshake time to show.
+    let out = tcpsight(&["watch", "-r", &control]);
+    let lines = text(&out.stdout);
+    let success: Vec<&str> = lines.lines().filter(|l| l.contains("success")).collect();
+    assert!(!success.is_empty());
+    assert!(
+        success.iter().all(|l| l.trim_start().starts_with("- |")),
+        "{}",
+        success[0]
+    );
+}
+
+/// Issue 15.6: each record names the interface its connection's first packet came
+/// from, as tshark's frame.interface_name does (oracle file beside the capture); a
+/// pcap file names none.
+#[test]
+fn records_name_the_interface_of_their_first_packet_as_tshark_does() {
+    let oracle =
+        std::fs::read_to_string(data("oracle/interfaces/sites-22-interfaces.tsv")).unwrap();
+    let expected: Vec<Vec<&str>> = oracle
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(expected.len(), 60);
+    let out = tcpsight(&[
+        "analyze",
+        &data("captures/ndpi/sites-22-interfaces.pcapng"),
+        "--flows",
+        "-",
+    ]);
+    assert!(out.status.success());
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 60);
+    let mut named = 0;
+    for e in &expected {
+        let (ts, a, ap, b, bp, name) = (e[0], e[1], e[2], e[3], e[4], e[5]);
+        let ep = |ip: &serde_json::Value, port: &serde_json::Value| {
+            format!("{}:{}", ip.as_str().unwrap(), port)
+        };
+        let r = records
+            .iter()
+            .find(|r| {
+                let c = ep(&r["client_ip"], &r["client_port"]);
+                let s = ep(&r["server_ip"], &r["server_port"]);
+                let (x, y) = (format!("{a}:{ap}"), format!("{b}:{bp}"));
+                ((c == x && s == y) || (c == y && s == x))
+                    && r["ts_first_ns"].as_u64() == ts.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no record for {e:?}"));
+        if name.is_empty() {
+            assert!(r["interface"].is_null(), "{e:?}: {}", r["interface"]);
+        } else {
+            assert_eq!(r["interface"], name, "{e:?}");
+            named += 1;
+        }
+    }
+    assert_eq!(named, 51);
+    let pcap = tcpsight(&[
+        "analyze",
+        &data("captures/zeek/wikipedia.pcap"),
+        "--flows",
+        "-",
+    ]);
+    let first: serde_json::Value =
+        serde_json::from_str(text(&pcap.stdout).lines().next().unwrap()).unwrap();
+    assert!(first["interface"].is_null());
+}
+
+/// Issue 15.3 (small things): analyze's table highlights the cells over top's
+/// thresholds when asked (or on a terminal), never in a pipe by default.
+#[test]
+fn analyze_colours_hot_cells_on_request_and_never_in_a_pipe() {
+    let big = data(BIG);
+    let plain = text(&tcpsight(&["analyze", &big]).stdout);
+    assert!(!plain.contains('\x1b'));
+    let never = text(&tcpsight(&["analyze", &big, "--color", "never"]).stdout);
+    assert_eq!(never, plain);
+    let coloured = text(&tcpsight(&["analyze", &big, "--color", "always"]).stdout);
+    let row = coloured
+        .lines()
+        .find(|l| l.starts_with("10.77.0.2 "))
+        .unwrap();
+    // 29 refused handshakes and 17 connections with gaps are over the thresholds;
+    // SynAck% 99.8 is not.
+    assert!(row.contains("\x1b[1;31m29r\x1b[0m"), "{row:?}");
+    assert!(row.contains("\x1b[1;31m17\x1b[0m"), "{row:?}");
+    assert!(!row.contains("\x1b[1;31m99.8"), "{row:?}");
+    // Without the escapes the text is the same table.
+    assert_eq!(
+        coloured.replace("\x1b[1;31m", "").replace("\x1b[0m", ""),
+        plain
+    );
 }
