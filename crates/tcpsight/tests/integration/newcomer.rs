@@ -662,3 +662,24 @@ fn analyze_colours_hot_cells_on_request_and_never_in_a_pipe() {
         plain
     );
 }
+
+/// Issue 15 (friction): the README says the quick-start capture's blackholed SYNs are
+/// pending (the capture ends before the 30 s deadline) and that a shorter handshake
+/// timeout makes them timeouts.
+#[test]
+fn quick_start_capture_shows_blackholed_syns_as_pending_as_the_readme_says() {
+    let readme = std::fs::read_to_string(data("../README.md")).unwrap();
+    assert!(readme.contains("`pending`, not `timeout`"));
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["analyze".to_string(), data(BIG), "--json".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        serde_json::from_slice(&tcpsight(&a).stdout).unwrap()
+    };
+    let default = json(&[]);
+    assert_eq!(default["outcomes"]["timeout"], 0);
+    assert_eq!(default["outcomes"]["pending"], 26);
+    let short = json(&["--handshake-timeout", "5"]);
+    assert_eq!(short["outcomes"]["timeout"], 24);
+    assert_eq!(short["outcomes"]["pending"], 2);
+}
