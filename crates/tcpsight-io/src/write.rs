@@ -61,12 +61,44 @@ pub struct CaptureWriter<W: Write> {
     out: W,
     format: WriteFormat,
     snaplen: u32,
+    link: LinkType,
+    /// pcapng: the interfaces described so far (their names), in block order; frames
+    /// name theirs by index ([`CaptureWriter::write_on`]).
+    interfaces: Vec<Box<str>>,
+    /// The index of the last frame's interface.
+    last_interface: u32,
     pub frames: u64,
     pub bytes: u64,
 }
 
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
+}
+
+/// Writes an Interface Description Block (if_name, if_tsresol = 9); returns its length.
+fn write_idb(out: &mut impl Write, link: LinkType, snaplen: u32, name: &str) -> io::Result<u32> {
+    let mut opts = Vec::new();
+    let name = name.as_bytes();
+    let name = &name[..name.len().min(u16::MAX as usize - 3)];
+    opts.extend_from_slice(&2u16.to_le_bytes());
+    opts.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    opts.extend_from_slice(name);
+    opts.resize(opts.len() + pad4(name.len()), 0);
+    opts.extend_from_slice(&9u16.to_le_bytes());
+    opts.extend_from_slice(&1u16.to_le_bytes());
+    opts.extend_from_slice(&[9, 0, 0, 0]);
+    opts.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+    let len = 20 + opts.len() as u32;
+    let mut idb = Vec::with_capacity(len as usize);
+    idb.extend_from_slice(&1u32.to_le_bytes());
+    idb.extend_from_slice(&len.to_le_bytes());
+    idb.extend_from_slice(&(link.0 as u16).to_le_bytes());
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&snaplen.to_le_bytes());
+    idb.extend_from_slice(&opts);
+    idb.extend_from_slice(&len.to_le_bytes());
+    out.write_all(&idb)?;
+    Ok(len)
 }
 
 impl<W: Write> CaptureWriter<W> {
@@ -100,33 +132,16 @@ impl<W: Write> CaptureWriter<W> {
                 shb.extend_from_slice(&(-1i64).to_le_bytes());
                 shb.extend_from_slice(&28u32.to_le_bytes());
                 out.write_all(&shb)?;
-                // Interface Description Block with if_name and if_tsresol = 9.
-                let mut opts = Vec::new();
-                let name = interface.as_bytes();
-                opts.extend_from_slice(&2u16.to_le_bytes());
-                opts.extend_from_slice(&(name.len() as u16).to_le_bytes());
-                opts.extend_from_slice(name);
-                opts.resize(opts.len() + pad4(name.len()), 0);
-                opts.extend_from_slice(&9u16.to_le_bytes());
-                opts.extend_from_slice(&1u16.to_le_bytes());
-                opts.extend_from_slice(&[9, 0, 0, 0]);
-                opts.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
-                let len = 20 + opts.len() as u32;
-                let mut idb = Vec::with_capacity(len as usize);
-                idb.extend_from_slice(&1u32.to_le_bytes());
-                idb.extend_from_slice(&len.to_le_bytes());
-                idb.extend_from_slice(&(link.0 as u16).to_le_bytes());
-                idb.extend_from_slice(&0u16.to_le_bytes());
-                idb.extend_from_slice(&snaplen.to_le_bytes());
-                idb.extend_from_slice(&opts);
-                idb.extend_from_slice(&len.to_le_bytes());
-                out.write_all(&idb)?;
+                write_idb(&mut out, link, snaplen, interface)?;
             }
         }
         Ok(CaptureWriter {
             out,
             format,
             snaplen,
+            link,
+            interfaces: vec![interface.into()],
+            last_interface: 0,
             frames: 0,
             bytes: 0,
         })
@@ -135,6 +150,39 @@ impl<W: Write> CaptureWriter<W> {
     /// Appends one frame captured at `ts_ns` (ns since the epoch), `orig_len` bytes long
     /// on the wire. Frames longer than the snaplen are cut.
     pub fn write(&mut self, ts_ns: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
+        self.last_interface = 0;
+        self.write_frame(ts_ns, data, orig_len)
+    }
+
+    /// As [`write`](Self::write), for a frame seen on `interface` (on `any`, each
+    /// frame's own): pcapng gets an Interface Description Block for each interface
+    /// the first time one of its frames comes, so readers (tshark, tcpsight) name it.
+    /// pcap has no place for it.
+    pub fn write_on(
+        &mut self,
+        ts_ns: u64,
+        data: &[u8],
+        orig_len: u32,
+        interface: Option<&str>,
+    ) -> io::Result<()> {
+        self.last_interface = match (self.format, interface) {
+            (WriteFormat::PcapNg, Some(name)) => self.interface_id(name)?,
+            _ => 0,
+        };
+        self.write_frame(ts_ns, data, orig_len)
+    }
+
+    /// The index of interface `name`, described now if it is new.
+    fn interface_id(&mut self, name: &str) -> io::Result<u32> {
+        if let Some(i) = self.interfaces.iter().position(|n| &**n == name) {
+            return Ok(i as u32);
+        }
+        self.bytes += write_idb(&mut self.out, self.link, self.snaplen, name)? as u64;
+        self.interfaces.push(name.into());
+        Ok((self.interfaces.len() - 1) as u32)
+    }
+
+    fn write_frame(&mut self, ts_ns: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
         let data = &data[..data.len().min(self.snaplen as usize)];
         let caplen = data.len() as u32;
         let orig_len = orig_len.max(caplen);
@@ -155,7 +203,7 @@ impl<W: Write> CaptureWriter<W> {
                 let mut h = [0u8; 28];
                 h[0..4].copy_from_slice(&6u32.to_le_bytes());
                 h[4..8].copy_from_slice(&len.to_le_bytes());
-                // h[8..12]: interface 0
+                h[8..12].copy_from_slice(&self.last_interface.to_le_bytes());
                 h[12..16].copy_from_slice(&((ts_ns >> 32) as u32).to_le_bytes());
                 h[16..20].copy_from_slice(&(ts_ns as u32).to_le_bytes());
                 h[20..24].copy_from_slice(&caplen.to_le_bytes());
@@ -230,6 +278,38 @@ impl<W: Write> CaptureWriter<W> {
 mod tests {
     use super::*;
     use crate::CaptureReader;
+
+    /// Frames of `any` keep their own interface: a pcapng file describes each the first
+    /// time it comes and a reader names every frame's; pcap names none.
+    #[test]
+    fn frames_keep_their_interface_in_pcapng() {
+        for format in [WriteFormat::PcapNg, WriteFormat::Pcap] {
+            let mut w = CaptureWriter::new(Vec::new(), format, LinkType::RAW, 128, "any").unwrap();
+            let names = [Some("veth1"), Some("br0"), Some("veth1"), None, Some("br0")];
+            for (i, n) in names.iter().enumerate() {
+                w.write_on(1_000 + i as u64, &[0x45; 20], 20, *n).unwrap();
+            }
+            let bytes = w.finish().unwrap();
+            let mut r =
+                CaptureReader::from_reader("mem", Box::new(io::Cursor::new(bytes))).unwrap();
+            let mut got = Vec::new();
+            loop {
+                let Some(f) = r.current() else { break };
+                got.push(f.interface.map(str::to_string));
+                if !r.advance().unwrap() {
+                    break;
+                }
+            }
+            let want: Vec<Option<String>> = match format {
+                // A frame without a name is on the file's own interface (`any`).
+                WriteFormat::PcapNg => ["veth1", "br0", "veth1", "any", "br0"]
+                    .map(|n| Some(n.to_string()))
+                    .to_vec(),
+                WriteFormat::Pcap => vec![None; 5],
+            };
+            assert_eq!(got, want, "{format:?}");
+        }
+    }
 
     fn roundtrip(format: WriteFormat) {
         let frames: Vec<(u64, Vec<u8>, u32)> = (0..5u8)

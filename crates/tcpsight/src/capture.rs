@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use tcpsight_core::LinkType;
 use tcpsight_core::decode::{Decoded, TcpFlags, decode};
-use tcpsight_io::{CaptureWriter, WriteFormat};
+use tcpsight_io::{CaptureWriter, FrameRef, WriteFormat};
 use tcpsight_live::{LiveCapture, LiveOptions};
+use tcpsight_pipeline::{FrameSource, LiveSource, Next};
 
 use crate::format::thousands;
 use crate::watch::{STOP, stop_on_signals};
@@ -50,7 +51,8 @@ pub struct CaptureArgs {
     /// Start a new file every this many seconds
     #[arg(long, value_name = "SECONDS")]
     rotate_secs: Option<f64>,
-    /// Write pcapng instead of pcap
+    /// Write pcapng instead of pcap (also when FILE ends in .pcapng): it names each
+    /// frame's interface and ends with the capture's statistics
     #[arg(long)]
     pcapng: bool,
     #[command(flatten)]
@@ -163,10 +165,10 @@ impl Output {
         Ok(())
     }
 
-    fn write(&mut self, ts_ns: u64, data: &[u8], orig_len: u32) -> Result<(), String> {
+    fn write(&mut self, f: &FrameRef) -> Result<(), String> {
         let path = self.files.last().cloned().unwrap_or_default();
         if let Some(w) = &mut self.current {
-            w.write(ts_ns, data, orig_len)
+            w.write_on(f.ts_ns, f.data, f.orig_len, f.interface)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             self.frames += 1;
         }
@@ -222,14 +224,19 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         Some(e) => Some(tcpsight_bpf::Program::compile(e, link.0, snaplen)?),
         None => None,
     };
-    let mut cap = LiveCapture::open(
+    let cap = LiveCapture::open(
         &args.interface,
         LiveOptions {
             snaplen,
             ..args.live.options(filter)
         },
     )?;
-    let format = if args.pcapng {
+    // The format follows the name as the user wrote it (`x.pcapng`), or --pcapng.
+    let named_ng = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pcapng"));
+    let format = if args.pcapng || named_ng {
         WriteFormat::PcapNg
     } else {
         WriteFormat::Pcap
@@ -276,6 +283,10 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
     );
     let deadline =
         (args.duration > 0.0).then(|| Instant::now() + Duration::from_secs_f64(args.duration));
+    // The pipeline's live source: on `any`, copies of a packet seen on two interfaces
+    // (a bridge and its port) are dropped and counted, and each frame names its
+    // interface (pcapng describes each).
+    let mut src = LiveSource::new(cap, 100);
     let mut seen: u64 = 0;
     let result = loop {
         if STOP.load(Ordering::Relaxed)
@@ -284,21 +295,20 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
         {
             break Ok(());
         }
-        let frame = match cap.next(100) {
+        let frame = match src.next_frame() {
             Ok(f) => f,
             Err(e) => break Err(e),
         };
         let step = match frame {
-            Some(f) => {
+            Next::Frame(f) => {
                 seen += 1;
                 if keep(link, f.data, f.orig_len, args.all, &args.ports) {
-                    out.rotate_if_due(f.ts_ns)
-                        .and_then(|_| out.write(f.ts_ns, f.data, f.orig_len))
+                    out.rotate_if_due(f.ts_ns).and_then(|_| out.write(&f))
                 } else {
                     Ok(())
                 }
             }
-            None => out.rotate_if_due(tcpsight_pipeline::wall_clock_ns()),
+            Next::Idle { .. } | Next::End => out.rotate_if_due(tcpsight_pipeline::wall_clock_ns()),
         };
         if let Err(e) = step {
             break Err(e);
@@ -306,10 +316,19 @@ fn capture(args: &CaptureArgs) -> Result<(), String> {
     };
     // Whatever happened, what was written reaches the disk before we report.
     let closed = out.close();
-    let (delivered, dropped) = cap.stats();
+    let (delivered, dropped) = src.kernel_stats().unwrap_or_default();
+    let copies = src
+        .copies_dropped()
+        .map(|c| {
+            format!(
+                "; {} copies of packets seen on two interfaces dropped (--keep-copies keeps them)",
+                thousands(c)
+            )
+        })
+        .unwrap_or_default();
     let files: Vec<String> = out.files.iter().map(|p| p.display().to_string()).collect();
     eprintln!(
-        "tcpsight: {} packets written to {} ({} file{}); {} seen; kernel delivered {}, dropped {}{}",
+        "tcpsight: {} packets written to {} ({} file{}); {} seen; kernel delivered {}, dropped {}{}{copies}",
         thousands(out.frames),
         files.join(", "),
         files.len(),

@@ -602,7 +602,10 @@ impl<W: Write> Tap for Watcher<W> {
         if let Some(rec) = &mut self.record {
             rec.start_ns.get_or_insert(f.ts_ns);
             rec.clock_ns = rec.clock_ns.max(f.ts_ns);
-            if let Err(e) = rec.writer.write(f.ts_ns, f.data, f.orig_len) {
+            if let Err(e) = rec
+                .writer
+                .write_on(f.ts_ns, f.data, f.orig_len, f.interface)
+            {
                 let msg = crate::capfile::describe(&rec.path, &e);
                 // `-w - | head -c N`: the capture's reader left; stop quietly as tcpdump.
                 if crate::pipe::is_broken(&e) {

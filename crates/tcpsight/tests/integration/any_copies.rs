@@ -203,3 +203,77 @@ fn top_on_a_bridge_shows_retx_0_and_a_refusing_port_rst_100_within_the_window() 
         "{v:#}"
     );
 }
+
+/// Issue 15.6 (root; skips otherwise): `capture -i any` on a bridge drops the copies
+/// as watch does and says how many, and its pcapng file names each frame's interface:
+/// analyze's records then say which interface each connection came in on, every SYN
+/// counted once.
+#[test]
+fn capture_on_any_drops_copies_and_records_name_their_interface() {
+    let Some((net, br)) = bridged(63) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("any.pcapng");
+    let mut c = net
+        .tcpsight_cmd(&[
+            "capture",
+            "-i",
+            "any",
+            "--all",
+            "-t",
+            "0",
+            "-w",
+            file.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = first_stderr_line(&mut c);
+    assert!(
+        started.contains("capturing every packet on any"),
+        "{started}"
+    );
+    traffic(&net, 10, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = interrupt(c);
+    let end = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{end}");
+    let copies: u64 = end
+        .split("; ")
+        .find_map(|p| {
+            p.strip_suffix(
+                " copies of packets seen on two interfaces dropped (--keep-copies keeps them)\n",
+            )
+        })
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no copies figure: {end}"));
+    assert!(copies >= 80, "{end}");
+
+    let flows = crate::common::tcpsight(&["analyze", file.to_str().unwrap(), "--flows", "-"]);
+    assert!(flows.status.success());
+    let records: Vec<Value> = String::from_utf8_lossy(&flows.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let server = net.server_ip().to_string();
+    let ours: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["server_ip"] == server.as_str() && r["server_port"] == 80)
+        .collect();
+    assert_eq!(ours.len(), 10, "{records:#?}");
+    for r in &ours {
+        assert_eq!(r["syn_count"], 1, "{r}");
+        let name = r["interface"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no interface: {r}"));
+        // The first copy of a SYN leaving the client comes from the bridge (the host's
+        // own address is on it) or its port.
+        assert!(
+            name == br || name == net.client_if,
+            "{name}: {br} or {}",
+            net.client_if
+        );
+    }
+}
