@@ -293,8 +293,7 @@ mod tests {
             let mut r =
                 CaptureReader::from_reader("mem", Box::new(io::Cursor::new(bytes))).unwrap();
             let mut got = Vec::new();
-            loop {
-                let Some(f) = r.current() else { break };
+            while let Some(f) = r.current() {
                 got.push(f.interface.map(str::to_string));
                 if !r.advance().unwrap() {
                     break;
