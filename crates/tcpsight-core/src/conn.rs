@@ -101,9 +101,9 @@ pub(crate) struct Conn {
     pub last_interim: u64,
     /// SYNs and SYN/ACKs seen when the handshake was decided (its event's counts).
     pub counts_at_decision: Option<(u32, u32)>,
-    /// Packets carrying none of SYN, FIN, RST: zero in a control-only capture
-    /// (`tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0`, what `capture` writes).
-    plain_pkts: u32,
+    /// A packet carrying none of SYN, FIN, RST was seen: never in a control-only
+    /// capture (`tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0`, what `capture` writes).
+    plain_seen: bool,
     /// The packet completing the handshake was a FIN or RST: the handshake's own ACK
     /// was not captured, so when the connection opened is unknown (only that it did).
     established_by_close: bool,
@@ -171,7 +171,7 @@ impl Conn {
             last_interim: 0,
             streams: None,
             counts_at_decision: None,
-            plain_pkts: 0,
+            plain_seen: false,
             established_by_close: false,
             interface: crate::engine::NO_INTERFACE,
         }
@@ -251,9 +251,7 @@ impl Conn {
             change = self.on_syn(seg, side, now);
         }
 
-        if !(syn || fin || rst) {
-            self.plain_pkts = self.plain_pkts.saturating_add(1);
-        }
+        self.plain_seen |= !(syn || fin || rst);
         let ooo_threshold = self.ooo_threshold();
         let (d, rev) = split_pair(&mut self.dirs, s);
         d.pkts += 1;
@@ -603,7 +601,7 @@ impl Conn {
     /// ACK of a FIN), so a full capture gives none; without unseen payload (a SYN scan,
     /// a connection closed before any data) every figure is still right.
     pub fn control_only(&self) -> bool {
-        self.plain_pkts == 0 && self.dirs.iter().any(|d| d.unique_bytes() > d.payload_bytes)
+        !self.plain_seen && self.dirs.iter().any(|d| d.unique_bytes() > d.payload_bytes)
     }
 
     /// Zeek's conn_state, from each endpoint's state as Zeek's TCP analyzer tracks it.
