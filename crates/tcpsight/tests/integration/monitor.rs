@@ -482,6 +482,12 @@ impl OutputWith for Command {
 /// Starts `tcpsight ARGS` (a replay with `--metrics 127.0.0.1:0`) and returns it with
 /// the address it serves metrics at, once its input has ended.
 fn serving(args: &[&str]) -> (Killed, String) {
+    let (child, addr, _) = serving_said(args);
+    (child, addr)
+}
+
+/// As [`serving`], with what it said on stderr until then.
+fn serving_said(args: &[&str]) -> (Killed, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
         .args(args)
         .stdout(Stdio::null())
@@ -490,14 +496,51 @@ fn serving(args: &[&str]) -> (Killed, String) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let child = Killed(child);
+    let mut said = String::new();
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
         if let Some(rest) = line.split("serving metrics at http://").nth(1) {
             let addr = rest.split('/').next().unwrap().to_string();
-            return (child, addr);
+            return (child, addr, said);
         }
     }
-    panic!("{args:?} never said where it serves metrics");
+    panic!("{args:?} never said where it serves metrics: {said}");
+}
+
+/// The value of the sample `series` (a name, with its labels if any) in a text
+/// exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The sum of every sample of `metric` (all label sets).
+fn sum_all(exposition: &str, metric: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The period summaries under `dir`, and every record line of its record files.
+fn summaries_and_records(dir: &Path) -> (Vec<Value>, Vec<Value>) {
+    let (mut summaries, mut records) = (Vec::new(), Vec::new());
+    for (k, v) in files(dir) {
+        if k.ends_with("/summary.json") {
+            summaries.push(serde_json::from_slice(&v).unwrap());
+        } else if k.ends_with("/flows.jsonl.zst") {
+            records.extend(json_lines(&unzstd(&v)));
+        }
+    }
+    (summaries, records)
+}
+
+fn sum_of(values: &[Value], key: &str) -> u64 {
+    values.iter().map(|v| v[key].as_u64().unwrap()).sum()
 }
 
 /// Sums of a counter's samples by one label, from the text exposition.
@@ -986,4 +1029,250 @@ fn analyze_live_for_a_duration_reports_what_a_file_of_it_does() {
     let j = tcpsight(&["analyze", &kept_arg, "--json"]);
     let doc: Value = serde_json::from_slice(&j.stdout).unwrap();
     assert_eq!(doc["outcomes"]["established"], 8, "{doc}");
+}
+
+/// The engine's memory bound on a replay: evictions counted in /metrics as the run's
+/// last lines, its period summaries and `analyze` with the same bound say.
+#[test]
+fn monitor_metrics_count_evictions_as_the_summaries_and_analyze_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let capture = data(CAPTURE);
+    let (_mon, addr, said) = serving_said(&[
+        "monitor",
+        "-r",
+        &capture,
+        "-o",
+        out.to_str().unwrap(),
+        "--interval",
+        "5s",
+        "--rotate",
+        "10s",
+        "--max-connections",
+        "50",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let text = http_get(&addr, "/metrics");
+    let evicted = sample(&text, "tcpsight_evicted_connections_total").expect("evictions metric");
+    let a = tcpsight(&["analyze", &capture, "--max-connections", "50", "--json"]);
+    assert!(a.status.success());
+    let a: Value = serde_json::from_slice(&a.stdout).unwrap();
+    let expected = a["evicted_connections"]
+        .as_u64()
+        .expect("analyze evicted some");
+    assert!(expected > 0);
+    assert_eq!(evicted, expected as f64, "{said}");
+    assert!(
+        said.contains(&format!("evicted {expected} connections")),
+        "{said}"
+    );
+    let (summaries, records) = summaries_and_records(&out);
+    assert_eq!(sum_of(&summaries, "evicted_connections"), expected);
+    assert_eq!(sum_of(&summaries, "undecodable_frames"), 0);
+    // An evicted connection still gets its (early) record, counted once.
+    let connections = a["connections"].as_u64().unwrap();
+    assert_eq!(records.len() as u64, connections);
+    assert_eq!(sum_of(&summaries, "records"), connections);
+    assert_eq!(
+        sum_all(&text, "tcpsight_connections_total"),
+        connections as f64
+    );
+    assert_eq!(
+        sample(&text, "tcpsight_undecodable_frames_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "tcpsight_records_not_written_total"),
+        Some(0.0)
+    );
+}
+
+/// A pcap of `frames` (Ethernet, microseconds), each (seconds, microseconds, bytes).
+fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (sec, usec, d) in frames {
+        for v in [*sec, *usec, d.len() as u32, d.len() as u32] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(d);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// The frames of a little-endian microsecond pcap.
+fn read_pcap(path: &str) -> Vec<(u32, u32, Vec<u8>)> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..4], &0xa1b2_c3d4u32.to_le_bytes());
+    let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let len = u(at + 8) as usize;
+        out.push((u(at), u(at + 4), b[at + 16..at + 16 + len].to_vec()));
+        at += 16 + len;
+    }
+    out
+}
+
+/// Frames that cannot be decoded (IPv4 frames given IP version 0, frames cut inside
+/// their IP header) counted in /metrics of monitor and watch and in the monitor's
+/// summaries, as analyze counts them; the rest analysed as ever; no panic.
+#[test]
+fn undecodable_frames_are_counted_in_metrics_and_summaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut frames = read_pcap(&data("captures/zeek/wikipedia.pcap"));
+    let mut broken = 0;
+    for (i, f) in frames.iter_mut().enumerate() {
+        let ipv4 = f.2.len() > 34 && f.2[12..14] == [0x08, 0x00];
+        if ipv4 && i % 5 == 1 {
+            f.2[14] = 0x05;
+            broken += 1;
+        } else if ipv4 && i % 5 == 3 {
+            f.2.truncate(20);
+            broken += 1;
+        }
+    }
+    assert!(broken >= 10, "{broken}");
+    let bad = tmp.path().join("bad.pcap");
+    write_pcap(&bad, &frames);
+    let bad = bad.to_str().unwrap();
+    let a = tcpsight(&["analyze", bad, "--json"]);
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let a: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(a["undecodable"].as_u64(), Some(broken), "{a}");
+    assert!(a["connections"].as_u64().unwrap() > 0);
+    let out = tmp.path().join("m");
+    let (_mon, addr) = serving(&[
+        "monitor",
+        "-r",
+        bad,
+        "-o",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let m = http_get(&addr, "/metrics");
+    let (_watch, waddr) = serving(&["watch", "-r", bad, "-q", "--metrics", "127.0.0.1:0"]);
+    let w = http_get(&waddr, "/metrics");
+    for t in [&m, &w] {
+        assert_eq!(
+            sample(t, "tcpsight_undecodable_frames_total"),
+            Some(broken as f64),
+            "{t}"
+        );
+        assert_eq!(
+            sample(t, "tcpsight_frames_total"),
+            Some(frames.len() as f64),
+            "{t}"
+        );
+        assert_eq!(
+            sum_all(t, "tcpsight_connections_total"),
+            a["connections"].as_u64().unwrap() as f64,
+            "{t}"
+        );
+        assert_eq!(sample(t, "tcpsight_evicted_connections_total"), Some(0.0));
+    }
+    let (summaries, _) = summaries_and_records(&out);
+    assert_eq!(sum_of(&summaries, "undecodable_frames"), broken);
+    assert_eq!(sum_of(&summaries, "frames"), frames.len() as u64);
+}
+
+/// Interim records: a long-lived connection counts once in the connection counters
+/// (at its final record), and its bytes and packets once in total (in /metrics as they
+/// grow, at each interim record, the rest at the final one; in the bins at the final
+/// record, as analyze's table).
+#[test]
+fn monitor_interim_records_count_each_connection_and_byte_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let (_mon, addr) = serving(&[
+        "monitor",
+        "-r",
+        &data(CAPTURE),
+        "-o",
+        out.to_str().unwrap(),
+        "--interval",
+        "5s",
+        "--rotate",
+        "10s",
+        "--active-timeout",
+        "1s",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let text = http_get(&addr, "/metrics");
+    let (summaries, records) = summaries_and_records(&out);
+    let (interim, finals): (Vec<&Value>, Vec<&Value>) =
+        records.iter().partition(|r| r["record"] == "interim");
+    // Connections long enough for several interim records each.
+    assert!(interim.len() > 50, "{}", interim.len());
+    assert_eq!(sum_of(&summaries, "interim_records"), interim.len() as u64);
+    assert_eq!(finals.len(), 9092);
+    let interim_bytes: u64 = interim
+        .iter()
+        .map(|r| r["c2s_payload_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(interim_bytes > 0);
+    assert_eq!(sum_all(&text, "tcpsight_connections_total"), 9092.0);
+    let bins: Vec<Value> = files(&out)
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("/bins.jsonl"))
+        .flat_map(|(_, v)| json_lines(&String::from_utf8(v).unwrap()))
+        .collect();
+    assert_eq!(sum_of(&bins, "conns"), 9092);
+    for (dir, field) in [
+        ("c2s", "payload_bytes"),
+        ("s2c", "payload_bytes"),
+        ("c2s", "pkts"),
+        ("s2c", "pkts"),
+    ] {
+        let total: u64 = finals
+            .iter()
+            .map(|r| r[format!("{dir}_{field}")].as_u64().unwrap())
+            .sum();
+        let metric = if field == "pkts" {
+            "tcpsight_packets_total"
+        } else {
+            "tcpsight_payload_bytes_total"
+        };
+        let got = sum_by(&text, metric, "dir");
+        assert_eq!(got.get(dir), Some(&(total as f64)), "{metric} {dir}");
+        if field == "payload_bytes" {
+            assert_eq!(
+                sum_of(&bins, &format!("payload_bytes_{dir}")),
+                total,
+                "bins {dir}"
+            );
+        }
+    }
+    // The same capture without interim records: the same totals.
+    let out2 = tmp.path().join("n");
+    let (_mon2, addr2) = serving(&[
+        "monitor",
+        "-r",
+        &data(CAPTURE),
+        "-o",
+        out2.to_str().unwrap(),
+        "--active-timeout",
+        "0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let plain = http_get(&addr2, "/metrics");
+    for metric in [
+        "tcpsight_payload_bytes_total",
+        "tcpsight_packets_total",
+        "tcpsight_retransmitted_packets_total",
+        "tcpsight_connections_total",
+        "tcpsight_connect_seconds_count",
+    ] {
+        assert_eq!(sum_all(&text, metric), sum_all(&plain, metric), "{metric}");
+    }
 }
