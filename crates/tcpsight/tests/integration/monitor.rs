@@ -1276,3 +1276,157 @@ fn monitor_interim_records_count_each_connection_and_byte_once() {
         assert_eq!(sum_all(&text, metric), sum_all(&plain, metric), "{metric}");
     }
 }
+
+/// Whether `name` (a file in a period folder) is a temporary one: `.NAME.part`.
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".part")
+}
+
+/// Checks a complete (not temporary) file of a period folder reads whole: zstd frames
+/// of JSON lines, JSON lines, one JSON document. Returns its record lines, if any.
+fn read_complete(name: &str, bytes: &[u8]) -> Vec<Value> {
+    let lines = |s: &str| -> Vec<Value> {
+        assert!(s.is_empty() || s.ends_with('\n'), "{name}: ends mid-line");
+        s.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}")))
+            .collect()
+    };
+    if name.ends_with(".jsonl.zst") {
+        lines(&unzstd(bytes))
+    } else if name.ends_with(".jsonl") {
+        lines(std::str::from_utf8(bytes).unwrap())
+    } else if name.ends_with(".json") {
+        serde_json::from_slice::<Value>(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        Vec::new()
+    } else {
+        panic!("{name}: an unexpected file");
+    }
+}
+
+/// SIGKILL in the middle of a run (input arriving on a pipe): every folder holds only
+/// complete files and `.part` ones; every period whose summary was written is whole
+/// (its records all there); a restart into the same directory changes none of it and
+/// writes a complete run beside it.
+#[test]
+fn monitor_killed_with_sigkill_leaves_only_complete_files_and_a_restart_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("k");
+    let out_arg = out.to_str().unwrap();
+    let opts = [
+        "--interval",
+        "1s",
+        "--rotate",
+        "2s",
+        "--active-timeout",
+        "3s",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-r", "-", "-o", out_arg])
+        .args(opts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gz = std::fs::read(data(CAPTURE)).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Half the capture (about 12 s of its 25): the rest never comes.
+    stdin.write_all(&gz[..gz.len() / 2]).unwrap();
+    let committed = || {
+        std::fs::read_dir(&out)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().join("summary.json").exists())
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while committed() < 3 {
+        assert!(Instant::now() < deadline, "no 3 periods committed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let before = files(&out);
+    let mut folders: BTreeMap<&str, Vec<(&str, &Vec<u8>)>> = BTreeMap::new();
+    for (k, v) in &before {
+        let (folder, name) = k.split_once('/').expect("files are in period folders");
+        folders.entry(folder).or_default().push((name, v));
+    }
+    let mut whole = 0;
+    for (folder, fs) in &folders {
+        let mut records = 0u64;
+        for (name, bytes) in fs {
+            if !is_temporary(name) {
+                let lines = read_complete(name, bytes).len() as u64;
+                if name.starts_with("flows.") {
+                    records += lines;
+                }
+            }
+        }
+        let summary = fs.iter().find(|(n, _)| *n == "summary.json");
+        if let Some((_, s)) = summary {
+            // A committed period: no temporary file left, its records all there.
+            whole += 1;
+            let s: Value = serde_json::from_slice(s).unwrap();
+            assert!(fs.iter().all(|(n, _)| !is_temporary(n)), "{folder}: {fs:?}");
+            assert_eq!(
+                records,
+                s["records"].as_u64().unwrap() + s["interim_records"].as_u64().unwrap(),
+                "{folder}"
+            );
+            for f in s["files"].as_array().unwrap() {
+                assert!(
+                    fs.iter().any(|(n, _)| *n == f.as_str().unwrap()),
+                    "{folder}: {f} missing"
+                );
+            }
+        }
+    }
+    assert!(whole >= 3, "{:?}", folders.keys());
+    // The period open when it was killed: its files still temporary.
+    assert!(
+        folders
+            .values()
+            .any(|fs| fs.iter().any(|(n, _)| is_temporary(n))),
+        "{:?}",
+        before.keys()
+    );
+    // A restart into the same directory: what is there stays byte for byte; the new
+    // run's folders are new (`_r1` beside the names taken) and complete.
+    let o = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-r", &data(CAPTURE), "-o", out_arg])
+        .args(opts)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let after = files(&out);
+    for (k, v) in &before {
+        assert!(after.get(k) == Some(v), "{k} changed or went");
+    }
+    let new: Vec<(&String, &Vec<u8>)> = after
+        .iter()
+        .filter(|(k, _)| !before.contains_key(*k))
+        .collect();
+    assert!(new.iter().any(|(k, _)| k.contains("_r1/")), "{new:?}");
+    let mut finals = 0;
+    for (k, v) in &new {
+        let (folder, name) = k.split_once('/').unwrap();
+        assert!(
+            !before.keys().any(|b| b.starts_with(&format!("{folder}/"))),
+            "{k}: written into an existing folder"
+        );
+        assert!(!is_temporary(name), "{k}");
+        finals += read_complete(name, v)
+            .iter()
+            .filter(|r| r["record"] == "final")
+            .count();
+    }
+    assert_eq!(finals, 9092);
+}
