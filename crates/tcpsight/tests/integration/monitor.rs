@@ -1430,3 +1430,152 @@ fn monitor_killed_with_sigkill_leaves_only_complete_files_and_a_restart_keeps_th
     }
     assert_eq!(finals, 9092);
 }
+
+/// One scrape: the status line, or the error.
+fn scrape(addr: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.lines().next().unwrap_or("").to_string())
+}
+
+/// 100 concurrent scrapers and 10 slow clients (silent, trickling a request, reading a
+/// byte at a time) during a replay at top speed: the run's files are byte for byte the
+/// files of the same run without them, it is not held up (measured by its own clock,
+/// within a wide margin of the quiet run), every scrape is answered 200, and a
+/// malformed request gets 400.
+#[test]
+fn scrapers_and_slow_clients_neither_change_nor_stall_a_replay() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = data(CAPTURE);
+    let run = |out: &Path, port: u16| {
+        serving_said(&[
+            "monitor",
+            "-r",
+            &capture,
+            "-o",
+            out.to_str().unwrap(),
+            "--interval",
+            "5s",
+            "--rotate",
+            "10s",
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+        ])
+    };
+    // The run's time by its own clock: "... period folders in DIR (0.4 s)".
+    let secs = |said: &str| -> f64 {
+        said.lines()
+            .find(|l| l.contains("period folders in"))
+            .and_then(|l| l.rsplit('(').next())
+            .and_then(|t| t.strip_suffix(" s)"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{said}"))
+    };
+    let quiet_dir = tmp.path().join("quiet");
+    let (quiet_mon, _, quiet_said) = run(&quiet_dir, 0);
+    drop(quiet_mon);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let problems = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut threads = Vec::new();
+    // The scrapers start first, retrying until the monitor listens.
+    for _ in 0..100 {
+        let (stop, ok, other, problems, addr) = (
+            stop.clone(),
+            ok.clone(),
+            other.clone(),
+            problems.clone(),
+            addr.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut listening = false;
+            while !stop.load(Ordering::Relaxed) {
+                match scrape(&addr) {
+                    Ok(status) if status.starts_with("HTTP/1.1 200") => {
+                        listening = true;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(status) => {
+                        other.fetch_add(1, Ordering::Relaxed);
+                        problems.lock().unwrap().push(status);
+                    }
+                    Err(e) if listening => problems.lock().unwrap().push(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        }));
+    }
+    let slow_dir = tmp.path().join("busy");
+    let slow_addr = addr.clone();
+    let slow_stop = stop.clone();
+    let slow = std::thread::spawn(move || {
+        let connect = || loop {
+            if let Ok(s) = TcpStream::connect(&slow_addr) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut held: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
+        let mut trickle: Vec<TcpStream> = (0..3).map(|_| connect()).collect();
+        let mut readers: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let mut s = connect();
+                write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                s
+            })
+            .collect();
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
+        let mut i = 0;
+        while !slow_stop.load(Ordering::Relaxed) {
+            for s in &mut trickle {
+                let _ = s.write_all(&request[i % request.len()..][..1]);
+            }
+            for s in &mut readers {
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b);
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        held.clear();
+    });
+    let (busy_mon, _, busy_said) = run(&slow_dir, port);
+    let during = ok.load(Ordering::Relaxed);
+    // A malformed request is answered 400 while all that goes on.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"\x16\x03\x01 not http\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    slow.join().unwrap();
+    drop(busy_mon);
+    let problems = problems.lock().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert_eq!(other.load(Ordering::Relaxed), 0);
+    assert!(during >= 100, "only {during} scrapes during the run");
+    assert!(files(&quiet_dir) == files(&slow_dir), "the files differ");
+    let (q, b) = (secs(&quiet_said), secs(&busy_said));
+    // Before scrapes shared encodings this run took 13 times the quiet one.
+    assert!(b < 3.0 * q + 2.0, "quiet {q} s, with scrapers {b} s");
+    eprintln!(
+        "replay: quiet {q} s, with 100 scrapers and 10 slow clients {b} s; {during} scrapes during it"
+    );
+}
