@@ -323,9 +323,10 @@ pub struct EngineCounts {
     pub undecodable: u64,
 }
 
-impl EngineCounts {
-    /// Two engines' counts (shards of one input) added up.
-    pub fn add(self, o: EngineCounts) -> EngineCounts {
+/// Two engines' counts (shards of one input) added up.
+impl core::ops::Add for EngineCounts {
+    type Output = EngineCounts;
+    fn add(self, o: EngineCounts) -> EngineCounts {
         EngineCounts {
             tcp_packets: self.tcp_packets + o.tcp_packets,
             evicted: self.evicted + o.evicted,

@@ -34,12 +34,15 @@ const MAX_HEAD: usize = 8 * 1024;
 /// The least time between two encodings of one format.
 pub const MIN_ENCODE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// An encoding: when it began, and the body.
+type Encoded = (std::time::Instant, Arc<Vec<u8>>);
+
 /// The metrics and their latest encodings, shared by the request threads.
 struct Expositions {
     metrics: Metrics,
     /// Per format: when the latest encoding began, and its body. The lock is held while
     /// encoding, so concurrent requests wait for one encoding and share it.
-    latest: std::sync::Mutex<[Option<(std::time::Instant, Arc<Vec<u8>>)>; 3]>,
+    latest: std::sync::Mutex<[Option<Encoded>; 3]>,
 }
 
 impl Expositions {

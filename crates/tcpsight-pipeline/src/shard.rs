@@ -302,7 +302,7 @@ impl<O: Observer + Tap> Router<'_, O> {
     fn counts(&self) -> EngineCounts {
         self.counts
             .iter()
-            .fold(EngineCounts::default(), |a, c| a.add(*c))
+            .fold(EngineCounts::default(), |a, c| a + *c)
     }
 
     /// A tick when the clock crosses a boundary, as one engine gives it: first frame
