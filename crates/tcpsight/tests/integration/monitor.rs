@@ -767,6 +767,8 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
             "5s",
             "--rotate",
             "5s",
+            "--metrics",
+            "127.0.0.1:0",
             "-o",
         ])
         .arg(&out)
@@ -782,8 +784,29 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
     std::fs::remove_file(&filler).unwrap();
     stdin.write_all(&pcap[half..]).unwrap();
     drop(stdin);
+    // The replay serves its metrics once its input has ended: the records it could not
+    // write are counted there as in the summaries.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err = String::new();
+    let addr = loop {
+        let line = lines.next().expect("says where it serves metrics").unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if let Some(rest) = line.split("serving metrics at http://").nth(1) {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    let not_written = sample(
+        &http_get(&addr, "/metrics"),
+        "tcpsight_records_not_written_total",
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    for line in lines {
+        err.push_str(&line.unwrap());
+        err.push('\n');
+    }
     let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
     assert_eq!(
         err.matches("cannot write records").count(),
         1,
@@ -810,6 +833,7 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
         }
     }
     assert!(lost > 0 && written > 0, "lost {lost}, written {written}");
+    assert_eq!(not_written, Some(lost as f64));
     assert!(
         summaries.last().unwrap()["records_lost"] == 0,
         "{summaries:?}"
