@@ -9,8 +9,14 @@
 # packets), the rate, and whether every record is accounted for (the records the
 # summaries count against `tcpsight analyze`'s connections on the same stream).
 #
+# METRICS=1 adds `--metrics` (the Prometheus series and interim records' accounting
+# in memory too): at the end of input the script scrapes /metrics once and checks its
+# connection count equals the records', then stops the monitor with SIGTERM (a replay
+# with --metrics serves until stopped); RSS is sampled until the end of input.
+#
 #     bash bench/soak.sh                 # COPIES=210
 #     COPIES=20 bash bench/soak.sh       # a quick one
+#     METRICS=1 bash bench/soak.sh       # with --metrics
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COPIES=${COPIES:-210}
@@ -28,16 +34,24 @@ if [ "${FACE:-monitor}" = analyze ]; then
   mkdir -p "$work/out"
   "$BIN" analyze "$work/in.pcap" --no-progress >/dev/null 2>"$work/err" &
 else
+  extra=""
+  [ "${METRICS:-0}" = 1 ] && extra="--metrics 127.0.0.1:0"
   # shellcheck disable=SC2086 # ARGS are options
-  "$BIN" monitor -r "$work/in.pcap" -o "$work/out" --interval 60s --rotate 1h ${ARGS:-} 2>"$work/err" &
+  "$BIN" monitor -r "$work/in.pcap" -o "$work/out" --interval 60s --rotate 1h $extra ${ARGS:-} 2>"$work/err" &
 fi
 pid=$!
-while kill -0 "$pid" 2>/dev/null; do
+while kill -0 "$pid" 2>/dev/null && ! grep -q "end of input" "$work/err" 2>/dev/null; do
   awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null >>"$work/rss" || true
   sleep 0.5
 done
-wait "$pid"
 end=$(date +%s.%N)
+: >"$work/metrics"
+if grep -q "end of input" "$work/err"; then
+  addr=$(sed -n 's|.*serving metrics at http://\([^/]*\)/metrics.*|\1|p' "$work/err" | tail -1)
+  curl -s "http://$addr/metrics" >"$work/metrics"
+  kill -TERM "$pid"
+fi
+wait "$pid"
 expected=$("$BIN" analyze "$work/in.pcap" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])')
 python3 - "$work" "$COPIES" "$start" "$end" "$expected" <<'PY'
 import json, glob, statistics, sys
@@ -54,6 +68,12 @@ print(f"frames {frames:,} in {secs:.1f} s: {frames / secs / 1e6:.2f} M frames/s;
 print(f"RSS first tenth {first / 1024:.1f} MB, last tenth {last / 1024:.1f} MB, peak {max(rss) / 1024:.1f} MB; last/first {last / first:.3f}")
 deciles = [statistics.median(rss[i * tenth:(i + 1) * tenth]) / 1024 for i in range(10) if rss[i * tenth:(i + 1) * tenth]]
 print("RSS median per tenth (MB): " + " ".join(f"{d:.1f}" for d in deciles))
-print(f"records {records:,} (analyze: {expected:,} connections), lost {lost}: {'all accounted for' if records == expected and lost == 0 else 'MISMATCH'}")
+interim = sum(x["interim_records"] for x in s)
+evicted = sum(x.get("evicted_connections", 0) for x in s)
+print(f"records {records:,} (analyze: {expected:,} connections), {interim:,} interim, lost {lost}, evicted {evicted}: {'all accounted for' if records == expected and lost == 0 else 'MISMATCH'}")
+scraped = [l for l in open(f"{work}/metrics") if l.startswith("tcpsight_connections_total{")]
+if scraped:
+    conns = sum(float(l.rsplit(" ", 1)[1]) for l in scraped)
+    print(f"/metrics: tcpsight_connections_total {conns:,.0f}: {'equal to the records' if conns == records else 'MISMATCH'}")
 PY
-tail -1 "$work/err"
+grep "monitor:" "$work/err" | tail -1 || tail -1 "$work/err"

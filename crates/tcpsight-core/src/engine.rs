@@ -312,9 +312,41 @@ pub struct CaptureStats {
     pub stray_acks: u64,
 }
 
+/// The few counts live health counters follow (`tcpsight_*_total` metrics), cheap to
+/// read at every progress report, unlike [`Engine::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    pub tcp_packets: u64,
+    /// Connections reported early because the memory bound was reached.
+    pub evicted: u64,
+    /// Frames that could not be decoded (every reason).
+    pub undecodable: u64,
+}
+
+/// Two engines' counts (shards of one input) added up.
+impl core::ops::Add for EngineCounts {
+    type Output = EngineCounts;
+    fn add(self, o: EngineCounts) -> EngineCounts {
+        EngineCounts {
+            tcp_packets: self.tcp_packets + o.tcp_packets,
+            evicted: self.evicted + o.evicted,
+            undecodable: self.undecodable + o.undecodable,
+        }
+    }
+}
+
 impl CaptureStats {
     pub fn undecodable_total(&self) -> u64 {
         self.undecodable.values().sum()
+    }
+
+    /// The counts health counters follow.
+    pub fn counts(&self) -> EngineCounts {
+        EngineCounts {
+            tcp_packets: self.tcp_packets,
+            evicted: self.evicted,
+            undecodable: self.undecodable_total(),
+        }
     }
 
     /// Adds another engine's statistics (a shard of the same input): counts add up,
@@ -512,6 +544,12 @@ impl Engine {
     /// TCP packets processed so far (cheaper than `stats()`, for live counters).
     pub fn tcp_packets(&self) -> u64 {
         self.stats.tcp_packets
+    }
+
+    /// TCP packets, evictions and undecodable frames so far (cheaper than `stats()`:
+    /// undecodable frames are kept by reason, a handful of entries).
+    pub fn counts(&self) -> EngineCounts {
+        self.stats.counts()
     }
 
     /// Connections currently tracked.

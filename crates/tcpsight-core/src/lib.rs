@@ -26,8 +26,8 @@ mod timers;
 pub use addr::Addr;
 pub use decode::LinkType;
 pub use engine::{
-    CaptureStats, Cause, Collect, Config, ConnId, Datagram, Engine, ExchangeEvent, HandshakeEvent,
-    Observer, Payload, connection_hash,
+    CaptureStats, Cause, Collect, Config, ConnId, Datagram, Engine, EngineCounts, ExchangeEvent,
+    HandshakeEvent, Observer, Payload, connection_hash,
 };
 pub use flow::{Endpoint, FlowKey, Side};
 pub use record::{AppFields, Close, ConnRecord, DirRecord, Outcome, Schema, Value};

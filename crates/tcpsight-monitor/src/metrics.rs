@@ -14,6 +14,14 @@
 //! from one series to another later (a counter that shrank would read as a reset), so
 //! admission is first come, first served; `tcpsight_metric_destinations_folded_total`
 //! says how many were folded.
+//!
+//! Interim records (a long-lived connection's figures so far, every
+//! `--active-timeout`): the volume counters (payload bytes, packets, retransmitted
+//! packets, capture gaps) move by what the connection added since the last count, so a
+//! day-long transfer shows in `rate()` while it lasts; the final record adds the rest.
+//! Everything else about a connection (its outcome, close, SYN retransmissions, connect
+//! time and RTT) is counted once, at the final record. Either way a connection's
+//! figures are counted exactly once in total.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +32,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, NativeHistogramConfig};
 use prometheus_client::registry::{Registry, Unit};
-use tcpsight_core::{Addr, ConnRecord, ExchangeEvent, HandshakeEvent, Observer, Outcome};
+use tcpsight_core::{
+    Addr, ConnId, ConnRecord, DirRecord, ExchangeEvent, HandshakeEvent, Observer, Outcome,
+};
 
 use crate::bins::wire_rtt_ns;
 use crate::local::LocalNets;
@@ -100,12 +110,41 @@ pub struct Health {
     pub frames: Counter,
     pub tcp_packets: Counter,
     pub kernel_drops: Counter,
+    /// Connections reported early at the engine's memory bound (`--max-connections`).
+    pub evicted: Counter,
+    pub undecodable: Counter,
     pub records_not_written: Counter,
     pub destinations: Gauge,
     pub destinations_folded: Counter,
     pub destinations_limit: Gauge,
     /// Capture time of the last frame, seconds since the epoch.
     pub capture_time: Gauge<f64, AtomicU64>,
+}
+
+/// Where the run loop's counts stand, as the health counters follow them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Frames after the packet filter.
+    pub frames: u64,
+    pub engine: tcpsight_core::EngineCounts,
+    /// The kernel's drops (live).
+    pub kernel_drops: u64,
+}
+
+impl Health {
+    /// Moves the counters on from `was` to `now` (a counter never goes back).
+    pub fn advance(&self, was: &HealthCounts, now: &HealthCounts) {
+        let d = |a: u64, b: u64| b.saturating_sub(a);
+        self.frames.inc_by(d(was.frames, now.frames));
+        self.tcp_packets
+            .inc_by(d(was.engine.tcp_packets, now.engine.tcp_packets));
+        self.evicted
+            .inc_by(d(was.engine.evicted, now.engine.evicted));
+        self.undecodable
+            .inc_by(d(was.engine.undecodable, now.engine.undecodable));
+        self.kernel_drops
+            .inc_by(d(was.kernel_drops, now.kernel_drops));
+    }
 }
 
 /// The registry and its families: shared by the observer and the HTTP server.
@@ -212,6 +251,16 @@ impl Metrics {
             "kernel_drops",
             "Packets the kernel dropped (ring full; live only)",
             h.kernel_drops.clone(),
+        );
+        r.register(
+            "evicted_connections",
+            "Connections reported early and forgotten because --max-connections were tracked",
+            h.evicted.clone(),
+        );
+        r.register(
+            "undecodable_frames",
+            "Frames that could not be decoded (too short, malformed headers, unknown link type)",
+            h.undecodable.clone(),
         );
         r.register(
             "records_not_written",
@@ -390,12 +439,45 @@ struct DestKey {
     name: Option<Box<str>>,
 }
 
+/// A direction's volume counters as far as they were counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Volume {
+    payload_bytes: u64,
+    pkts: u64,
+    retx_pkts: u64,
+    gap_bytes: u64,
+}
+
+impl Volume {
+    fn of(d: &DirRecord) -> Volume {
+        Volume {
+            payload_bytes: d.payload_bytes,
+            pkts: d.pkts,
+            retx_pkts: d.retx_pkts as u64,
+            gap_bytes: d.gap_bytes,
+        }
+    }
+
+    /// What `self` (now) adds to `was` (each figure only forward).
+    fn since(self, was: Volume) -> Volume {
+        Volume {
+            payload_bytes: self.payload_bytes.saturating_sub(was.payload_bytes),
+            pkts: self.pkts.saturating_sub(was.pkts),
+            retx_pkts: self.retx_pkts.saturating_sub(was.retx_pkts),
+            gap_bytes: self.gap_bytes.saturating_sub(was.gap_bytes),
+        }
+    }
+}
+
 /// Feeds engine events into the metrics.
 pub struct MetricsObserver {
     metrics: Metrics,
     cfg: MetricsConfig,
     dests: HashMap<DestKey, Dest, foldhash::fast::RandomState>,
     other: Option<Dest>,
+    /// Open connections that had interim records: their volume counted so far (c2s,
+    /// s2c). Removed at the final record; at most the engine's connections.
+    counted: HashMap<ConnId, [Volume; 2], foldhash::fast::RandomState>,
 }
 
 impl MetricsObserver {
@@ -409,7 +491,30 @@ impl MetricsObserver {
             cfg,
             dests: HashMap::default(),
             other: None,
+            counted: HashMap::default(),
         }
+    }
+
+    /// Connections whose volume was partly counted at interim records and whose final
+    /// record has not come yet.
+    pub fn partly_counted(&self) -> usize {
+        self.counted.len()
+    }
+
+    /// Adds a record's volume not counted yet to `d`'s counters.
+    fn count_volume(d: &mut Dest, now: [Volume; 2], was: [Volume; 2]) {
+        for i in 0..2 {
+            let v = now[i].since(was[i]);
+            d.bytes[i].inc_by(v.payload_bytes);
+            d.packets[i].inc_by(v.pkts);
+            d.retx[i].inc_by(v.retx_pkts);
+            d.gaps[i].inc_by(v.gap_bytes);
+        }
+    }
+
+    fn record_key(&self, r: &ConnRecord) -> DestKey {
+        let name = r.app.server_name.as_deref().or(r.app.dns_name.as_deref());
+        self.key(&r.client, &r.server, r.server_port, r.app.app_proto, name)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -523,8 +628,8 @@ impl Observer for MetricsObserver {
     }
 
     fn on_connection(&mut self, r: &ConnRecord) {
-        let name = r.app.server_name.as_deref().or(r.app.dns_name.as_deref());
-        let k = self.key(&r.client, &r.server, r.server_port, r.app.app_proto, name);
+        let k = self.record_key(r);
+        let was = self.counted.remove(&r.id).unwrap_or_default();
         let families = self.metrics.families.clone();
         let d = self.dest(k);
         let slot = &mut d.connections[outcome_index(r.outcome)];
@@ -553,18 +658,22 @@ impl Observer for MetricsObserver {
         d.syn_retx.inc_by(r.syn_count.saturating_sub(1) as u64);
         d.synack_retx
             .inc_by(r.synack_count.saturating_sub(1) as u64);
-        for (i, dir) in [&r.c2s, &r.s2c].into_iter().enumerate() {
-            d.bytes[i].inc_by(dir.payload_bytes);
-            d.packets[i].inc_by(dir.pkts);
-            d.retx[i].inc_by(dir.retx_pkts as u64);
-            d.gaps[i].inc_by(dir.gap_bytes);
-        }
+        Self::count_volume(d, [Volume::of(&r.c2s), Volume::of(&r.s2c)], was);
         if let Some(c) = r.connect_ns {
             d.connect.observe(c as f64 / 1e9);
         }
         if let Some(v) = wire_rtt_ns(r) {
             d.rtt.observe(v as f64 / 1e9);
         }
+    }
+
+    /// A long-lived connection's figures so far: its volume since the last count.
+    fn on_interim(&mut self, r: &ConnRecord) {
+        let k = self.record_key(r);
+        let now = [Volume::of(&r.c2s), Volume::of(&r.s2c)];
+        let was = self.counted.insert(r.id, now).unwrap_or_default();
+        let d = self.dest(k);
+        Self::count_volume(d, now, was);
     }
 }
 
@@ -617,5 +726,85 @@ mod tests {
             "{t}"
         );
         assert!(!m.encode_protobuf().unwrap().is_empty());
+    }
+
+    /// The value of the one sample named `series` (labels included) in `t`.
+    fn sample(t: &str, series: &str) -> Option<f64> {
+        t.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn interim_records_count_volume_as_it_grows_and_the_connection_once() {
+        let m = Metrics::new();
+        let mut o = MetricsObserver::new(m.clone(), MetricsConfig::default());
+        let mut r = ConnRecord::example();
+        r.server = Addr::from_v4([192, 0, 2, 1]);
+        r.connect_ns = Some(1_000_000);
+        let bytes = "tcpsight_payload_bytes_total{server=\"192.0.2.1\",dir=\"c2s\"}";
+        let back = "tcpsight_payload_bytes_total{server=\"192.0.2.1\",dir=\"s2c\"}";
+        let pkts = "tcpsight_packets_total{server=\"192.0.2.1\",dir=\"c2s\"}";
+        let conns = "tcpsight_connections_total{server=\"192.0.2.1\",outcome=\"established\"}";
+        let connect = "tcpsight_connect_seconds_count{server=\"192.0.2.1\"}";
+        // Two interim records of one connection, then its final record (cumulative
+        // figures, as the engine gives them).
+        for (c2s, s2c, p) in [(1_000, 50, 10), (5_000, 70, 30)] {
+            r.c2s.payload_bytes = c2s;
+            r.s2c.payload_bytes = s2c;
+            r.c2s.pkts = p;
+            o.on_interim(&r);
+            let t = m.encode_text();
+            assert_eq!(sample(&t, bytes), Some(c2s as f64), "{t}");
+            assert_eq!(sample(&t, back), Some(s2c as f64), "{t}");
+            assert_eq!(sample(&t, pkts), Some(p as f64), "{t}");
+            // Not a connection yet: counted when it ends.
+            assert_eq!(sample(&t, conns), None, "{t}");
+            assert_eq!(sample(&t, connect), Some(0.0), "{t}");
+        }
+        assert_eq!(o.partly_counted(), 1);
+        r.c2s.payload_bytes = 9_000;
+        r.s2c.payload_bytes = 70;
+        r.c2s.pkts = 44;
+        o.on_connection(&r);
+        assert_eq!(o.partly_counted(), 0);
+        // Another connection of the same server, same slot id reused later: no interim,
+        // so its record counts whole.
+        let mut r2 = r.clone();
+        r2.c2s.payload_bytes = 100;
+        r2.s2c.payload_bytes = 1;
+        r2.c2s.pkts = 2;
+        o.on_connection(&r2);
+        let t = m.encode_text();
+        assert_eq!(sample(&t, bytes), Some(9_100.0), "{t}");
+        assert_eq!(sample(&t, back), Some(71.0), "{t}");
+        assert_eq!(sample(&t, pkts), Some(46.0), "{t}");
+        assert_eq!(sample(&t, conns), Some(2.0), "{t}");
+        assert_eq!(sample(&t, connect), Some(2.0), "{t}");
+    }
+
+    #[test]
+    fn health_counters_follow_the_run_loops_counts() {
+        let m = Metrics::new();
+        let h = &m.health;
+        let at = |frames, evicted, undecodable, drops| HealthCounts {
+            frames,
+            engine: tcpsight_core::EngineCounts {
+                tcp_packets: frames,
+                evicted,
+                undecodable,
+            },
+            kernel_drops: drops,
+        };
+        h.advance(&HealthCounts::default(), &at(10, 2, 3, 1));
+        h.advance(&at(10, 2, 3, 1), &at(25, 5, 3, 4));
+        let t = m.encode_text();
+        for (s, v) in [
+            ("tcpsight_frames_total", 25.0),
+            ("tcpsight_evicted_connections_total", 5.0),
+            ("tcpsight_undecodable_frames_total", 3.0),
+            ("tcpsight_kernel_drops_total", 4.0),
+        ] {
+            assert_eq!(sample(&t, s), Some(v), "{s}: {t}");
+        }
     }
 }

@@ -18,7 +18,8 @@ use serde_json::json;
 use tcpsight_agg::Grouping;
 use tcpsight_core::record::field_names;
 use tcpsight_core::{
-    ConnRecord, Datagram, ExchangeEvent, HandshakeEvent, Observer, Payload, Schema, Value,
+    ConnRecord, Datagram, EngineCounts, ExchangeEvent, HandshakeEvent, Observer, Payload, Schema,
+    Value,
 };
 use tcpsight_export::lines::{FlowFormat, FlowWriter, RECORD_TS_DIGITS};
 use tcpsight_export::parquet::ParquetWriter;
@@ -306,6 +307,10 @@ pub struct Monitor {
     frames_now: (u64, u64, u64),
     kernel: Option<(u64, u64)>,
     kernel_at_open: Option<(u64, u64)>,
+    /// The engines' counts as last reported, and the part of them already said in a
+    /// period's summary.
+    engine: EngineCounts,
+    engine_said: EngineCounts,
     totals: MonitorTotals,
     health: Option<Health>,
     /// Capture time of the last write-error message (at most one a minute).
@@ -338,6 +343,8 @@ impl Monitor {
             frames_now: (0, 0, 0),
             kernel: None,
             kernel_at_open: None,
+            engine: EngineCounts::default(),
+            engine_said: EngineCounts::default(),
             totals: MonitorTotals::default(),
             health: None,
             warned_at: None,
@@ -392,6 +399,13 @@ impl Monitor {
     /// The kernel's (delivered, dropped) counters (live).
     pub fn set_kernel(&mut self, k: (u64, u64)) {
         self.kernel = Some(k);
+    }
+
+    /// The engines' counts so far (evictions, undecodable frames): each period's
+    /// summary says what they grew by since the one before, so the periods add up to
+    /// the run's totals.
+    pub fn set_engine_counts(&mut self, c: EngineCounts) {
+        self.engine = c;
     }
 
     fn advance(&mut self, ts_ns: u64) {
@@ -636,6 +650,13 @@ impl Monitor {
             (None, Some(b)) => json!(b.1),
             _ => serde_json::Value::Null,
         };
+        let (evicted, undecodable) = (
+            self.engine.evicted.saturating_sub(self.engine_said.evicted),
+            self.engine
+                .undecodable
+                .saturating_sub(self.engine_said.undecodable),
+        );
+        self.engine_said = self.engine;
         let summary = json!({
             "period_start": p.start_ns / 1_000_000_000,
             "period_end": end_ns / 1_000_000_000,
@@ -648,6 +669,8 @@ impl Monitor {
             "frames": frames,
             "wire_bytes": wire_bytes,
             "kernel_drops": drops,
+            "evicted_connections": evicted,
+            "undecodable_frames": undecodable,
             "files": files,
             "problems": problems,
         });
@@ -723,6 +746,20 @@ impl Monitor {
         Some(ConnRecord { app, ..r.clone() })
     }
 
+    /// An interim record with its application-layer fields so far (None when there are
+    /// none to add): what the metrics should see of it.
+    pub fn interim_with_l7(&self, r: &ConnRecord) -> Option<ConnRecord> {
+        let app = self.l7.as_ref()?.so_far(r)?;
+        Some(ConnRecord { app, ..r.clone() })
+    }
+
+    /// An interim record (with its L7 fields already in): written, not binned (its
+    /// connection counts in the bins once, at its final record).
+    pub fn on_interim_filled(&mut self, r: &ConnRecord) {
+        self.advance(r.ts_last_ns);
+        self.write_record(r, true);
+    }
+
     /// A finished connection (with its L7 fields already in): written and binned.
     pub fn on_connection_filled(&mut self, r: &ConnRecord) {
         self.advance(r.ts_last_ns);
@@ -755,16 +792,8 @@ impl Observer for Monitor {
     }
 
     fn on_interim(&mut self, r: &ConnRecord) {
-        self.advance(r.ts_last_ns);
-        let filled;
-        let r = match self.l7.as_ref().and_then(|l7| l7.so_far(r)) {
-            Some(app) => {
-                filled = ConnRecord { app, ..r.clone() };
-                &filled
-            }
-            None => r,
-        };
-        self.write_record(r, true);
+        let filled = self.interim_with_l7(r);
+        self.on_interim_filled(filled.as_ref().unwrap_or(r));
     }
 
     fn on_tick(&mut self, ts_ns: u64) {

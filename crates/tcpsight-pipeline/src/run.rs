@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tcpsight_bpf::LinkFilter;
-use tcpsight_core::{Engine, Observer};
+use tcpsight_core::{Engine, EngineCounts, Observer};
 use tcpsight_io::FrameRef;
 
 use crate::source::{FrameSource, Next};
@@ -32,6 +32,10 @@ pub struct Progress {
     pub frames: u64,
     /// TCP packets the engines have processed (a sharded run's lag its batches).
     pub tcp_packets: u64,
+    /// Connections the engines evicted at their memory bound (`Config::max_connections`).
+    pub evicted: u64,
+    /// Frames the engines could not decode.
+    pub undecodable: u64,
     /// Raw input bytes consumed (files).
     pub bytes_read: u64,
     /// The kernel's (delivered, dropped) counters (live).
@@ -179,12 +183,14 @@ impl Runner {
         self.frames & self.progress_mask == 0
     }
 
-    /// The run's progress now, with the engines' TCP packet count.
-    pub fn progress<S: FrameSource + ?Sized>(&self, src: &mut S, tcp_packets: u64) -> Progress {
+    /// The run's progress now, with the engines' counts.
+    pub fn progress<S: FrameSource + ?Sized>(&self, src: &mut S, counts: EngineCounts) -> Progress {
         Progress {
             frames_read: self.frames_read,
             frames: self.frames,
-            tcp_packets,
+            tcp_packets: counts.tcp_packets,
+            evicted: counts.evicted,
+            undecodable: counts.undecodable,
             bytes_read: src.bytes_read(),
             kernel: src.kernel_stats(),
             copies: src.copies_dropped(),
@@ -262,7 +268,7 @@ impl Runner {
                     }
                     feed(engine, &f, obs);
                     if self.progress_due() {
-                        obs.on_progress(&self.progress(src, engine.tcp_packets()));
+                        obs.on_progress(&self.progress(src, engine.counts()));
                     }
                     if self.count_reached() {
                         return Ok(self.end(engine, obs, Stopped::Count));
@@ -276,7 +282,7 @@ impl Runner {
                         engine.advance(c, obs);
                         obs.on_idle(c);
                     }
-                    obs.on_progress(&self.progress(src, engine.tcp_packets()));
+                    obs.on_progress(&self.progress(src, engine.counts()));
                     return Ok(Step::Idle(wait));
                 }
                 Next::End => return Ok(self.end(engine, obs, Stopped::End)),

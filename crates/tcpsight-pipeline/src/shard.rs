@@ -22,8 +22,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use tcpsight_core::{
-    CaptureStats, Cause, Config, ConnRecord, Datagram, Engine, ExchangeEvent, FlowKey,
-    HandshakeEvent, LinkType, Observer, Payload,
+    CaptureStats, Cause, Config, ConnRecord, Datagram, Engine, EngineCounts, ExchangeEvent,
+    FlowKey, HandshakeEvent, LinkType, Observer, Payload,
 };
 
 use crate::run::{Runner, Stopped, Tap};
@@ -215,8 +215,8 @@ enum ToWorker {
 
 struct FromWorker {
     reports: Vec<(Key, Report)>,
-    /// The engine's TCP packets so far (live health counters).
-    tcp_packets: u64,
+    /// The engine's counts so far (live health counters).
+    counts: EngineCounts,
     /// The batch's buffers, for reuse.
     batch: Option<Batch>,
     /// After `Finish`: the engine's statistics and frames processed.
@@ -264,7 +264,7 @@ fn worker(cfg: Config, shard: u16, rx: Receiver<ToWorker>, tx: SyncSender<FromWo
                 if tx
                     .send(FromWorker {
                         reports,
-                        tcp_packets: engine.tcp_packets(),
+                        counts: engine.counts(),
                         batch: Some(b),
                         done: None,
                     })
@@ -281,7 +281,7 @@ fn worker(cfg: Config, shard: u16, rx: Receiver<ToWorker>, tx: SyncSender<FromWo
                 let reports = std::mem::take(&mut rec.out);
                 let _ = tx.send(FromWorker {
                     reports,
-                    tcp_packets: engine.tcp_packets(),
+                    counts: engine.counts(),
                     batch: None,
                     done: Some((engine.stats(), frames)),
                 });
@@ -313,14 +313,16 @@ struct Router<'o, O> {
     tick_every: u64,
     next_tick: u64,
     merged: Vec<(Key, Report)>,
-    /// Each shard's TCP packets as of its last batch.
-    tcp: Vec<u64>,
+    /// Each shard's counts as of its last batch.
+    counts: Vec<EngineCounts>,
     obs: &'o mut O,
 }
 
 impl<O: Observer + Tap> Router<'_, O> {
-    fn tcp_packets(&self) -> u64 {
-        self.tcp.iter().sum()
+    fn counts(&self) -> EngineCounts {
+        self.counts
+            .iter()
+            .fold(EngineCounts::default(), |a, c| a + *c)
     }
 
     /// A tick when the clock crosses a boundary, as one engine gives it: first frame
@@ -374,7 +376,7 @@ impl<O: Observer + Tap> Router<'_, O> {
                 .recv()
                 .map_err(|_| "a shard thread panicked".to_string())?;
             self.merged.extend(r.reports);
-            self.tcp[i] = r.tcp_packets;
+            self.counts[i] = r.counts;
             if let Some(b) = r.batch {
                 self.pool[i].push(b);
             }
@@ -460,7 +462,7 @@ where
             tick_every: cfg.tick_ns,
             next_tick: 0,
             merged: Vec::new(),
-            tcp: vec![0; shards],
+            counts: vec![EngineCounts::default(); shards],
             obs,
         };
         let stopped = route(runner, src, shards, &mut router);
@@ -514,7 +516,7 @@ where
                 if runner.progress_due() {
                     router
                         .obs
-                        .on_progress(&runner.progress(src, router.tcp_packets()));
+                        .on_progress(&runner.progress(src, router.counts()));
                 }
                 if runner.count_reached() {
                     return Ok(Stopped::Count);
@@ -531,7 +533,7 @@ where
                 }
                 router
                     .obs
-                    .on_progress(&runner.progress(src, router.tcp_packets()));
+                    .on_progress(&runner.progress(src, router.counts()));
                 if let Some(s) = runner.limits.reached(runner.frames) {
                     return Ok(s);
                 }

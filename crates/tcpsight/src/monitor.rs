@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use clap::Args;
 use tcpsight_agg::Grouping;
-use tcpsight_core::{Config, Engine, Observer};
+use tcpsight_core::{CaptureStats, Config, Engine, EngineCounts, Observer};
 use tcpsight_io::MergedReader;
 use tcpsight_live::owners::SocketOwners;
-use tcpsight_monitor::metrics::Health;
+use tcpsight_monitor::metrics::{Health, HealthCounts};
 use tcpsight_monitor::monitor::{Monitor, MonitorConfig, OwnerLookup, RecordFormat};
 use tcpsight_monitor::outdir::OutputDir;
 use tcpsight_monitor::{LocalNets, Metrics, MetricsConfig, MetricsObserver, MetricsServer};
@@ -93,6 +93,10 @@ pub struct MonitorArgs {
     /// Handshake timeout, seconds of capture time
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub timeout: f64,
+    /// Most connections tracked at once (about 1 KB each); past it the one closest to
+    /// expiring is reported early, counted as evicted (summaries, metrics)
+    #[arg(long, default_value_t = tcpsight_core::engine::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
     /// Live: records name the local process owning each connection (`pid`, `process`),
     /// from the kernel's socket tables; costs up to 8 % of a core on a busy host
     #[arg(long)]
@@ -195,7 +199,12 @@ impl Observer for Face {
         }
     }
     fn on_interim(&mut self, r: &tcpsight_core::ConnRecord) {
-        self.monitor.on_interim(r);
+        let filled = self.monitor.interim_with_l7(r);
+        let r = filled.as_ref().unwrap_or(r);
+        self.monitor.on_interim_filled(r);
+        if let Some(m) = self.metrics.as_mut() {
+            m.on_interim(r);
+        }
     }
     fn on_tick(&mut self, ts_ns: u64) {
         self.monitor.on_tick(ts_ns);
@@ -217,24 +226,31 @@ impl Tap for Face {
 
     fn on_progress(&mut self, p: &Progress) {
         if let Some(h) = &self.health {
-            h.frames.inc_by(p.frames.saturating_sub(self.last.frames));
-            h.tcp_packets
-                .inc_by(p.tcp_packets.saturating_sub(self.last.tcp_packets));
-            let (was, now) = (
-                self.last.kernel.map_or(0, |k| k.1),
-                p.kernel.map_or(0, |k| k.1),
-            );
-            h.kernel_drops.inc_by(now.saturating_sub(was));
+            h.advance(&health_counts(&self.last), &health_counts(p));
         }
         if let Some(k) = p.kernel {
             self.monitor.set_kernel(k);
         }
+        self.monitor.set_engine_counts(health_counts(p).engine);
         self.last = *p;
         if ROTATE.swap(false, Ordering::Relaxed) {
             eprintln!("tcpsight: SIGHUP: closing the current period");
             self.monitor.rotate_now();
         }
         self.say();
+    }
+}
+
+/// What the health metrics follow of a run's progress (monitor and watch).
+pub(crate) fn health_counts(p: &Progress) -> HealthCounts {
+    HealthCounts {
+        frames: p.frames,
+        engine: EngineCounts {
+            tcp_packets: p.tcp_packets,
+            evicted: p.evicted,
+            undecodable: p.undecodable,
+        },
+        kernel_drops: p.kernel.map_or(0, |k| k.1),
     }
 }
 
@@ -292,6 +308,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
         tick_ns: monitor.tick_ns(),
         active_timeout_ns: args.active_timeout,
+        max_connections: args.max_connections,
         payload: args.l7,
         datagrams: args.l7,
         ..Config::default()
@@ -323,6 +340,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
     let threads = args.threads as usize;
     let mut errors = 0;
     let started = Instant::now();
+    let stats: CaptureStats;
     if let Some(iface) = &args.interface {
         let link = tcpsight_live::link_type(iface);
         let filter = args
@@ -349,9 +367,10 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         };
         let mut src = LiveSource::new(cap, 100);
         let mut runner = Runner::new(limits, None).progress_every(4096);
-        run_engine(&mut runner, &mut src, engine_cfg, threads, &mut face)?;
-        let last = runner.progress(&mut src, face.last.tcp_packets);
+        let st = run_engine(&mut runner, &mut src, engine_cfg, threads, &mut face)?;
+        let last = runner.progress(&mut src, st.counts());
         face.on_progress(&last);
+        stats = st;
         if let Some(c) = src.copies_dropped() {
             eprintln!(
                 "tcpsight: copies: {} frames dropped as copies of one seen on another interface (-i any; --keep-copies keeps them)",
@@ -371,9 +390,10 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
             ..Limits::default()
         };
         let mut runner = Runner::new(limits, packet_filter).progress_every(1 << 16);
-        run_engine(&mut runner, &mut src, engine_cfg, threads, &mut face)?;
-        let last = runner.progress(&mut src, face.last.tcp_packets);
+        let st = run_engine(&mut runner, &mut src, engine_cfg, threads, &mut face)?;
+        let last = runner.progress(&mut src, st.counts());
         face.on_progress(&last);
+        stats = st;
         for e in src.errors() {
             eprintln!("tcpsight: {e} (everything before it was analysed)");
             errors += 1;
@@ -396,6 +416,15 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         },
         started.elapsed().as_secs_f64()
     );
+    if stats.evicted > 0 {
+        eprintln!(
+            "tcpsight: evicted {} connections under memory pressure (--max-connections {}): their records were written early",
+            stats.evicted, args.max_connections
+        );
+    }
+    if stats.undecodable_total() > 0 {
+        eprintln!("tcpsight: {} undecodable frames", stats.undecodable_total());
+    }
     if let Some(s) = &server
         && args.interface.is_none()
         && !STOP.load(Ordering::Relaxed)
@@ -425,14 +454,14 @@ fn run_engine<S: FrameSource>(
     cfg: Config,
     threads: usize,
     face: &mut Face,
-) -> Result<(), String> {
+) -> Result<CaptureStats, String> {
     if threads > 1 {
-        tcpsight_pipeline::run_sharded(runner, src, cfg, threads, face)?;
+        Ok(tcpsight_pipeline::run_sharded(runner, src, cfg, threads, face)?.stats)
     } else {
         let mut engine = Engine::new(cfg);
         runner.run(src, &mut engine, face)?;
+        Ok(engine.stats())
     }
-    Ok(())
 }
 
 #[cfg(test)]

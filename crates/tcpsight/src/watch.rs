@@ -76,6 +76,10 @@ pub struct WatchArgs {
     /// Seconds (capture time) after the first SYN before a handshake has timed out
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     timeout: f64,
+    /// Most connections tracked at once (about 1 KB each); past it the one closest to
+    /// expiring is reported early, counted as evicted (--metrics)
+    #[arg(long, default_value_t = tcpsight_core::engine::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
     /// No per-handshake lines, only the summary
     #[arg(short, long)]
     quiet: bool,
@@ -507,6 +511,8 @@ pub fn run(args: WatchArgs) -> ExitCode {
         let last = Progress {
             frames: st.frames,
             tcp_packets: st.tcp_packets,
+            evicted: st.evicted,
+            undecodable: st.undecodable_total(),
             ..w.last_progress
         };
         w.on_progress(&last);
@@ -560,6 +566,7 @@ fn replay_recording(
 fn engine_config(args: &WatchArgs) -> Config {
     Config {
         handshake_timeout_ns: (args.timeout.max(0.0) * 1e9) as u64,
+        max_connections: args.max_connections,
         ..Config::default()
     }
 }
@@ -627,13 +634,9 @@ impl<W: Write> Tap for Watcher<W> {
     /// (at most once a second), not only in the summary.
     fn on_progress(&mut self, p: &Progress) {
         if let Some(m) = &self.metrics {
+            use crate::monitor::health_counts;
             let h = &m.metrics().health;
-            let last = &self.last_progress;
-            h.frames.inc_by(p.frames.saturating_sub(last.frames));
-            h.tcp_packets
-                .inc_by(p.tcp_packets.saturating_sub(last.tcp_packets));
-            let drops = |p: &Progress| p.kernel.map_or(0, |k| k.1);
-            h.kernel_drops.inc_by(drops(p).saturating_sub(drops(last)));
+            h.advance(&health_counts(&self.last_progress), &health_counts(p));
             self.last_progress = *p;
         }
         let Some(shared) = &self.shared else {
@@ -753,7 +756,7 @@ fn watch_live<W: Write>(
     kernel.delivered = p;
     kernel.dropped = d;
     kernel.copies = src.copies_dropped();
-    let last = runner.progress(&mut src, st.tcp_packets);
+    let last = runner.progress(&mut src, st.counts());
     w.on_progress(&last);
     if let Some(rec) = w.record.take() {
         // isb_ifrecv counts what the ring dropped too, as libpcap's ps_recv does.

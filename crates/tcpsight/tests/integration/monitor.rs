@@ -482,6 +482,12 @@ impl OutputWith for Command {
 /// Starts `tcpsight ARGS` (a replay with `--metrics 127.0.0.1:0`) and returns it with
 /// the address it serves metrics at, once its input has ended.
 fn serving(args: &[&str]) -> (Killed, String) {
+    let (child, addr, _) = serving_said(args);
+    (child, addr)
+}
+
+/// As [`serving`], with what it said on stderr until then.
+fn serving_said(args: &[&str]) -> (Killed, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
         .args(args)
         .stdout(Stdio::null())
@@ -490,14 +496,51 @@ fn serving(args: &[&str]) -> (Killed, String) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let child = Killed(child);
+    let mut said = String::new();
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
         if let Some(rest) = line.split("serving metrics at http://").nth(1) {
             let addr = rest.split('/').next().unwrap().to_string();
-            return (child, addr);
+            return (child, addr, said);
         }
     }
-    panic!("{args:?} never said where it serves metrics");
+    panic!("{args:?} never said where it serves metrics: {said}");
+}
+
+/// The value of the sample `series` (a name, with its labels if any) in a text
+/// exposition.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The sum of every sample of `metric` (all label sets).
+fn sum_all(exposition: &str, metric: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The period summaries under `dir`, and every record line of its record files.
+fn summaries_and_records(dir: &Path) -> (Vec<Value>, Vec<Value>) {
+    let (mut summaries, mut records) = (Vec::new(), Vec::new());
+    for (k, v) in files(dir) {
+        if k.ends_with("/summary.json") {
+            summaries.push(serde_json::from_slice(&v).unwrap());
+        } else if k.ends_with("/flows.jsonl.zst") {
+            records.extend(json_lines(&unzstd(&v)));
+        }
+    }
+    (summaries, records)
+}
+
+fn sum_of(values: &[Value], key: &str) -> u64 {
+    values.iter().map(|v| v[key].as_u64().unwrap()).sum()
 }
 
 /// Sums of a counter's samples by one label, from the text exposition.
@@ -724,6 +767,8 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
             "5s",
             "--rotate",
             "5s",
+            "--metrics",
+            "127.0.0.1:0",
             "-o",
         ])
         .arg(&out)
@@ -739,8 +784,29 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
     std::fs::remove_file(&filler).unwrap();
     stdin.write_all(&pcap[half..]).unwrap();
     drop(stdin);
+    // The replay serves its metrics once its input has ended: the records it could not
+    // write are counted there as in the summaries.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err = String::new();
+    let addr = loop {
+        let line = lines.next().expect("says where it serves metrics").unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if let Some(rest) = line.split("serving metrics at http://").nth(1) {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    let not_written = sample(
+        &http_get(&addr, "/metrics"),
+        "tcpsight_records_not_written_total",
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    for line in lines {
+        err.push_str(&line.unwrap());
+        err.push('\n');
+    }
     let o = child.wait_with_output().unwrap();
-    let err = text(&o.stderr);
     assert_eq!(
         err.matches("cannot write records").count(),
         1,
@@ -767,6 +833,7 @@ fn monitor_on_a_full_disk_counts_lost_records_and_resumes() {
         }
     }
     assert!(lost > 0 && written > 0, "lost {lost}, written {written}");
+    assert_eq!(not_written, Some(lost as f64));
     assert!(
         summaries.last().unwrap()["records_lost"] == 0,
         "{summaries:?}"
@@ -986,4 +1053,584 @@ fn analyze_live_for_a_duration_reports_what_a_file_of_it_does() {
     let j = tcpsight(&["analyze", &kept_arg, "--json"]);
     let doc: Value = serde_json::from_slice(&j.stdout).unwrap();
     assert_eq!(doc["outcomes"]["established"], 8, "{doc}");
+}
+
+/// The engine's memory bound on a replay: evictions counted in /metrics as the run's
+/// last lines, its period summaries and `analyze` with the same bound say.
+#[test]
+fn monitor_metrics_count_evictions_as_the_summaries_and_analyze_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let capture = data(CAPTURE);
+    let (_mon, addr, said) = serving_said(&[
+        "monitor",
+        "-r",
+        &capture,
+        "-o",
+        out.to_str().unwrap(),
+        "--interval",
+        "5s",
+        "--rotate",
+        "10s",
+        "--max-connections",
+        "50",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let text = http_get(&addr, "/metrics");
+    let evicted = sample(&text, "tcpsight_evicted_connections_total").expect("evictions metric");
+    let a = tcpsight(&["analyze", &capture, "--max-connections", "50", "--json"]);
+    assert!(a.status.success());
+    let a: Value = serde_json::from_slice(&a.stdout).unwrap();
+    let expected = a["evicted_connections"]
+        .as_u64()
+        .expect("analyze evicted some");
+    assert!(expected > 0);
+    assert_eq!(evicted, expected as f64, "{said}");
+    assert!(
+        said.contains(&format!("evicted {expected} connections")),
+        "{said}"
+    );
+    let (summaries, records) = summaries_and_records(&out);
+    assert_eq!(sum_of(&summaries, "evicted_connections"), expected);
+    assert_eq!(sum_of(&summaries, "undecodable_frames"), 0);
+    // An evicted connection still gets its (early) record, counted once.
+    let connections = a["connections"].as_u64().unwrap();
+    assert_eq!(records.len() as u64, connections);
+    assert_eq!(sum_of(&summaries, "records"), connections);
+    assert_eq!(
+        sum_all(&text, "tcpsight_connections_total"),
+        connections as f64
+    );
+    assert_eq!(
+        sample(&text, "tcpsight_undecodable_frames_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "tcpsight_records_not_written_total"),
+        Some(0.0)
+    );
+}
+
+/// A pcap of `frames` (Ethernet, microseconds), each (seconds, microseconds, bytes).
+fn write_pcap(path: &Path, frames: &[(u32, u32, Vec<u8>)]) {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&65535u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (sec, usec, d) in frames {
+        for v in [*sec, *usec, d.len() as u32, d.len() as u32] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(d);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// The frames of a little-endian microsecond pcap.
+fn read_pcap(path: &str) -> Vec<(u32, u32, Vec<u8>)> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..4], &0xa1b2_c3d4u32.to_le_bytes());
+    let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let len = u(at + 8) as usize;
+        out.push((u(at), u(at + 4), b[at + 16..at + 16 + len].to_vec()));
+        at += 16 + len;
+    }
+    out
+}
+
+/// Frames that cannot be decoded (IPv4 frames given IP version 0, frames cut inside
+/// their IP header) counted in /metrics of monitor and watch and in the monitor's
+/// summaries, as analyze counts them; the rest analysed as ever; no panic.
+#[test]
+fn undecodable_frames_are_counted_in_metrics_and_summaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut frames = read_pcap(&data("captures/zeek/wikipedia.pcap"));
+    let mut broken = 0;
+    for (i, f) in frames.iter_mut().enumerate() {
+        let ipv4 = f.2.len() > 34 && f.2[12..14] == [0x08, 0x00];
+        if ipv4 && i % 5 == 1 {
+            f.2[14] = 0x05;
+            broken += 1;
+        } else if ipv4 && i % 5 == 3 {
+            f.2.truncate(20);
+            broken += 1;
+        }
+    }
+    assert!(broken >= 10, "{broken}");
+    let bad = tmp.path().join("bad.pcap");
+    write_pcap(&bad, &frames);
+    let bad = bad.to_str().unwrap();
+    let a = tcpsight(&["analyze", bad, "--json"]);
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let a: Value = serde_json::from_slice(&a.stdout).unwrap();
+    assert_eq!(a["undecodable"].as_u64(), Some(broken), "{a}");
+    assert!(a["connections"].as_u64().unwrap() > 0);
+    let out = tmp.path().join("m");
+    let (_mon, addr) = serving(&[
+        "monitor",
+        "-r",
+        bad,
+        "-o",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let m = http_get(&addr, "/metrics");
+    let (_watch, waddr) = serving(&["watch", "-r", bad, "-q", "--metrics", "127.0.0.1:0"]);
+    let w = http_get(&waddr, "/metrics");
+    for t in [&m, &w] {
+        assert_eq!(
+            sample(t, "tcpsight_undecodable_frames_total"),
+            Some(broken as f64),
+            "{t}"
+        );
+        assert_eq!(
+            sample(t, "tcpsight_frames_total"),
+            Some(frames.len() as f64),
+            "{t}"
+        );
+        assert_eq!(
+            sum_all(t, "tcpsight_connections_total"),
+            a["connections"].as_u64().unwrap() as f64,
+            "{t}"
+        );
+        assert_eq!(sample(t, "tcpsight_evicted_connections_total"), Some(0.0));
+    }
+    let (summaries, _) = summaries_and_records(&out);
+    assert_eq!(sum_of(&summaries, "undecodable_frames"), broken);
+    assert_eq!(sum_of(&summaries, "frames"), frames.len() as u64);
+}
+
+/// Interim records: a long-lived connection counts once in the connection counters
+/// (at its final record), and its bytes and packets once in total (in /metrics as they
+/// grow, at each interim record, the rest at the final one; in the bins at the final
+/// record, as analyze's table).
+#[test]
+fn monitor_interim_records_count_each_connection_and_byte_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let (_mon, addr) = serving(&[
+        "monitor",
+        "-r",
+        &data(CAPTURE),
+        "-o",
+        out.to_str().unwrap(),
+        "--interval",
+        "5s",
+        "--rotate",
+        "10s",
+        "--active-timeout",
+        "1s",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let text = http_get(&addr, "/metrics");
+    let (summaries, records) = summaries_and_records(&out);
+    let (interim, finals): (Vec<&Value>, Vec<&Value>) =
+        records.iter().partition(|r| r["record"] == "interim");
+    // Connections long enough for several interim records each.
+    assert!(interim.len() > 50, "{}", interim.len());
+    assert_eq!(sum_of(&summaries, "interim_records"), interim.len() as u64);
+    assert_eq!(finals.len(), 9092);
+    let interim_bytes: u64 = interim
+        .iter()
+        .map(|r| r["c2s_payload_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(interim_bytes > 0);
+    assert_eq!(sum_all(&text, "tcpsight_connections_total"), 9092.0);
+    let bins: Vec<Value> = files(&out)
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("/bins.jsonl"))
+        .flat_map(|(_, v)| json_lines(&String::from_utf8(v).unwrap()))
+        .collect();
+    assert_eq!(sum_of(&bins, "conns"), 9092);
+    for (dir, field) in [
+        ("c2s", "payload_bytes"),
+        ("s2c", "payload_bytes"),
+        ("c2s", "pkts"),
+        ("s2c", "pkts"),
+    ] {
+        let total: u64 = finals
+            .iter()
+            .map(|r| r[format!("{dir}_{field}")].as_u64().unwrap())
+            .sum();
+        let metric = if field == "pkts" {
+            "tcpsight_packets_total"
+        } else {
+            "tcpsight_payload_bytes_total"
+        };
+        let got = sum_by(&text, metric, "dir");
+        assert_eq!(got.get(dir), Some(&(total as f64)), "{metric} {dir}");
+        if field == "payload_bytes" {
+            assert_eq!(
+                sum_of(&bins, &format!("payload_bytes_{dir}")),
+                total,
+                "bins {dir}"
+            );
+        }
+    }
+    // The same capture without interim records: the same totals.
+    let out2 = tmp.path().join("n");
+    let (_mon2, addr2) = serving(&[
+        "monitor",
+        "-r",
+        &data(CAPTURE),
+        "-o",
+        out2.to_str().unwrap(),
+        "--active-timeout",
+        "0",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let plain = http_get(&addr2, "/metrics");
+    for metric in [
+        "tcpsight_payload_bytes_total",
+        "tcpsight_packets_total",
+        "tcpsight_retransmitted_packets_total",
+        "tcpsight_connections_total",
+        "tcpsight_connect_seconds_count",
+    ] {
+        assert_eq!(sum_all(&text, metric), sum_all(&plain, metric), "{metric}");
+    }
+}
+
+/// Whether `name` (a file in a period folder) is a temporary one: `.NAME.part`.
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".part")
+}
+
+/// Checks a complete (not temporary) file of a period folder reads whole: zstd frames
+/// of JSON lines, JSON lines, one JSON document. Returns its record lines, if any.
+fn read_complete(name: &str, bytes: &[u8]) -> Vec<Value> {
+    let lines = |s: &str| -> Vec<Value> {
+        assert!(s.is_empty() || s.ends_with('\n'), "{name}: ends mid-line");
+        s.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}: {l}")))
+            .collect()
+    };
+    if name.ends_with(".jsonl.zst") {
+        lines(&unzstd(bytes))
+    } else if name.ends_with(".jsonl") {
+        lines(std::str::from_utf8(bytes).unwrap())
+    } else if name.ends_with(".json") {
+        serde_json::from_slice::<Value>(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        Vec::new()
+    } else {
+        panic!("{name}: an unexpected file");
+    }
+}
+
+/// SIGKILL in the middle of a run (input arriving on a pipe): every folder holds only
+/// complete files and `.part` ones; every period whose summary was written is whole
+/// (its records all there); a restart into the same directory changes none of it and
+/// writes a complete run beside it.
+#[test]
+fn monitor_killed_with_sigkill_leaves_only_complete_files_and_a_restart_keeps_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("k");
+    let out_arg = out.to_str().unwrap();
+    let opts = [
+        "--interval",
+        "1s",
+        "--rotate",
+        "2s",
+        "--active-timeout",
+        "3s",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-r", "-", "-o", out_arg])
+        .args(opts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gz = std::fs::read(data(CAPTURE)).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Half the capture (about 12 s of its 25): the rest never comes.
+    stdin.write_all(&gz[..gz.len() / 2]).unwrap();
+    let committed = || {
+        std::fs::read_dir(&out)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.path().join("summary.json").exists())
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while committed() < 3 {
+        assert!(Instant::now() < deadline, "no 3 periods committed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let before = files(&out);
+    let mut folders: BTreeMap<&str, Vec<(&str, &Vec<u8>)>> = BTreeMap::new();
+    for (k, v) in &before {
+        let (folder, name) = k.split_once('/').expect("files are in period folders");
+        folders.entry(folder).or_default().push((name, v));
+    }
+    let mut whole = 0;
+    for (folder, fs) in &folders {
+        let mut records = 0u64;
+        for (name, bytes) in fs {
+            if !is_temporary(name) {
+                let lines = read_complete(name, bytes).len() as u64;
+                if name.starts_with("flows.") {
+                    records += lines;
+                }
+            }
+        }
+        let summary = fs.iter().find(|(n, _)| *n == "summary.json");
+        if let Some((_, s)) = summary {
+            // A committed period: no temporary file left, its records all there.
+            whole += 1;
+            let s: Value = serde_json::from_slice(s).unwrap();
+            assert!(fs.iter().all(|(n, _)| !is_temporary(n)), "{folder}: {fs:?}");
+            assert_eq!(
+                records,
+                s["records"].as_u64().unwrap() + s["interim_records"].as_u64().unwrap(),
+                "{folder}"
+            );
+            for f in s["files"].as_array().unwrap() {
+                assert!(
+                    fs.iter().any(|(n, _)| *n == f.as_str().unwrap()),
+                    "{folder}: {f} missing"
+                );
+            }
+        }
+    }
+    assert!(whole >= 3, "{:?}", folders.keys());
+    // The period open when it was killed: its files still temporary.
+    assert!(
+        folders
+            .values()
+            .any(|fs| fs.iter().any(|(n, _)| is_temporary(n))),
+        "{:?}",
+        before.keys()
+    );
+    // A restart into the same directory: what is there stays byte for byte; the new
+    // run's folders are new (`_r1` beside the names taken) and complete.
+    let o = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-r", &data(CAPTURE), "-o", out_arg])
+        .args(opts)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let after = files(&out);
+    for (k, v) in &before {
+        assert!(after.get(k) == Some(v), "{k} changed or went");
+    }
+    let new: Vec<(&String, &Vec<u8>)> = after
+        .iter()
+        .filter(|(k, _)| !before.contains_key(*k))
+        .collect();
+    assert!(new.iter().any(|(k, _)| k.contains("_r1/")), "{new:?}");
+    let mut finals = 0;
+    for (k, v) in &new {
+        let (folder, name) = k.split_once('/').unwrap();
+        assert!(
+            !before.keys().any(|b| b.starts_with(&format!("{folder}/"))),
+            "{k}: written into an existing folder"
+        );
+        assert!(!is_temporary(name), "{k}");
+        finals += read_complete(name, v)
+            .iter()
+            .filter(|r| r["record"] == "final")
+            .count();
+    }
+    assert_eq!(finals, 9092);
+}
+
+/// One scrape: the status line, or the error.
+fn scrape(addr: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.lines().next().unwrap_or("").to_string())
+}
+
+/// A monitor reading a capture from its stdin, with metrics on `port` (0: any): its
+/// input is written once `ready` returns, at full speed; returns it (serving after its
+/// end of input) with what it said on stderr until then, and the time from the first
+/// byte of input to its saying the input ended.
+fn monitor_fed(out: &Path, port: u16, ready: impl FnOnce()) -> (Killed, String, f64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-r", "-", "-o", out.to_str().unwrap()])
+        .args(["--interval", "5s", "--rotate", "10s"])
+        .args(["--metrics", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = Killed(child);
+    let mut said = String::new();
+    let mut say = |said: &mut String| {
+        let line = lines.next().expect("more lines").unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        line
+    };
+    while !say(&mut said).contains("metrics at http://") {}
+    let gz = std::fs::read(data(CAPTURE)).unwrap();
+    ready();
+    let t0 = Instant::now();
+    stdin.write_all(&gz).unwrap();
+    drop(stdin);
+    while !say(&mut said).contains("end of input") {}
+    (child, said, t0.elapsed().as_secs_f64())
+}
+
+/// 100 concurrent scrapers and 10 slow clients (silent, trickling a request, reading a
+/// byte at a time) all busy before a replay at top speed starts: the run's files are
+/// byte for byte the files of the same run without them, it is not held up (first byte
+/// of input to end of input, within a wide margin of the quiet run), every scrape is answered 200, and a
+/// malformed request gets 400.
+#[test]
+fn scrapers_and_slow_clients_neither_change_nor_stall_a_replay() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet_dir = tmp.path().join("quiet");
+    let (quiet_mon, quiet_said, q) = monitor_fed(&quiet_dir, 0, || {});
+    drop(quiet_mon);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, other, scraping) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let problems = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut threads = Vec::new();
+    // The scrapers start first, retrying until the monitor listens.
+    for _ in 0..100 {
+        let (stop, ok, other, scraping, problems, addr) = (
+            stop.clone(),
+            ok.clone(),
+            other.clone(),
+            scraping.clone(),
+            problems.clone(),
+            addr.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut listening = false;
+            while !stop.load(Ordering::Relaxed) {
+                match scrape(&addr) {
+                    Ok(status) if status.starts_with("HTTP/1.1 200") => {
+                        if !listening {
+                            scraping.fetch_add(1, Ordering::Relaxed);
+                        }
+                        listening = true;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(status) => {
+                        other.fetch_add(1, Ordering::Relaxed);
+                        problems.lock().unwrap().push(status);
+                    }
+                    Err(e) if listening => problems.lock().unwrap().push(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        }));
+    }
+    let slow_ready = Arc::new(AtomicBool::new(false));
+    let (slow_addr, slow_stop, slow_flag) = (addr.clone(), stop.clone(), slow_ready.clone());
+    let slow = std::thread::spawn(move || {
+        let connect = || loop {
+            if let Ok(s) = TcpStream::connect(&slow_addr) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut held: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
+        let mut trickle: Vec<TcpStream> = (0..3).map(|_| connect()).collect();
+        let mut readers: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let mut s = connect();
+                write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                s
+            })
+            .collect();
+        slow_flag.store(true, Ordering::Relaxed);
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
+        let mut i = 0;
+        while !slow_stop.load(Ordering::Relaxed) {
+            for s in &mut trickle {
+                let _ = s.write_all(&request[i % request.len()..][..1]);
+            }
+            for s in &mut readers {
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b);
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        held.clear();
+    });
+    let busy_dir = tmp.path().join("busy");
+    let mut at_start = 0;
+    let (busy_mon, busy_said, b) = monitor_fed(&busy_dir, port, || {
+        // The input flows once every scraper has been answered and every slow client
+        // holds its connection.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scraping.load(Ordering::Relaxed) < 100 || !slow_ready.load(Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "the scrapers never all got in");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        at_start = ok.load(Ordering::Relaxed);
+    });
+    let during = ok.load(Ordering::Relaxed) - at_start;
+    // A malformed request is answered 400 while all that goes on.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"\x16\x03\x01 not http\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    slow.join().unwrap();
+    drop(busy_mon);
+    let problems = problems.lock().unwrap();
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert_eq!(other.load(Ordering::Relaxed), 0);
+    // The scrapers kept scraping while the packets went through (a wave of answers
+    // every 100 ms or more, each shared by the requests waiting).
+    assert!(during >= 50, "only {during} scrapes during the run");
+    assert!(files(&quiet_dir) == files(&busy_dir), "the files differ");
+    // Before scrapes shared encodings this run took 13 times the quiet one.
+    assert!(
+        b < 3.0 * q + 2.0,
+        "quiet {q:.2} s, with scrapers {b:.2} s: {quiet_said} {busy_said}"
+    );
+    eprintln!(
+        "replay: quiet {q:.2} s, with 100 scrapers and 10 slow clients {b:.2} s; {during} scrapes during it"
+    );
 }
