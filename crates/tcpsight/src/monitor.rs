@@ -40,6 +40,9 @@ pub struct MonitorArgs {
     /// Capture files to read instead (capture time; the same files a live run writes)
     #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1..)]
     pub files: Vec<String>,
+    /// Stop after this many frames (after the packet filter), as tcpdump's -c
+    #[arg(short = 'c', long, value_name = "COUNT")]
+    pub count: Option<u64>,
     /// Output directory (created if missing)
     #[arg(short = 'o', long = "out", value_name = "DIR", required = true)]
     pub out: PathBuf,
@@ -363,7 +366,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
             deadline: args
                 .duration
                 .map(|d| Instant::now() + tcpsight_pipeline::source::duration_of_secs(d)),
-            max_frames: None,
+            max_frames: args.count,
         };
         let mut src = LiveSource::new(cap, 100);
         let mut runner = Runner::new(limits, None).progress_every(4096);
@@ -387,6 +390,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         let mut src = FileSource::new(MergedReader::new(readers));
         let limits = Limits {
             stop: Some(StopFlag::Static(&STOP)),
+            max_frames: args.count,
             ..Limits::default()
         };
         let mut runner = Runner::new(limits, packet_filter).progress_every(1 << 16);

@@ -313,7 +313,8 @@ fn icmp_errors_are_named() {
     assert_eq!(count("no route to destination"), 18);
 }
 
-/// tcpdump's `-c COUNT` in analyze and watch: only the first COUNT frames are read.
+/// tcpdump's `-c COUNT` in analyze, watch, top and monitor (capture's stops after COUNT
+/// written): only the first COUNT frames are read.
 #[test]
 fn c_count_reads_only_the_first_frames() {
     let cap = data("captures/zeek/wikipedia.pcap");
@@ -329,6 +330,19 @@ fn c_count_reads_only_the_first_frames() {
     )
     .unwrap();
     assert_eq!(top["capture"]["frames"], 20);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let m = tcpsight(&["monitor", "-r", &cap, "-o", out, "-c", "20"]);
+    assert!(m.status.success(), "{}", text(&m.stderr));
+    let period = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(period.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["frames"], 20);
 }
 
 /// tcpdump's `-p` (do not go promiscuous) is accepted by every live face, and
