@@ -585,14 +585,8 @@ impl Engine {
         {
             return;
         }
-        self.interface = match self.interfaces.iter().position(|n| &**n == name) {
-            Some(i) => i as u16,
-            None if self.interfaces.len() < NO_INTERFACE as usize => {
-                self.interfaces.push(name.into());
-                (self.interfaces.len() - 1) as u16
-            }
-            None => NO_INTERFACE,
-        };
+        self.interface = crate::names::index_of(&mut self.interfaces, name, NO_INTERFACE as usize)
+            .map_or(NO_INTERFACE, |i| i as u16);
     }
 
     /// Feeds one frame. `orig_len` is its length on the wire (>= `data.len()`).

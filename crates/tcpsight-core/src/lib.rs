@@ -16,6 +16,7 @@ mod dir;
 pub mod engine;
 pub mod flow;
 mod history;
+pub mod names;
 pub mod record;
 pub mod seq;
 pub mod stats;

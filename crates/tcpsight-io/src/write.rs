@@ -65,8 +65,6 @@ pub struct CaptureWriter<W: Write> {
     /// pcapng: the interfaces described so far (their names), in block order; frames
     /// name theirs by index ([`CaptureWriter::write_on`]).
     interfaces: Vec<Box<str>>,
-    /// The index of the last frame's interface.
-    last_interface: u32,
     pub frames: u64,
     pub bytes: u64,
 }
@@ -141,7 +139,6 @@ impl<W: Write> CaptureWriter<W> {
             snaplen,
             link,
             interfaces: vec![interface.into()],
-            last_interface: 0,
             frames: 0,
             bytes: 0,
         })
@@ -150,8 +147,7 @@ impl<W: Write> CaptureWriter<W> {
     /// Appends one frame captured at `ts_ns` (ns since the epoch), `orig_len` bytes long
     /// on the wire. Frames longer than the snaplen are cut.
     pub fn write(&mut self, ts_ns: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
-        self.last_interface = 0;
-        self.write_frame(ts_ns, data, orig_len)
+        self.write_frame(ts_ns, data, orig_len, 0)
     }
 
     /// As [`write`](Self::write), for a frame seen on `interface` (on `any`, each
@@ -165,24 +161,32 @@ impl<W: Write> CaptureWriter<W> {
         orig_len: u32,
         interface: Option<&str>,
     ) -> io::Result<()> {
-        self.last_interface = match (self.format, interface) {
+        let id = match (self.format, interface) {
             (WriteFormat::PcapNg, Some(name)) => self.interface_id(name)?,
             _ => 0,
         };
-        self.write_frame(ts_ns, data, orig_len)
+        self.write_frame(ts_ns, data, orig_len, id)
     }
 
     /// The index of interface `name`, described now if it is new.
     fn interface_id(&mut self, name: &str) -> io::Result<u32> {
-        if let Some(i) = self.interfaces.iter().position(|n| &**n == name) {
-            return Ok(i as u32);
+        let known = self.interfaces.len();
+        let i = tcpsight_core::names::index_of(&mut self.interfaces, name, u32::MAX as usize)
+            .unwrap_or(0);
+        if self.interfaces.len() > known {
+            self.bytes += write_idb(&mut self.out, self.link, self.snaplen, name)? as u64;
         }
-        self.bytes += write_idb(&mut self.out, self.link, self.snaplen, name)? as u64;
-        self.interfaces.push(name.into());
-        Ok((self.interfaces.len() - 1) as u32)
+        Ok(i as u32)
     }
 
-    fn write_frame(&mut self, ts_ns: u64, data: &[u8], orig_len: u32) -> io::Result<()> {
+    /// Appends one frame of interface `interface` (pcapng's id; pcap ignores it).
+    fn write_frame(
+        &mut self,
+        ts_ns: u64,
+        data: &[u8],
+        orig_len: u32,
+        interface: u32,
+    ) -> io::Result<()> {
         let data = &data[..data.len().min(self.snaplen as usize)];
         let caplen = data.len() as u32;
         let orig_len = orig_len.max(caplen);
@@ -203,7 +207,7 @@ impl<W: Write> CaptureWriter<W> {
                 let mut h = [0u8; 28];
                 h[0..4].copy_from_slice(&6u32.to_le_bytes());
                 h[4..8].copy_from_slice(&len.to_le_bytes());
-                h[8..12].copy_from_slice(&self.last_interface.to_le_bytes());
+                h[8..12].copy_from_slice(&interface.to_le_bytes());
                 h[12..16].copy_from_slice(&((ts_ns >> 32) as u32).to_le_bytes());
                 h[16..20].copy_from_slice(&(ts_ns as u32).to_le_bytes());
                 h[20..24].copy_from_slice(&caplen.to_le_bytes());

@@ -26,6 +26,8 @@ use tcpsight_core::{
     FlowKey, HandshakeEvent, LinkType, Observer, Payload,
 };
 
+use tcpsight_core::names::index_of;
+
 use crate::run::{Runner, Stopped, Tap};
 use crate::source::{FrameSource, Next};
 
@@ -82,17 +84,10 @@ impl Batch {
     fn push(&mut self, f: &tcpsight_io::FrameRef, clock: u64, index: u64) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(f.data);
-        let interface = match f.interface {
-            None => NO_INTERFACE,
-            Some(name) => match self.interfaces.iter().position(|n| &**n == name) {
-                Some(i) => i as u16,
-                None if self.interfaces.len() < NO_INTERFACE as usize => {
-                    self.interfaces.push(name.into());
-                    (self.interfaces.len() - 1) as u16
-                }
-                None => NO_INTERFACE,
-            },
-        };
+        let interface = f
+            .interface
+            .and_then(|name| index_of(&mut self.interfaces, name, NO_INTERFACE as usize))
+            .map_or(NO_INTERFACE, |i| i as u16);
         self.metas.push(Meta {
             ts_ns: f.ts_ns,
             link: f.link,
