@@ -306,7 +306,10 @@ pub struct Monitor {
     /// The counts of the period frames are arriving in: (start, frames, wire bytes).
     frames_now: (u64, u64, u64),
     kernel: Option<(u64, u64)>,
-    kernel_at_open: Option<(u64, u64)>,
+    /// The kernel's counters when the last summary was written: each summary says
+    /// what they grew by since, so drops before the first period opened (or between
+    /// periods) are not lost and the periods add up to the run's total.
+    kernel_said: (u64, u64),
     /// The engines' counts as last reported, and the part of them already said in a
     /// period's summary.
     engine: EngineCounts,
@@ -342,7 +345,7 @@ impl Monitor {
             frames: BTreeMap::new(),
             frames_now: (0, 0, 0),
             kernel: None,
-            kernel_at_open: None,
+            kernel_said: (0, 0),
             engine: EngineCounts::default(),
             engine_said: EngineCounts::default(),
             totals: MonitorTotals::default(),
@@ -502,7 +505,6 @@ impl Monitor {
         for e in errors {
             self.warn(e);
         }
-        self.kernel_at_open = self.kernel;
         self.period = Some(Period {
             start_ns,
             dir,
@@ -645,10 +647,13 @@ impl Monitor {
             .range(p.start_ns..end_ns.max(p.start_ns + 1))
             .fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1));
         self.frames = self.frames.split_off(&end_ns);
-        let drops = match (self.kernel_at_open, self.kernel) {
-            (Some(a), Some(b)) => json!(b.1.saturating_sub(a.1)),
-            (None, Some(b)) => json!(b.1),
-            _ => serde_json::Value::Null,
+        let drops = match self.kernel {
+            Some(k) => {
+                let grew = k.1.saturating_sub(self.kernel_said.1);
+                self.kernel_said = k;
+                json!(grew)
+            }
+            None => serde_json::Value::Null,
         };
         let (evicted, undecodable) = (
             self.engine.evicted.saturating_sub(self.engine_said.evicted),
