@@ -136,10 +136,22 @@ pub fn interface_name(ifindex: i32) -> Option<String> {
     }
 }
 
+/// The interfaces `interface` names: one, `any`, or several separated by commas (what
+/// repeated `-i` options become; a comma is in no interface name the tools here make).
+pub fn interface_names(interface: &str) -> Vec<&str> {
+    interface.split(',').filter(|n| !n.is_empty()).collect()
+}
+
+/// Whether frames of `interface` may come from several interfaces (`any`, or a list).
+pub fn mixes_interfaces(interface: &str) -> bool {
+    interface == "any" || interface_names(interface).len() > 1
+}
+
 /// The link type of frames captured on `interface`: Ethernet headers on an interface
-/// (lo included), raw IP on `any` (a SOCK_DGRAM socket; interfaces mix link types).
+/// (lo included), raw IP on `any` or a list (a SOCK_DGRAM socket; interfaces mix link
+/// types).
 pub fn link_type(interface: &str) -> LinkType {
-    if interface == "any" {
+    if mixes_interfaces(interface) {
         LinkType::RAW
     } else {
         LinkType::ETHERNET
@@ -190,11 +202,29 @@ fn os_error(what: &str) -> String {
 }
 
 impl LiveCapture {
-    /// Opens `interface` (e.g. `lo`, `eth0`), or every interface with `any`.
+    /// Opens `interface` (e.g. `lo`, `eth0`), every interface with `any`, or several
+    /// (`eth0,eth1`): one ring bound to all interfaces, where a filter in the kernel
+    /// keeps the listed ones' packets only, so they arrive in one stream in time order.
     pub fn open(interface: &str, opts: LiveOptions) -> Result<LiveCapture, String> {
+        let names = interface_names(interface);
+        let list = names.len() > 1;
+        if list && names.contains(&"any") {
+            return Err(format!(
+                "{interface}: `any` already means every interface: give it alone or list interfaces"
+            ));
+        }
+        let mut listed = Vec::new();
+        if list {
+            for n in &names {
+                match interface_index(n) {
+                    Some(i) => listed.push(i as u32),
+                    None => return Err(format!("{n}: no such interface")),
+                }
+            }
+        }
+        let any = interface == "any" || list;
         let name =
             CString::new(interface).map_err(|_| format!("{interface:?}: bad interface name"))?;
-        let any = interface == "any";
         // SAFETY: plain libc calls with valid arguments; every result is checked.
         unsafe {
             let ifindex = if any {
@@ -270,11 +300,16 @@ impl LiveCapture {
             if map == libc::MAP_FAILED {
                 return Err(close_err(os_error("cannot map the capture ring")));
             }
-            // The filter: the expression's program, or one keeping `snaplen` bytes.
+            // The filter: the expression's program, or one keeping `snaplen` bytes; for
+            // a list of interfaces, behind a test of the packet's interface.
             let program = match (&opts.filter, opts.snaplen) {
                 (Some(p), _) => Some(p.clone()),
-                (None, s) if s < MAX_SNAPLEN => Some(Program::accept_all(s.max(1))),
+                (None, s) if s < MAX_SNAPLEN || list => Some(Program::accept_all(s.max(1))),
                 (None, _) => None,
+            };
+            let program = match program {
+                Some(p) if list => Some(only_interfaces(&listed, &p)),
+                p => p,
             };
             if let Some(p) = &program {
                 let fprog = libc::sock_fprog {
@@ -322,19 +357,22 @@ impl LiveCapture {
                 }
             }
             if opts.promisc {
-                let mreq = libc::packet_mreq {
-                    mr_ifindex: ifindex as i32,
-                    mr_type: libc::PACKET_MR_PROMISC as u16,
-                    mr_alen: 0,
-                    mr_address: [0; 8],
-                };
-                libc::setsockopt(
-                    fd,
-                    SOL_PACKET,
-                    libc::PACKET_ADD_MEMBERSHIP,
-                    &mreq as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-                );
+                let each = if list { listed.clone() } else { vec![ifindex] };
+                for i in each {
+                    let mreq = libc::packet_mreq {
+                        mr_ifindex: i as i32,
+                        mr_type: libc::PACKET_MR_PROMISC as u16,
+                        mr_alen: 0,
+                        mr_address: [0; 8],
+                    };
+                    libc::setsockopt(
+                        fd,
+                        SOL_PACKET,
+                        libc::PACKET_ADD_MEMBERSHIP,
+                        &mreq as *const _ as *const libc::c_void,
+                        std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+                    );
+                }
             }
             Ok(LiveCapture {
                 fd,
@@ -515,7 +553,7 @@ pub fn interface_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, Str
                 continue;
             }
             let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
-            if interface != "any" && name != interface {
+            if interface != "any" && !interface_names(interface).contains(&&*name) {
                 continue;
             }
             match (*ifa.ifa_addr).sa_family as libc::c_int {
@@ -537,6 +575,45 @@ pub fn interface_addresses(interface: &str) -> Result<Vec<std::net::IpAddr>, Str
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// `then` behind a test of the packet's interface: the kernel's ancillary load of the
+/// receiving interface's index (`SKF_AD_IFINDEX`), compared with each of `ifindexes`;
+/// a match runs `then` (its jumps are relative, so it runs unchanged after the prefix),
+/// anything else is dropped.
+fn only_interfaces(ifindexes: &[u32], then: &Program) -> Program {
+    use tcpsight_bpf::Insn;
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JEQ_K: u16 = 0x15;
+    const BPF_RET_K: u16 = 0x06;
+    const SKF_AD_IFINDEX: u32 = (-0x1000i32) as u32 + 8;
+    // At most 255 tests fit the 8-bit jump offsets; no host captures on more at once.
+    let ifindexes = &ifindexes[..ifindexes.len().min(255)];
+    let n = ifindexes.len();
+    let mut insns = Vec::with_capacity(n + 2 + then.insns.len());
+    insns.push(Insn {
+        code: BPF_LD_W_ABS,
+        jt: 0,
+        jf: 0,
+        k: SKF_AD_IFINDEX,
+    });
+    for (i, &ifindex) in ifindexes.iter().enumerate() {
+        // Test i sits at i + 1; `then` starts at n + 2.
+        insns.push(Insn {
+            code: BPF_JEQ_K,
+            jt: (n - i) as u8,
+            jf: 0,
+            k: ifindex,
+        });
+    }
+    insns.push(Insn {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    });
+    insns.extend_from_slice(&then.insns);
+    Program { insns }
 }
 
 /// The uid and gid of `user`.

@@ -112,9 +112,10 @@ impl FrameSource for FileSource {
     }
 }
 
-/// The live AF_PACKET ring of one interface. On `any` (unless the capture was opened
-/// with [`tcpsight_live::LiveOptions::drop_copies`] off), copies of a packet from two
-/// interfaces are dropped and counted ([`CopyFilter`]).
+/// The live AF_PACKET ring of one interface, of several, or of `any`. On `any` or a
+/// list (unless the capture was opened with [`tcpsight_live::LiveOptions::drop_copies`]
+/// off), copies of a packet from two interfaces are dropped and counted
+/// ([`CopyFilter`]).
 pub struct LiveSource {
     cap: LiveCapture,
     /// How long one poll of an empty ring waits (ms).
@@ -128,9 +129,10 @@ pub struct LiveSource {
 
 impl LiveSource {
     pub fn new(cap: LiveCapture, poll_ms: i32) -> LiveSource {
-        let copies = (cap.interface == "any" && cap.drop_copies)
-            .then(|| CopyFilter::new(crate::dedup::DEFAULT_WINDOW_NS));
-        let single = (cap.interface != "any").then(|| cap.interface.as_str().into());
+        let mixed = tcpsight_live::mixes_interfaces(&cap.interface);
+        let copies =
+            (mixed && cap.drop_copies).then(|| CopyFilter::new(crate::dedup::DEFAULT_WINDOW_NS));
+        let single = (!mixed).then(|| cap.interface.as_str().into());
         LiveSource {
             single,
             cap,

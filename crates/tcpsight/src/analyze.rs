@@ -34,13 +34,20 @@ pub struct AnalyzeArgs {
     /// Capture every packet of this interface for -t seconds, then analyse the capture
     /// (yconalyzer's live mode, for cron): the report is the one a file of that traffic
     /// gives. The words after the options are a packet filter, as for tcpdump
+    /// (repeatable, or comma-separated: several interfaces are one capture)
     #[arg(
+        id = "interface",
         short = 'i',
-        long,
+        long = "interface",
         value_name = "IFACE",
+        action = clap::ArgAction::Append,
+        value_delimiter = ',',
         conflicts_with = "read",
         help_heading = "Live (capture, then analyse)"
     )]
+    interfaces: Vec<String>,
+    /// `-i` options joined by commas (tcpsight_live's name for several interfaces).
+    #[arg(skip)]
     interface: Option<String>,
     /// With -i: seconds to capture (0: until Ctrl-C)
     #[arg(
@@ -248,6 +255,7 @@ impl AnalyzeArgs {
     /// With -r the files are those, and the positional words a filter (tcpdump's rule);
     /// without, the positional words are the files.
     fn normalize(&mut self) -> Result<(), String> {
+        self.interface = crate::live_args::joined(&self.interfaces);
         if self.interface.is_some() {
             // Live: the words are a packet filter (the capture is the input).
             let words = std::mem::take(&mut self.files);

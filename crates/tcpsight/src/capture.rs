@@ -26,8 +26,20 @@ pub struct CaptureArgs {
     /// Numeric output (tcpdump's -n): always so, accepted for tcpdump habits
     #[arg(short = 'n', hide = true)]
     numeric: bool,
-    /// Interface to capture on (`any` for all; needs root or CAP_NET_RAW)
-    #[arg(short = 'i', long, value_name = "IFACE")]
+    /// Interface to capture on (`any` for all; needs root or CAP_NET_RAW); repeatable,
+    /// or comma-separated: several interfaces are one capture
+    #[arg(
+        id = "interface",
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        required = true,
+        action = clap::ArgAction::Append,
+        value_delimiter = ','
+    )]
+    interfaces: Vec<String>,
+    /// `-i` options joined by commas (tcpsight_live's name for several interfaces).
+    #[arg(skip)]
     interface: String,
     /// Output file (with rotation, numbered: FILE-0001.pcap, FILE-0002.pcap, ...)
     #[arg(short = 'w', long = "write", value_name = "FILE")]
@@ -176,7 +188,8 @@ impl Output {
     }
 }
 
-pub fn run(args: CaptureArgs) -> ExitCode {
+pub fn run(mut args: CaptureArgs) -> ExitCode {
+    args.interface = crate::live_args::joined(&args.interfaces).unwrap_or_default();
     match capture(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -197,6 +210,7 @@ pub fn record_all(
 ) -> Result<(), String> {
     capture(&CaptureArgs {
         numeric: false,
+        interfaces: vec![interface.to_string()],
         interface: interface.to_string(),
         output: output.to_path_buf(),
         duration,

@@ -50,6 +50,11 @@ pub struct LiveArgs {
     pub keep_copies: bool,
 }
 
+/// Several `-i` options as one interface name for tcpsight_live (`eth0,eth1`).
+pub fn joined(interfaces: &[String]) -> Option<String> {
+    (!interfaces.is_empty()).then(|| interfaces.join(","))
+}
+
 impl LiveArgs {
     /// The ring's options with `filter` compiled for this snap length.
     pub fn options(&self, filter: Option<Program>) -> LiveOptions {

@@ -39,8 +39,19 @@ pub struct WatchArgs {
         conflicts_with = "interface"
     )]
     files: Vec<String>,
-    /// Interface to watch live (needs root or CAP_NET_RAW)
-    #[arg(short = 'i', long, value_name = "IFACE")]
+    /// Interface to watch live (needs root or CAP_NET_RAW); repeatable, or
+    /// comma-separated: several interfaces are one capture
+    #[arg(
+        id = "interface",
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        action = clap::ArgAction::Append,
+        value_delimiter = ','
+    )]
+    interfaces: Vec<String>,
+    /// `-i` options joined by commas (tcpsight_live's name for several interfaces).
+    #[arg(skip)]
     interface: Option<String>,
     /// Stop after this many seconds (live); default: until Ctrl-C or SIGTERM
     #[arg(short = 't', long, value_name = "SECONDS")]
@@ -353,7 +364,8 @@ fn packet_filter_expr(args: &WatchArgs) -> Result<Option<String>, String> {
     }
 }
 
-pub fn run(args: WatchArgs) -> ExitCode {
+pub fn run(mut args: WatchArgs) -> ExitCode {
+    args.interface = crate::live_args::joined(&args.interfaces);
     if args.files.is_empty() && args.interface.is_none() {
         eprintln!("tcpsight: {}", crate::inputs::NO_INPUT);
         return ExitCode::from(2);
@@ -781,8 +793,8 @@ fn summary<W: Write>(
             .collect();
         let v = json!({
             "summary": {
-                "from": from as f64 / 1e9,
-                "to": to as f64 / 1e9,
+                "from": st.first_ns.map(|t| t as f64 / 1e9),
+                "to": st.last_ns.map(|t| t as f64 / 1e9),
                 "filters": filters,
                 "capture": {"frames": st.frames, "tcp_packets": st.tcp_packets, "kernel_drops": kernel.as_ref().map(|k| k.dropped),
                     "copies_dropped": kernel.as_ref().and_then(|k| k.copies),
@@ -793,12 +805,17 @@ fn summary<W: Write>(
     }
     let mut s = String::new();
     s.push_str("========== TCPSIGHT WATCH SUMMARY ==========\n");
-    s.push_str(&format!("     from : {} UTC\n", utc(from, w.digits)));
-    s.push_str(&format!("       to : {} UTC\n", utc(to, w.digits)));
-    s.push_str(&format!(
-        "     time : {:.3} sec (capture time)\n",
-        to.saturating_sub(from) as f64 / 1e9
-    ));
+    if st.first_ns.is_none() {
+        // Not 1970: nothing was seen, so there is no time span to give.
+        s.push_str("     from : - (no packet seen)\n       to : -\n     time : -\n");
+    } else {
+        s.push_str(&format!("     from : {} UTC\n", utc(from, w.digits)));
+        s.push_str(&format!("       to : {} UTC\n", utc(to, w.digits)));
+        s.push_str(&format!(
+            "     time : {:.3} sec (capture time)\n",
+            to.saturating_sub(from) as f64 / 1e9
+        ));
+    }
     for (f, t) in w.filters.named.iter().zip(&w.totals) {
         s.push_str("============================================\n");
         s.push_str(&format!(" {}\n", f.name));

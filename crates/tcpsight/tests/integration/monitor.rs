@@ -527,7 +527,7 @@ fn sum_all(exposition: &str, metric: &str) -> f64 {
 }
 
 /// The period summaries under `dir`, and every record line of its record files.
-fn summaries_and_records(dir: &Path) -> (Vec<Value>, Vec<Value>) {
+pub(crate) fn summaries_and_records(dir: &Path) -> (Vec<Value>, Vec<Value>) {
     let (mut summaries, mut records) = (Vec::new(), Vec::new());
     for (k, v) in files(dir) {
         if k.ends_with("/summary.json") {
@@ -1717,4 +1717,212 @@ fn monitor_live_kernel_drops_in_metrics_and_summaries() {
         "{summaries:?}"
     );
     assert!(sample(&exposition, "tcpsight_frames_total").unwrap() > 0.0);
+}
+
+/// Live (root), issue 12: `-i A -i B` is one capture of both interfaces (one ring, a
+/// kernel filter on the receiving interface): connections on either are recorded and
+/// named by their interface, a third interface's are not.
+#[test]
+fn monitor_on_two_interfaces_records_both_and_only_them() {
+    use crate::common::{NetPair, first_stderr_line, interrupt, request};
+    use std::net::{SocketAddr, TcpListener};
+    let Some(net) = NetPair::new(56) else {
+        return;
+    };
+    // A second link between the namespaces, which the monitor is not told of.
+    let id = std::process::id() % 100_000;
+    let (other_c, other_s) = (format!("tk{id}n56"), format!("tl{id}n56"));
+    let (c, s) = (net.client_ns.clone(), net.server_ns.clone());
+    let steps: Vec<Vec<&str>> = vec![
+        vec![
+            "link", "add", &other_c, "netns", &c, "type", "veth", "peer", "name", &other_s,
+            "netns", &s,
+        ],
+        vec!["-n", &c, "addr", "add", "10.204.56.1/24", "dev", &other_c],
+        vec!["-n", &s, "addr", "add", "10.204.56.2/24", "dev", &other_s],
+        vec!["-n", &c, "link", "set", &other_c, "up"],
+        vec!["-n", &s, "link", "set", &other_s, "up"],
+    ];
+    for step in steps {
+        let out = Command::new("ip").args(&step).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            step.join(" "),
+            text(&out.stderr)
+        );
+    }
+    let server = SocketAddr::new(net.server_ip(), 80);
+    let unwatched: SocketAddr = "10.204.56.2:80".parse().unwrap();
+    net.serve(server, 1500);
+    net.serve(unwatched, 1500);
+    // A server on the client namespace's loopback.
+    let looped: SocketAddr = "127.0.0.1:7007".parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    NetPair::in_ns(&net.client_ns, move || {
+        let l = TcpListener::bind(looped).unwrap();
+        tx.send(()).unwrap();
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut b = [0u8; 64];
+            if conn.read(&mut b).is_ok() {
+                let _ = conn.write_all(&[b'y'; 1500]);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("two");
+    let mut mon = net
+        .tcpsight_cmd(&[
+            "monitor",
+            "-i",
+            &net.client_if,
+            "-i",
+            "lo",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = first_stderr_line(&mut mon);
+    assert!(said.contains("monitoring"), "{said}");
+    NetPair::in_ns(&net.client_ns, move || {
+        for _ in 0..3 {
+            request(server, 1500).expect("request on the watched veth");
+        }
+        for _ in 0..2 {
+            request(looped, 1500).expect("request on lo");
+        }
+        for _ in 0..4 {
+            request(unwatched, 1500).expect("request on the other veth");
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let o = interrupt(mon);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (_, records) = summaries_and_records(&out);
+    let on = |ip: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["server_ip"] == ip && r["outcome"] == "established")
+            .collect()
+    };
+    let veth = on(&net.server_ip().to_string());
+    assert_eq!(veth.len(), 3, "{records:#?}");
+    assert!(
+        veth.iter()
+            .all(|r| r["interface"] == net.client_if.as_str())
+    );
+    let lo = on("127.0.0.1");
+    assert_eq!(lo.len(), 2, "{records:#?}");
+    assert!(lo.iter().all(|r| r["interface"] == "lo"), "{lo:#?}");
+    // Each loopback packet is seen once, not leaving and arriving.
+    assert!(lo.iter().all(|r| r["syn_count"] == 1), "{lo:#?}");
+    assert!(on("10.204.56.2").is_empty(), "{records:#?}");
+    assert_eq!(records.len(), 5, "{records:#?}");
+    // A name that is not there, or `any` in a list, is one clear line.
+    for (list, said) in [
+        ("lo,nosuch0", "nosuch0: no such interface"),
+        ("any,lo", "`any` already means every interface"),
+    ] {
+        let o = tcpsight(&["watch", "-i", list, "-t", "1"]);
+        assert_eq!(o.status.code(), Some(2), "{list}");
+        assert!(
+            text(&o.stderr).contains(said),
+            "{list}: {}",
+            text(&o.stderr)
+        );
+    }
+}
+
+/// Live (root), issue 12 §1: `monitor --user nobody` opens the ring and the metrics
+/// socket as root, then runs as nobody: it goes on capturing, rotates (a new period
+/// folder made as nobody) and commits every file when stopped.
+#[test]
+fn monitor_with_user_runs_unprivileged_and_still_writes_every_period() {
+    use crate::common::{first_stderr_line, interrupt, is_root};
+    use std::net::TcpListener;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("skipped: live capture and --user need root (CI runs as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // nobody must reach the output directory inside the test's temporary one.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = tmp.path().join("as-nobody");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let filter = format!("tcp port {port}");
+    let mut mon = Command::new(env!("CARGO_BIN_EXE_tcpsight"))
+        .args(["monitor", "-i", "lo", "-o", out.to_str().unwrap()])
+        .args([
+            "--user",
+            "nobody",
+            "--metrics",
+            "127.0.0.1:0",
+            "-f",
+            &filter,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = first_stderr_line(&mut mon);
+    let addr = first
+        .split("metrics at http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    let said = first_stderr_line(&mut mon);
+    assert!(said.contains("monitoring lo"), "{said}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", mon.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid}"
+    );
+    let talk = |n: usize| {
+        for _ in 0..n {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            c.write_all(b"ping\n").unwrap();
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(b"pong\n").unwrap();
+            c.read_exact(&mut b).unwrap();
+        }
+    };
+    talk(3);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(mon.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&out).unwrap().count() < 2 {
+        assert!(Instant::now() < deadline, "SIGHUP made no new period");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    talk(2);
+    std::thread::sleep(Duration::from_millis(300));
+    let exposition = http_get(&addr, "/metrics");
+    assert!(sample(&exposition, "tcpsight_frames_total").unwrap() > 0.0);
+    let o = interrupt(mon);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (summaries, records) = summaries_and_records(&out);
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    let ours = records
+        .iter()
+        .filter(|r| r["server_port"] == port && r["outcome"] == "established")
+        .count();
+    assert_eq!(ours, 5, "{records:#?}");
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let dir = entry.unwrap().path();
+        assert_eq!(std::fs::metadata(&dir).unwrap().uid(), 65534, "{dir:?}");
+    }
 }
