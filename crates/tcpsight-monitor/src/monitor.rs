@@ -310,6 +310,10 @@ pub struct Monitor {
     /// what they grew by since, so drops before the first period opened (or between
     /// periods) are not lost and the periods add up to the run's total.
     kernel_said: (u64, u64),
+    /// Frames dropped as copies from another interface (live `any` or a list), and
+    /// their count when the last summary was written.
+    copies: Option<u64>,
+    copies_said: u64,
     /// The engines' counts as last reported, and the part of them already said in a
     /// period's summary.
     engine: EngineCounts,
@@ -346,6 +350,8 @@ impl Monitor {
             frames_now: (0, 0, 0),
             kernel: None,
             kernel_said: (0, 0),
+            copies: None,
+            copies_said: 0,
             engine: EngineCounts::default(),
             engine_said: EngineCounts::default(),
             totals: MonitorTotals::default(),
@@ -402,6 +408,11 @@ impl Monitor {
     /// The kernel's (delivered, dropped) counters (live).
     pub fn set_kernel(&mut self, k: (u64, u64)) {
         self.kernel = Some(k);
+    }
+
+    /// Frames dropped so far as copies of one seen on another interface (live).
+    pub fn set_copies(&mut self, copies: u64) {
+        self.copies = Some(copies);
     }
 
     /// The engines' counts so far (evictions, undecodable frames): each period's
@@ -655,6 +666,11 @@ impl Monitor {
             }
             None => serde_json::Value::Null,
         };
+        let copies = self.copies.map(|c| {
+            let grew = c.saturating_sub(self.copies_said);
+            self.copies_said = c;
+            grew
+        });
         let (evicted, undecodable) = (
             self.engine.evicted.saturating_sub(self.engine_said.evicted),
             self.engine
@@ -674,6 +690,7 @@ impl Monitor {
             "frames": frames,
             "wire_bytes": wire_bytes,
             "kernel_drops": drops,
+            "copies_dropped": copies,
             "evicted_connections": evicted,
             "undecodable_frames": undecodable,
             "files": files,

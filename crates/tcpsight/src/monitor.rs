@@ -34,8 +34,20 @@ use crate::live_args::LiveArgs;
     per-destination table per interval), summary.json, and with --l7 the HTTP and TLS\n\
     logs. Files appear only when complete. docs/monitor.md")]
 pub struct MonitorArgs {
-    /// Interface to watch live
-    #[arg(short = 'i', long, value_name = "IFACE", conflicts_with = "files")]
+    /// Interface to watch live; repeatable, or comma-separated: several interfaces are
+    /// one capture
+    #[arg(
+        id = "interface",
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        action = clap::ArgAction::Append,
+        value_delimiter = ',',
+        conflicts_with = "files"
+    )]
+    pub interfaces: Vec<String>,
+    /// `-i` options joined by commas (tcpsight_live's name for several interfaces).
+    #[arg(skip)]
     pub interface: Option<String>,
     /// Capture files to read instead (capture time; the same files a live run writes)
     #[arg(short = 'r', long = "read", value_name = "FILE", num_args = 1..)]
@@ -234,6 +246,9 @@ impl Tap for Face {
         if let Some(k) = p.kernel {
             self.monitor.set_kernel(k);
         }
+        if let Some(c) = p.copies {
+            self.monitor.set_copies(c);
+        }
         self.monitor.set_engine_counts(health_counts(p).engine);
         self.last = *p;
         if ROTATE.swap(false, Ordering::Relaxed) {
@@ -257,7 +272,8 @@ pub(crate) fn health_counts(p: &Progress) -> HealthCounts {
     }
 }
 
-pub fn run(args: MonitorArgs) -> ExitCode {
+pub fn run(mut args: MonitorArgs) -> ExitCode {
+    args.interface = crate::live_args::joined(&args.interfaces);
     match monitor(args) {
         Ok(code) => code,
         Err(e) => {
@@ -299,7 +315,12 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
     };
     let metrics = args.metrics.as_ref().map(|_| Metrics::new());
     let mut monitor = Monitor::new(cfg, out)?;
-    if args.process && args.interface.is_some() {
+    if args.process && args.interface.is_none() {
+        return Err(
+            "--process needs a live interface (-i): a capture file has no sockets to ask".into(),
+        );
+    }
+    if args.process {
         monitor = monitor.with_owners(Box::new(Owners(SocketOwners::start(
             std::time::Duration::from_secs(5),
         ))));

@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,7 @@ use serde_json::json;
 use tcpsight_core::{Addr, Config, Engine};
 use tcpsight_io::MergedReader;
 use tcpsight_live::LiveCapture;
+use tcpsight_live::owners::SocketOwners;
 use tcpsight_pipeline::{
     FileSource, FrameSource, Limits, LiveSource, Paced, Progress, Runner, Speed, Step, Tap,
 };
@@ -80,8 +82,19 @@ pub struct TopArgs {
         conflicts_with = "interface"
     )]
     files: Vec<String>,
-    /// Interface to watch live (needs root or CAP_NET_RAW)
-    #[arg(short = 'i', long, value_name = "IFACE")]
+    /// Interface to watch live (needs root or CAP_NET_RAW); repeatable, or
+    /// comma-separated: several interfaces are one capture
+    #[arg(
+        id = "interface",
+        short = 'i',
+        long = "interface",
+        value_name = "IFACE",
+        action = clap::ArgAction::Append,
+        value_delimiter = ','
+    )]
+    interfaces: Vec<String>,
+    /// `-i` options joined by commas (tcpsight_live's name for several interfaces).
+    #[arg(skip)]
     interface: Option<String>,
     /// Packet filter in tcpdump syntax (needs libpcap at run time); live, it runs in the
     /// kernel
@@ -140,6 +153,10 @@ pub struct TopArgs {
     /// Most connections kept in memory (about 120 bytes each); the oldest go first
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     keep: usize,
+    /// Live: name the local processes owning each row's connections (from the kernel's
+    /// socket tables, scanned off the packet path; up to 8 % of a core on a busy host)
+    #[arg(long)]
+    process: bool,
     #[command(flatten)]
     live: LiveArgs,
     /// Seconds (capture time) after the first SYN before an unanswered handshake times out
@@ -397,9 +414,23 @@ impl App {
         if !self.ui.filter.is_empty() {
             t.push_str(&format!("filter: {}\n", self.ui.filter.text));
         }
-        let rows: Vec<table::Row> = self.rows.iter().map(|r| r.row.clone()).collect();
+        let rows: Vec<table::Row> = self.rows.iter().map(TopRow::shown).collect();
         t.push_str(&table::render(&rows, 0));
         t
+    }
+
+    /// `destinations` as in `tcpsight analyze --json`, with each row's `process` under
+    /// --process.
+    fn destinations_json(&self, rows: &[table::Row]) -> serde_json::Value {
+        let mut v = table::to_json(rows, 0);
+        if self.view_model().processes.is_some()
+            && let serde_json::Value::Array(list) = &mut v
+        {
+            for (d, r) in list.iter_mut().zip(&self.rows) {
+                d["process"] = json!(r.process);
+            }
+        }
+        v
     }
 
     /// The table as JSON (`destinations` as in `tcpsight analyze --json`).
@@ -421,7 +452,7 @@ impl App {
                 "gap_connections": m.gap_conns,
                 "copies_dropped": m.copies,
             },
-            "destinations": table::to_json(&rows, 0),
+            "destinations": self.destinations_json(&rows),
         })
     }
 }
@@ -612,10 +643,21 @@ fn build_model(args: &TopArgs) -> Result<Model, String> {
         }
         None
     };
-    Ok(Model::new(args.group_by, filters, only, args.keep))
+    if args.process && args.interface.is_none() {
+        return Err(
+            "--process needs a live interface (-i): a capture file has no sockets to ask".into(),
+        );
+    }
+    let model = Model::new(args.group_by, filters, only, args.keep);
+    Ok(if args.process {
+        model.with_processes(Arc::new(SocketOwners::start(Duration::from_secs(5))))
+    } else {
+        model
+    })
 }
 
-pub fn run(args: TopArgs) -> ExitCode {
+pub fn run(mut args: TopArgs) -> ExitCode {
+    args.interface = crate::live_args::joined(&args.interfaces);
     if args.files.is_empty() && args.interface.is_none() {
         eprintln!("tcpsight: {}", crate::inputs::NO_INPUT);
         return ExitCode::from(2);

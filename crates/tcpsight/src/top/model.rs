@@ -21,6 +21,7 @@ use regex::Regex;
 use tcpsight_core::{
     Addr, Close, ConnRecord, Endpoint, ExchangeEvent, HandshakeEvent, Observer, Outcome,
 };
+use tcpsight_live::owners::{Owner, SocketOwners};
 
 use crate::output::table::{self, ConnFacts, HostStats, Row, SortBy};
 use crate::watchfilter::{FilterSet, Net};
@@ -87,6 +88,9 @@ pub struct Conn {
     pub state: State,
     pub close: Close,
     pub facts: ConnFacts,
+    /// The local process owning it (live, --process): its pid and the index of its
+    /// command name in the model's [`Processes`].
+    pub owner: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -190,6 +194,64 @@ impl RowFilter {
 pub struct TopRow {
     pub key: Key,
     pub row: Row,
+    /// The local processes owning the row's connections (--process): the commonest
+    /// command name, with how many other names there are (`curl +2`).
+    pub process: Option<String>,
+}
+
+impl TopRow {
+    /// The row as the table shows it: with --process, the owning processes follow the
+    /// endpoint in the first column (`10.0.0.2 [curl +1]`), so the `/` name filter
+    /// finds rows by process too; JSON keeps them apart (`process`).
+    pub fn shown(&self) -> Row {
+        let mut row = self.row.clone();
+        if let Some(p) = &self.process {
+            row.host = format!("{} [{p}]", row.host);
+        }
+        row
+    }
+}
+
+/// Which local process owns a connection, for `--process` (live): the socket tables'
+/// cache that tcpsight-live's scanner keeps off the packet path, and the command names
+/// seen, each kept once (connections hold an index).
+#[derive(Clone)]
+pub struct Processes {
+    owners: Arc<SocketOwners>,
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+/// Distinct command names kept; past it, connections of new names stay unattributed.
+const MAX_PROCESS_NAMES: usize = 65_536;
+
+impl Processes {
+    pub fn new(owners: Arc<SocketOwners>) -> Processes {
+        Processes {
+            owners,
+            names: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn lookup(&self, client: Endpoint, server: Endpoint) -> Option<Owner> {
+        let end = |e: Endpoint| std::net::SocketAddr::new(e.addr.ip(), e.port);
+        self.owners.lookup(end(client), end(server))
+    }
+
+    /// The owner as a connection keeps it (pid, name index).
+    fn intern(&mut self, o: Owner) -> Option<(u32, u32)> {
+        if let Some(&i) = self.index.get(&o.comm) {
+            return Some((o.pid, i));
+        }
+        if self.names.len() >= MAX_PROCESS_NAMES {
+            return None;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(o.comm.clone());
+        self.index.insert(o.comm, i);
+        Some((o.pid, i))
+    }
 }
 
 /// The longest sliding window, in seconds (a day).
@@ -231,6 +293,8 @@ pub struct Model {
     pub evicted: u64,
     /// Connections seen (since start or reset).
     conns_total: u64,
+    /// `--process`: the owners of local connections.
+    pub processes: Option<Processes>,
 }
 
 impl Model {
@@ -253,6 +317,26 @@ impl Model {
             gap_conns: 0,
             evicted: 0,
             conns_total: 0,
+            processes: None,
+        }
+    }
+
+    /// Rows name the local processes owning their connections (live).
+    pub fn with_processes(mut self, owners: Arc<SocketOwners>) -> Model {
+        self.processes = Some(Processes::new(owners));
+        self
+    }
+
+    /// The owner of a connection, from the cache (rows of open connections look again
+    /// each time: the scan that finds a new socket comes after its handshake).
+    fn owner_of(&self, c: &Conn) -> Option<(u32, Arc<str>)> {
+        let p = self.processes.as_ref()?;
+        match c.owner {
+            Some(o) => Some((o.0, p.names.get(o.1 as usize)?.clone())),
+            None if matches!(c.state, State::Open(_)) => {
+                p.lookup(c.client, c.server).map(|o| (o.pid, o.comm))
+            }
+            None => None,
         }
     }
 
@@ -399,12 +483,22 @@ impl Model {
     ) -> Vec<TopRow> {
         let (from, span_s) = self.span(window_ns);
         let mut hosts: HashMap<Key, HostStats, foldhash::fast::RandomState> = HashMap::default();
+        // --process: connections per command name, per row.
+        let mut owners: HashMap<Key, HashMap<Arc<str>, u64>> = HashMap::new();
         for c in self.conns.iter().filter(|c| c.ts_ns >= from) {
             if !filter.conn_matches(c, self.endpoint(c.client, c.server)) {
                 continue;
             }
+            let owner = self.owner_of(c);
             self.each_key(c.client, c.server, |k| {
-                hosts.entry(k).or_default().add_connection(&c.facts)
+                hosts.entry(k).or_default().add_connection(&c.facts);
+                if let Some((_, name)) = &owner {
+                    *owners
+                        .entry(k)
+                        .or_default()
+                        .entry(name.clone())
+                        .or_default() += 1;
+                }
             });
         }
         for e in self.exchanges.iter().filter(|e| e.ts_ns >= from) {
@@ -417,14 +511,35 @@ impl Model {
                 h.add_split(e.response_ns, e.server_ns);
             });
         }
+        // The commonest name; ties go to the first in name order, so a refresh does not
+        // flip between equals.
+        let process_of = |key: &Key| {
+            let names = owners.get(key)?;
+            let (top, _) = names
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+            Some(match names.len() - 1 {
+                0 => top.to_string(),
+                more => format!("{top} +{more}"),
+            })
+        };
         let mut rows: Vec<(Key, Row)> = hosts
             .iter()
             .map(|(k, h)| (*k, h.row(self.label(*k, names), span_s)))
-            .filter(|(_, r)| filter.name_matches(&r.host))
+            .filter(|(k, r)| {
+                filter.name_matches(&r.host)
+                    || owners
+                        .get(k)
+                        .is_some_and(|n| n.keys().any(|name| filter.name_matches(name)))
+            })
             .collect();
         table::sort_rows(&mut rows, sort, reverse);
         rows.into_iter()
-            .map(|(key, row)| TopRow { key, row })
+            .map(|(key, row)| TopRow {
+                process: process_of(&key),
+                key,
+                row,
+            })
             .collect()
     }
 
@@ -505,6 +620,13 @@ impl Observer for Model {
         } else {
             Close::Open
         };
+        let owner = self.processes.as_mut().and_then(|p| {
+            if e.outcome == Outcome::Established {
+                p.owners.nudge();
+            }
+            let o = p.lookup(e.client, e.server)?;
+            p.intern(o)
+        });
         let c = Conn {
             ts_ns: e.ts_ns,
             ts_first_ns: e.first_syn_ns.unwrap_or(e.ts_ns),
@@ -514,6 +636,7 @@ impl Observer for Model {
             state: State::Open(e.outcome),
             close,
             facts,
+            owner,
         };
         self.push_conn(c);
         let idx = self.base + self.conns.len() as u64 - 1;
@@ -550,7 +673,13 @@ impl Observer for Model {
         }
         let facts = ConnFacts::of(r);
         self.gap_conns += facts.gap as u64;
-        let c = Conn {
+        // The owner is remembered a while after its socket closed (tcpsight-live's
+        // KEEP), so a connection ending now is still found.
+        let owner = self.processes.as_mut().and_then(|p| {
+            let o = p.lookup(client, server)?;
+            p.intern(o)
+        });
+        let mut c = Conn {
             ts_ns: r.ts_last_ns,
             ts_first_ns: r.ts_first_ns,
             client,
@@ -559,6 +688,7 @@ impl Observer for Model {
             state: State::Done(r.outcome),
             close: r.close,
             facts,
+            owner,
         };
         // The full record replaces the provisional one where the handshake was seen.
         if let Some(idx) = self.open.remove(&(client, server, r.vlan))
@@ -567,6 +697,7 @@ impl Observer for Model {
             && slot.server == server
             && slot.vlan == r.vlan
         {
+            c.owner = c.owner.or(slot.owner);
             *slot = c;
             return;
         }

@@ -295,7 +295,11 @@ fn draw_table(f: &mut Frame, s: &Screen, area: Rect) -> Hidden {
             ..Hidden::default()
         };
     }
-    let cells: Vec<Vec<String>> = s.rows.iter().map(|r| table::cells(&r.row).into()).collect();
+    let cells: Vec<Vec<String>> = s
+        .rows
+        .iter()
+        .map(|r| table::cells(&r.shown()).into())
+        .collect();
     let all = column_widths(&table::HEADER, &cells);
     let sort_col = COLUMN_SORT.iter().position(|c| *c == s.ui.sort);
     let max_offset = table::HEADER.len() - 2;

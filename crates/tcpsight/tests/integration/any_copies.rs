@@ -277,3 +277,48 @@ fn capture_on_any_drops_copies_and_records_name_their_interface() {
         );
     }
 }
+
+/// Issue 12 with 15.6: a list of interfaces that carry the same packets (a bridge and
+/// its port, `-i BR -i PORT`) is deduplicated as `any` is, and each period's summary
+/// says how many copies it dropped.
+#[test]
+fn monitor_on_a_bridge_and_its_port_counts_each_packet_once_and_summaries_say_the_copies() {
+    let Some((net, br)) = bridged(64) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mon");
+    let mut m = net
+        .tcpsight_cmd(&[
+            "monitor",
+            "-i",
+            &br,
+            "-i",
+            &net.client_if,
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = first_stderr_line(&mut m);
+    assert!(started.contains("monitoring"), "{started}");
+    traffic(&net, 10, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = interrupt(m);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (summaries, records) = crate::monitor::summaries_and_records(&out);
+    let server = net.server_ip().to_string();
+    let ours: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["server_ip"] == server.as_str() && r["server_port"] == 80)
+        .collect();
+    assert_eq!(ours.len(), 10, "{records:#?}");
+    assert!(ours.iter().all(|r| r["syn_count"] == 1), "{ours:#?}");
+    let copies: u64 = summaries
+        .iter()
+        .map(|s| s["copies_dropped"].as_u64().expect("copies_dropped"))
+        .sum();
+    assert!(copies >= 80, "{summaries:?}");
+}
