@@ -3,8 +3,11 @@
 //! `-r FILE` replays captures through the same engine in capture time.
 
 use crate::live_args::LiveArgs;
+use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
@@ -17,6 +20,7 @@ use tcpsight_pipeline::{
 
 use tcpsight_io::{CaptureEnd, MergedReader};
 use tcpsight_live::LiveCapture;
+use tcpsight_live::owners::{Owner, SocketOwners};
 use tcpsight_monitor::{LocalNets, Metrics, MetricsConfig, MetricsObserver, MetricsServer};
 
 use crate::format::{thousands, utc};
@@ -102,6 +106,23 @@ pub struct WatchArgs {
     /// keeps serving after its end until stopped
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+    /// Live: each line names the local process owning the connection (pid and command,
+    /// from the kernel's socket tables, scanned off the packet path); a line waits up to
+    /// 0.4 s for the scan that finds a new socket
+    #[arg(long)]
+    process: bool,
+}
+
+/// How long a line waits for the scan that finds its new socket: scans come at most
+/// every 250 ms (tcpsight-live's MAX_SCANS_PER_S), one is asked for at the handshake,
+/// and a scan takes up to 20 ms on a big host.
+const PROCESS_WAIT: Duration = Duration::from_millis(400);
+
+/// `--process`: handshake lines wait here, in order, until the owner of their
+/// connection is known or [`PROCESS_WAIT`] has passed.
+struct Held {
+    owners: Arc<SocketOwners>,
+    lines: VecDeque<(HandshakeEvent, Instant)>,
 }
 
 /// `-w`: the frames watched, and what the file's end will say of the capture.
@@ -163,6 +184,8 @@ struct Watcher<W: Write> {
     /// `--metrics`: the Prometheus series of every connection (not only the filters').
     metrics: Option<MetricsObserver>,
     last_progress: Progress,
+    /// `--process`: the lines waiting for their owner.
+    held: Option<Held>,
 }
 
 fn endpoint(e: Endpoint) -> String {
@@ -198,16 +221,64 @@ fn result_text(o: Outcome) -> &'static str {
 }
 
 impl<W: Write> Watcher<W> {
-    fn header_to(out: &mut impl Write) -> io::Result<()> {
+    fn header_to(out: &mut impl Write, process: bool) -> io::Result<()> {
         writeln!(
             out,
-            "     TIME |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms)",
-            "SRC IP:PORT", "DST IP:PORT"
+            "     TIME |        TIMESTAMP        | {:>27}   {:<27} |      RESULTS      | DUP SYN  DUP S/A |  RTT(ms){}",
+            "SRC IP:PORT",
+            "DST IP:PORT",
+            if process { " | PID COMMAND" } else { "" }
         )?;
-        writeln!(out, "{}", "-".repeat(144))
+        writeln!(out, "{}", "-".repeat(if process { 160 } else { 144 }))
     }
 
-    fn line(&mut self, e: &HandshakeEvent) -> io::Result<()> {
+    /// A decided handshake: its line now, or (--process) once its owner is known.
+    fn show(&mut self, e: &HandshakeEvent) -> io::Result<()> {
+        let Some(held) = &mut self.held else {
+            return self.line(e, None);
+        };
+        let mut wait = Instant::now();
+        // Only an established connection has a socket worth waiting for.
+        if e.outcome == Outcome::Established {
+            held.owners.nudge();
+            wait += PROCESS_WAIT;
+        }
+        held.lines.push_back((*e, wait));
+        self.release(false)
+    }
+
+    /// Writes the waiting lines whose owner is known or whose wait is over, in order;
+    /// all of them with `all`.
+    fn release(&mut self, all: bool) -> io::Result<()> {
+        let Some(mut held) = self.held.take() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut r = Ok(());
+        while let Some((e, until)) = held.lines.front() {
+            let owner = held.owners.lookup(
+                SocketAddr::new(e.client.addr.ip(), e.client.port),
+                SocketAddr::new(e.server.addr.ip(), e.server.port),
+            );
+            if owner.is_none() && !all && now < *until {
+                break;
+            }
+            let e = *e;
+            held.lines.pop_front();
+            r = self.line(&e, Some(owner.as_ref()));
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() && self.flush_each {
+            r = self.out.flush();
+        }
+        self.held = Some(held);
+        r
+    }
+
+    /// One line; `owner` is `Some` with --process (the owner, if found).
+    fn line(&mut self, e: &HandshakeEvent, owner: Option<Option<&Owner>>) -> io::Result<()> {
         let dup_syn = e.syn_count.saturating_sub(1);
         let dup_sa = e.synack_count.saturating_sub(1);
         if self.json {
@@ -226,11 +297,16 @@ impl<W: Write> Watcher<W> {
                     "reason": tcpsight_core::record::icmp_reason(!e.client.addr.is_v4(), t, c),
                 })),
             });
+            let mut v = v;
+            if let Some(o) = owner {
+                v["pid"] = json!(o.map(|o| o.pid));
+                v["process"] = json!(o.map(|o| &*o.comm));
+            }
             return writeln!(self.out, "{v}");
         }
         if !self.header_done {
             self.header_done = true;
-            Self::header_to(&mut self.out)?;
+            Self::header_to(&mut self.out, owner.is_some())?;
         }
         // Unknown when a FIN or RST completed the handshake (a control-only capture).
         let elapsed = e.elapsed_ns.map_or("-".to_string(), handshake_time);
@@ -238,9 +314,14 @@ impl<W: Write> Watcher<W> {
             .server_rtt_ns
             .map_or("-".to_string(), |r| format!("{:.3}", r as f64 / 1e6));
         let ts = utc(e.first_syn_ns.unwrap_or(e.ts_ns), 3);
+        let process = match owner {
+            Some(Some(o)) => format!(" | {} {}", o.pid, o.comm),
+            Some(None) => " | -".to_string(),
+            None => String::new(),
+        };
         writeln!(
             self.out,
-            "{:>9} | {} | {:>27}   {:<27} | {} | {:7}  {:7} | {:>8}",
+            "{:>9} | {} | {:>27}   {:<27} | {} | {:7}  {:7} | {:>8}{}",
             elapsed,
             ts,
             endpoint(e.client),
@@ -248,7 +329,8 @@ impl<W: Write> Watcher<W> {
             result_text(e.outcome),
             dup_syn,
             dup_sa,
-            rtt
+            rtt,
+            process
         )
     }
 }
@@ -281,7 +363,7 @@ impl<W: Write> Observer for Watcher<W> {
         }
         if !self.quiet
             && self.error.is_none()
-            && let Err(err) = self.line(e).and_then(|_| {
+            && let Err(err) = self.show(e).and_then(|_| {
                 if self.flush_each {
                     self.out.flush()
                 } else {
@@ -408,7 +490,20 @@ pub fn run(mut args: WatchArgs) -> ExitCode {
         record: None,
         metrics: None,
         last_progress: Progress::default(),
+        held: None,
     };
+    if args.process {
+        if !live {
+            eprintln!(
+                "tcpsight: --process needs a live interface (-i): a capture file has no sockets to ask"
+            );
+            return ExitCode::from(2);
+        }
+        w.held = Some(Held {
+            owners: Arc::new(SocketOwners::start(Duration::from_secs(5))),
+            lines: VecDeque::new(),
+        });
+    }
     let mut server = None;
     if let Some(addr) = &args.metrics {
         let m = Metrics::new();
@@ -529,6 +624,11 @@ pub fn run(mut args: WatchArgs) -> ExitCode {
         };
         w.on_progress(&last);
     }
+    if w.error.is_none()
+        && let Err(e) = w.release(true)
+    {
+        w.error = Some(e);
+    }
     let summary = summary(&w, &st, kernel);
     let ok = w.error.is_none()
         && w.out
@@ -612,6 +712,18 @@ pub(crate) fn stop_on_signals() {
     }
 }
 
+impl<W: Write> Watcher<W> {
+    /// The lines whose owner is found or whose wait is over (a quiet ring too).
+    fn release_held(&mut self) {
+        if self.held.is_some()
+            && self.error.is_none()
+            && let Err(e) = self.release(false)
+        {
+            self.error = Some(e);
+        }
+    }
+}
+
 impl<W: Write> Tap for Watcher<W> {
     fn on_frame(&mut self, f: &tcpsight_io::FrameRef) -> Result<(), String> {
         // The reader went away (`watch | head`): nothing more can be shown.
@@ -640,11 +752,13 @@ impl<W: Write> Tap for Watcher<W> {
         if let Some(rec) = &mut self.record {
             rec.clock_ns = rec.clock_ns.max(clock_ns);
         }
+        self.release_held();
     }
 
     /// Live: the socket's capture counters, and new kernel drops said on stderr at once
     /// (at most once a second), not only in the summary.
     fn on_progress(&mut self, p: &Progress) {
+        self.release_held();
         if let Some(m) = &self.metrics {
             use crate::monitor::health_counts;
             let h = &m.metrics().health;

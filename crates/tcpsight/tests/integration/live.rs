@@ -350,3 +350,70 @@ fn watch_with_user_removes_its_socket_when_it_stops() {
     assert!(!sock.exists(), "socket left behind: {err}");
     assert!(!err.contains("cannot remove"), "{err}");
 }
+
+/// Issue 12 §4: `watch --process` names the local process of each established
+/// connection (this test's, at both ends on lo); a line waits for the socket scan its
+/// handshake asked for, and lines keep their order. A refused one has no owner.
+#[test]
+fn watch_process_names_the_owner_of_each_connection_in_order() {
+    if !is_root() {
+        eprintln!("skipped: live capture needs root (CI runs as root)");
+        return;
+    }
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let me = me.trim().to_string();
+    let child = start_watch("lo", &["-t", "4", "--process"]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let refused = closed_port();
+    let mut order = Vec::new();
+    for i in 0..4 {
+        if i == 2 {
+            assert!(TcpStream::connect(("127.0.0.1", refused)).is_err());
+            order.push(refused);
+        }
+        let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_a, _) = l.accept().unwrap();
+        order.push(port);
+        // Open past the next scan, as a connection worth naming is.
+        std::thread::sleep(Duration::from_millis(500));
+        drop(c);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = lines(&out.stdout);
+    let ours: Vec<&serde_json::Value> = v
+        .iter()
+        .filter(|l| {
+            l["server"] == format!("127.0.0.1:{port}")
+                || l["server"] == format!("127.0.0.1:{refused}")
+        })
+        .collect();
+    let ports: Vec<u16> = ours
+        .iter()
+        .map(|l| {
+            l["server"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ports, order, "{ours:#?}");
+    for l in &ours {
+        if l["result"] == "success" {
+            assert_eq!(l["process"], me.as_str(), "{l}");
+            assert_eq!(l["pid"], std::process::id(), "{l}");
+        } else {
+            assert_eq!(l["result"], "rejected", "{l}");
+            assert!(l["process"].is_null(), "{l}");
+        }
+    }
+}
