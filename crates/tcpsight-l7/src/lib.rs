@@ -114,7 +114,7 @@ pub mod tls;
 
 pub use detect::AppProto;
 pub use http::HttpTransaction;
-pub use observe::{L7, L7Log};
+pub use observe::{Anonymized, L7, L7Log};
 pub use tls::TlsHandshake;
 
 use tcpsight_core::Value;

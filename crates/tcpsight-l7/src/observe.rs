@@ -30,6 +30,50 @@ pub trait L7Log {
     fn tls(&mut self, _ctx: &Context, _t: &TlsHandshake) {}
 }
 
+/// `log` with addresses (and host names, when hashed) anonymized: what every face's
+/// L7 logs go through under `--anonymize`.
+pub struct Anonymized<'a, L> {
+    pub log: &'a mut L,
+    pub anon: &'a mut tcpsight_anon::Anonymizer,
+}
+
+impl<L: L7Log> Anonymized<'_, L> {
+    fn context(&mut self, ctx: &Context) -> Context {
+        Context {
+            client: self.anon.endpoint(ctx.client),
+            server: self.anon.endpoint(ctx.server),
+            ..*ctx
+        }
+    }
+}
+
+impl<L: L7Log> L7Log for Anonymized<'_, L> {
+    fn http(&mut self, ctx: &Context, t: &HttpTransaction) {
+        let ctx = self.context(ctx);
+        if self.anon.hashes_names() {
+            let t = HttpTransaction {
+                host: t.host.as_deref().map(|h| self.anon.name(h)),
+                ..t.clone()
+            };
+            self.log.http(&ctx, &t);
+        } else {
+            self.log.http(&ctx, t);
+        }
+    }
+    fn tls(&mut self, ctx: &Context, t: &TlsHandshake) {
+        let ctx = self.context(ctx);
+        if self.anon.hashes_names() {
+            let t = TlsHandshake {
+                server_name: t.server_name.as_deref().map(|h| self.anon.name(h)),
+                ..t.clone()
+            };
+            self.log.tls(&ctx, &t);
+        } else {
+            self.log.tls(&ctx, t);
+        }
+    }
+}
+
 /// No logs: only the record fields.
 impl L7Log for () {}
 

@@ -24,8 +24,10 @@
 //! figures are counted exactly once in total.
 
 use std::collections::HashMap;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use tcpsight_anon::Anonymizer;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,7 +65,7 @@ fn new_histogram() -> Histogram {
 }
 
 /// Which labels a destination's series carry.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MetricsConfig {
     /// Series per destination, at most (label sets beyond it go to `server="other"`).
     pub max_destinations: usize,
@@ -74,6 +76,9 @@ pub struct MetricsConfig {
     /// `app` and `name` labels (the application protocol and the server's name), from
     /// the L7 analysis.
     pub app: bool,
+    /// `--anonymize`: the `server` (and `name`) label values as the records show them;
+    /// series are still kept per real destination (and `direction` from real ones).
+    pub anonymize: Option<Anonymizer>,
 }
 
 impl Default for MetricsConfig {
@@ -83,6 +88,7 @@ impl Default for MetricsConfig {
             port: false,
             local: None,
             app: false,
+            anonymize: None,
         }
     }
 }
@@ -570,7 +576,20 @@ impl MetricsObserver {
     fn dest(&mut self, k: DestKey) -> &mut Dest {
         if self.dests.contains_key(&k) || self.dests.len() < self.cfg.max_destinations {
             if !self.dests.contains_key(&k) {
-                let labels = self.labels(&k, k.server.to_string());
+                let mut labels = match self.cfg.anonymize.as_mut() {
+                    Some(a) => {
+                        let shown = a.addr(k.server).to_string();
+                        self.labels(&k, shown)
+                    }
+                    None => self.labels(&k, k.server.to_string()),
+                };
+                if let Some(a) = self.cfg.anonymize.as_ref().filter(|a| a.hashes_names()) {
+                    for (name, value) in &mut labels {
+                        if *name == "name" && !value.is_empty() {
+                            *value = a.name(value);
+                        }
+                    }
+                }
                 let d = Dest::new(&self.metrics.families, labels);
                 self.dests.insert(k.clone(), d);
                 self.metrics

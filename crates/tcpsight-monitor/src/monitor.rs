@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tcpsight_agg::Grouping;
+use tcpsight_anon::Anonymizer;
 use tcpsight_core::record::field_names;
 use tcpsight_core::{
     ConnRecord, Datagram, EngineCounts, ExchangeEvent, HandshakeEvent, Observer, Payload, Schema,
@@ -24,7 +25,7 @@ use tcpsight_core::{
 use tcpsight_export::lines::{FlowFormat, FlowWriter, RECORD_TS_DIGITS};
 use tcpsight_export::parquet::ParquetWriter;
 use tcpsight_l7::observe::{Context, Logged, http_log_fields, tls_log_fields};
-use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
+use tcpsight_l7::{Anonymized, HttpTransaction, L7, L7Log, TlsHandshake};
 
 use crate::bins::{Binner, Bins};
 use crate::chunked::ChunkedFile;
@@ -284,6 +285,22 @@ impl L7Log for PeriodLogs<'_> {
     }
 }
 
+/// A bins row with its destination anonymized: the binner keys by real addresses (its
+/// `--local` directions need them), the file shows what the records show.
+fn anonymize_bin(a: &mut Anonymizer, row: &mut serde_json::Value) {
+    if let Some(ip) = row["server_ip"]
+        .as_str()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+    {
+        row["server_ip"] = json!(a.addr(ip.into()).ip().to_string());
+    }
+    if a.hashes_names()
+        && let Some(name) = row.get("name").and_then(|n| n.as_str()).map(str::to_owned)
+    {
+        row["name"] = json!(a.name(&name));
+    }
+}
+
 /// Totals over the whole run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MonitorTotals {
@@ -325,6 +342,9 @@ pub struct Monitor {
     /// Lines said about the run (rotations, retention, errors), for the caller's log.
     pub log: Vec<String>,
     owners: Option<Box<dyn OwnerLookup>>,
+    /// `--anonymize`: what every file shows of addresses (and names). The analysis,
+    /// `--local` and the owner lookups see the real ones.
+    anon: Option<Anonymizer>,
 }
 
 impl Monitor {
@@ -359,7 +379,15 @@ impl Monitor {
             warned_at: None,
             log: Vec::new(),
             owners: None,
+            anon: None,
         })
+    }
+
+    /// Every file (records, bins, L7 logs) shows addresses (and names, when hashed) as
+    /// `anon` maps them.
+    pub fn with_anonymizer(mut self, anon: Anonymizer) -> Self {
+        self.anon = Some(anon);
+        self
     }
 
     /// Records get the owning process from `owners` (live).
@@ -557,6 +585,16 @@ impl Monitor {
                 SocketAddr::new(r.server.ip(), r.server_port),
             )
         });
+        let anonymized;
+        let r = match self.anon.as_mut() {
+            Some(a) => {
+                let mut c = r.clone();
+                a.record(&mut c);
+                anonymized = c;
+                &anonymized
+            }
+            None => r,
+        };
         let Some(p) = self.period() else {
             self.lost(1);
             return;
@@ -611,6 +649,12 @@ impl Monitor {
             return;
         }
         let n = rows.len() as u64;
+        let mut rows = rows;
+        if let Some(a) = self.anon.as_mut() {
+            for row in &mut rows {
+                anonymize_bin(a, row);
+            }
+        }
         if let Some(p) = self.period()
             && let Some(f) = p.bins.as_mut()
         {
@@ -764,7 +808,16 @@ impl Monitor {
         let mut logs = PeriodLogs {
             period: self.period.as_mut(),
         };
-        let app = l7.finish(r, &mut logs)?;
+        let app = match self.anon.as_mut() {
+            Some(anon) => l7.finish(
+                r,
+                &mut Anonymized {
+                    log: &mut logs,
+                    anon,
+                },
+            ),
+            None => l7.finish(r, &mut logs),
+        }?;
         Some(ConnRecord { app, ..r.clone() })
     }
 
@@ -844,7 +897,16 @@ impl Observer for Monitor {
         let mut logs = PeriodLogs {
             period: self.period.as_mut(),
         };
-        l7.on_payload(p, &mut logs)
+        match self.anon.as_mut() {
+            Some(anon) => l7.on_payload(
+                p,
+                &mut Anonymized {
+                    log: &mut logs,
+                    anon,
+                },
+            ),
+            None => l7.on_payload(p, &mut logs),
+        }
     }
 
     fn on_datagram(&mut self, d: &Datagram) {

@@ -11,12 +11,12 @@ use tcpsight_pipeline::{FileSource, FrameSource, Limits, Progress, Runner, Tap};
 
 use std::collections::HashMap;
 
-use tcpsight_anon::{Anonymizer, Net};
+use tcpsight_anon::Anonymizer;
 use tcpsight_core::Endpoint;
 use tcpsight_export::RecordSink;
 use tcpsight_export::columns;
 use tcpsight_l7::observe::{Context, Logged, example_context, http_log_examples, tls_log_examples};
-use tcpsight_l7::{HttpTransaction, L7, L7Log, TlsHandshake};
+use tcpsight_l7::{Anonymized, HttpTransaction, L7, L7Log, TlsHandshake};
 use tcpsight_monitor::{Binner, Bins};
 
 use crate::output::dist::{self, BucketBy, Buckets, ConnSummary};
@@ -127,30 +127,8 @@ pub struct AnalyzeArgs {
         help_heading = "Export"
     )]
     export_wait: f64,
-    /// Anonymize every address in every output (records, logs, table, exports) with
-    /// CryptoPAn under the 32-byte key in KEYFILE (raw, 64 hex digits or base64):
-    /// prefix-preserving, the same mapping in every run with the same key (docs/export.md)
-    #[arg(long, value_name = "KEYFILE", help_heading = "Privacy")]
-    anonymize: Option<String>,
-    /// Anonymize only addresses in these blocks (comma-separated, 10.0.0.0/8,2001:db8::/32)
-    #[arg(
-        long,
-        value_name = "NETS",
-        requires = "anonymize",
-        help_heading = "Privacy"
-    )]
-    anonymize_only: Option<String>,
-    /// Never anonymize addresses in these blocks
-    #[arg(
-        long,
-        value_name = "NETS",
-        requires = "anonymize",
-        help_heading = "Privacy"
-    )]
-    keep_clear: Option<String>,
-    /// Also replace host names (SNI, HTTP Host, DNS names) by a keyed hash
-    #[arg(long, requires = "anonymize", help_heading = "Privacy")]
-    anonymize_names: bool,
+    #[command(flatten)]
+    privacy: crate::privacy_args::PrivacyArgs,
     /// Table rows: per server address, or per address and port
     #[arg(long, value_enum, default_value = "host")]
     group_by: GroupBy,
@@ -338,8 +316,6 @@ impl AnalyzeArgs {
 struct L7Logs {
     http: Option<Writer>,
     tls: Option<Writer>,
-    /// Addresses (and names) in the logs anonymized as in the records.
-    anon: Option<Anonymizer>,
     error: Option<(&'static str, io::Error)>,
 }
 
@@ -362,66 +338,18 @@ impl L7Logs {
             self.keep("the TLS log", r);
         }
     }
-
-    /// The context as the logs show it (anonymized when asked).
-    fn context(&mut self, ctx: &Context) -> Context {
-        match self.anon.as_mut() {
-            Some(a) => Context {
-                client: a.endpoint(ctx.client),
-                server: a.endpoint(ctx.server),
-                ..*ctx
-            },
-            None => *ctx,
-        }
-    }
 }
 
 impl L7Log for L7Logs {
     fn http(&mut self, ctx: &Context, t: &HttpTransaction) {
-        if self.http.is_none() {
-            return;
-        }
-        let ctx = self.context(ctx);
-        let hashed;
-        let t = match self.anon.as_ref().filter(|a| a.hashes_names()) {
-            Some(a) => {
-                hashed = HttpTransaction {
-                    host: t.host.as_deref().map(|h| a.name(h)),
-                    ..t.clone()
-                };
-                &hashed
-            }
-            None => t,
-        };
         if let Some(w) = self.http.as_mut() {
-            let r = w.write(&Logged {
-                ctx: &ctx,
-                event: t,
-            });
+            let r = w.write(&Logged { ctx, event: t });
             self.keep("the HTTP log", r);
         }
     }
     fn tls(&mut self, ctx: &Context, t: &TlsHandshake) {
-        if self.tls.is_none() {
-            return;
-        }
-        let ctx = self.context(ctx);
-        let hashed;
-        let t = match self.anon.as_ref().filter(|a| a.hashes_names()) {
-            Some(a) => {
-                hashed = TlsHandshake {
-                    server_name: t.server_name.as_deref().map(|h| a.name(h)),
-                    ..t.clone()
-                };
-                &hashed
-            }
-            None => t,
-        };
         if let Some(w) = self.tls.as_mut() {
-            let r = w.write(&Logged {
-                ctx: &ctx,
-                event: t,
-            });
+            let r = w.write(&Logged { ctx, event: t });
             self.keep("the TLS log", r);
         }
     }
@@ -489,21 +417,6 @@ fn open_exports(args: &AnalyzeArgs) -> Result<Vec<Box<dyn RecordSink>>, String> 
     Ok(v)
 }
 
-/// The anonymizer the options ask for.
-fn anonymizer(args: &AnalyzeArgs) -> Result<Option<Anonymizer>, String> {
-    let Some(path) = &args.anonymize else {
-        return Ok(None);
-    };
-    let key = tcpsight_anon::load_key(path)?;
-    let nets = |s: &Option<String>| s.as_deref().map(Net::parse_list).unwrap_or(Ok(Vec::new()));
-    Ok(Some(
-        Anonymizer::new(&key)
-            .only(nets(&args.anonymize_only)?)
-            .keep_clear(nets(&args.keep_clear)?)
-            .with_names(args.anonymize_names),
-    ))
-}
-
 struct Sinks {
     flows: Option<Writer>,
     /// Streams of records to other engines (ClickHouse, IPFIX).
@@ -561,9 +474,16 @@ impl Observer for Sinks {
     }
 
     fn on_payload(&mut self, p: &tcpsight_core::Payload) -> bool {
-        self.l7
-            .as_mut()
-            .is_some_and(|l7| l7.on_payload(p, &mut self.l7_logs))
+        self.l7.as_mut().is_some_and(|l7| match self.anon.as_mut() {
+            Some(anon) => l7.on_payload(
+                p,
+                &mut Anonymized {
+                    log: &mut self.l7_logs,
+                    anon,
+                },
+            ),
+            None => l7.on_payload(p, &mut self.l7_logs),
+        })
     }
 
     fn on_datagram(&mut self, d: &tcpsight_core::Datagram) {
@@ -606,10 +526,16 @@ impl Observer for Sinks {
     fn on_connection(&mut self, r: &ConnRecord) {
         // The record with its application-layer fields, copied only when there are some.
         let filled;
-        let app = self
-            .l7
-            .as_mut()
-            .and_then(|l7| l7.finish(r, &mut self.l7_logs));
+        let app = self.l7.as_mut().and_then(|l7| match self.anon.as_mut() {
+            Some(anon) => l7.finish(
+                r,
+                &mut Anonymized {
+                    log: &mut self.l7_logs,
+                    anon,
+                },
+            ),
+            None => l7.finish(r, &mut self.l7_logs),
+        });
         let r = match (app, self.anon.as_mut()) {
             (None, None) => r,
             (app, anon) => {
@@ -900,7 +826,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         }
     };
 
-    let anon = match anonymizer(&args) {
+    let anon = match args.privacy.anonymizer() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("tcpsight: {e}");
@@ -929,10 +855,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
         .filter_map(|r| r.current().map(|f| f.ts_ns))
         .min()
         .unwrap_or(0);
-    let mut l7_logs = L7Logs {
-        anon: anon.clone(),
-        ..L7Logs::default()
-    };
+    let mut l7_logs = L7Logs::default();
     for (path, slot, http) in [
         (&args.http_log, &mut l7_logs.http, true),
         (&args.tls_log, &mut l7_logs.tls, false),

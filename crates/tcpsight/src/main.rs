@@ -10,6 +10,7 @@ mod live_args;
 mod monitor;
 mod output;
 mod pipe;
+mod privacy_args;
 mod probe;
 mod statsock;
 mod top;

@@ -118,6 +118,8 @@ pub struct MonitorArgs {
     pub process: bool,
     #[command(flatten)]
     pub live: LiveArgs,
+    #[command(flatten)]
+    pub privacy: crate::privacy_args::PrivacyArgs,
 }
 
 /// The socket tables' owners, for the monitor's records.
@@ -314,7 +316,11 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         l7: args.l7,
     };
     let metrics = args.metrics.as_ref().map(|_| Metrics::new());
+    let anon = args.privacy.anonymizer()?;
     let mut monitor = Monitor::new(cfg, out)?;
+    if let Some(a) = &anon {
+        monitor = monitor.with_anonymizer(a.clone());
+    }
     if args.process && args.interface.is_none() {
         return Err(
             "--process needs a live interface (-i): a capture file has no sockets to ask".into(),
@@ -351,6 +357,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
                     port: args.metrics_port,
                     local,
                     app: args.l7,
+                    anonymize: anon.clone(),
                 },
             )
         }),

@@ -111,6 +111,8 @@ pub struct WatchArgs {
     /// 0.4 s for the scan that finds a new socket
     #[arg(long)]
     process: bool,
+    #[command(flatten)]
+    privacy: crate::privacy_args::PrivacyArgs,
 }
 
 /// How long a line waits for the scan that finds its new socket: scans come at most
@@ -186,6 +188,8 @@ struct Watcher<W: Write> {
     last_progress: Progress,
     /// `--process`: the lines waiting for their owner.
     held: Option<Held>,
+    /// `--anonymize`: what the lines show of addresses (the filters see real ones).
+    anon: Option<tcpsight_anon::Anonymizer>,
 }
 
 fn endpoint(e: Endpoint) -> String {
@@ -279,6 +283,18 @@ impl<W: Write> Watcher<W> {
 
     /// One line; `owner` is `Some` with --process (the owner, if found).
     fn line(&mut self, e: &HandshakeEvent, owner: Option<Option<&Owner>>) -> io::Result<()> {
+        let anonymized;
+        let e = match self.anon.as_mut() {
+            Some(a) => {
+                anonymized = HandshakeEvent {
+                    client: a.endpoint(e.client),
+                    server: a.endpoint(e.server),
+                    ..*e
+                };
+                &anonymized
+            }
+            None => e,
+        };
         let dup_syn = e.syn_count.saturating_sub(1);
         let dup_sa = e.synack_count.saturating_sub(1);
         if self.json {
@@ -491,7 +507,22 @@ pub fn run(mut args: WatchArgs) -> ExitCode {
         metrics: None,
         last_progress: Progress::default(),
         held: None,
+        anon: None,
     };
+    match args.privacy.anonymizer() {
+        Ok(None) => {}
+        Ok(Some(_)) if args.write.is_some() => {
+            eprintln!(
+                "tcpsight: -w keeps packets as they were seen, real addresses and all: --anonymize cannot apply to it (`tcpsight anonymize IN OUT` rewrites a capture)"
+            );
+            return ExitCode::from(2);
+        }
+        Ok(Some(a)) => w.anon = Some(a),
+        Err(e) => {
+            eprintln!("tcpsight: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if args.process {
         if !live {
             eprintln!(
@@ -532,6 +563,7 @@ pub fn run(mut args: WatchArgs) -> ExitCode {
             m,
             MetricsConfig {
                 local,
+                anonymize: w.anon.clone(),
                 ..MetricsConfig::default()
             },
         ));

@@ -158,6 +158,8 @@ pub struct TopArgs {
     #[arg(long)]
     process: bool,
     #[command(flatten)]
+    privacy: crate::privacy_args::PrivacyArgs,
+    #[command(flatten)]
     live: LiveArgs,
     /// Seconds (capture time) after the first SYN before an unanswered handshake times out
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
@@ -648,7 +650,15 @@ fn build_model(args: &TopArgs) -> Result<Model, String> {
             "--process needs a live interface (-i): a capture file has no sockets to ask".into(),
         );
     }
-    let model = Model::new(args.group_by, filters, only, args.keep);
+    let mut model = Model::new(args.group_by, filters, only, args.keep);
+    if let Some(a) = args.privacy.anonymizer()? {
+        if args.resolve {
+            return Err(
+                "--resolve would ask DNS for the real addresses --anonymize hides: give one".into(),
+            );
+        }
+        model = model.with_anonymizer(a);
+    }
     Ok(if args.process {
         model.with_processes(Arc::new(SocketOwners::start(Duration::from_secs(5))))
     } else {

@@ -295,6 +295,9 @@ pub struct Model {
     conns_total: u64,
     /// `--process`: the owners of local connections.
     pub processes: Option<Processes>,
+    /// `--anonymize`: what the table shows of addresses (connections keep the real
+    /// ones, which --only and the filters are written in).
+    anon: Option<tcpsight_anon::Anonymizer>,
 }
 
 impl Model {
@@ -318,6 +321,26 @@ impl Model {
             evicted: 0,
             conns_total: 0,
             processes: None,
+            anon: None,
+        }
+    }
+
+    /// Rows and connections show addresses as `anon` maps them.
+    pub fn with_anonymizer(mut self, anon: tcpsight_anon::Anonymizer) -> Model {
+        self.anon = Some(anon);
+        self
+    }
+
+    /// An address as the table shows it.
+    pub fn shown(&self, a: Addr) -> Addr {
+        self.anon.as_ref().map_or(a, |an| an.map(a))
+    }
+
+    /// An endpoint as the table shows it.
+    pub fn shown_endpoint(&self, e: Endpoint) -> Endpoint {
+        Endpoint {
+            addr: self.shown(e.addr),
+            port: e.port,
         }
     }
 
@@ -424,8 +447,9 @@ impl Model {
     /// resolved names (--resolve).
     pub fn label(&self, k: Key, names: &dyn Fn(Addr) -> Option<String>) -> String {
         match k {
-            Key::Addr(a) => names(a).unwrap_or_else(|| a.to_string()),
+            Key::Addr(a) => names(a).unwrap_or_else(|| self.shown(a).to_string()),
             Key::AddrPort(a, p) => {
+                let a = self.shown(a);
                 let host = names(a).unwrap_or_else(|| {
                     if a.is_v4() {
                         a.to_string()

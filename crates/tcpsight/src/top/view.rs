@@ -376,14 +376,14 @@ fn endpoint(e: tcpsight_core::Endpoint) -> String {
     }
 }
 
-fn detail_cells(c: &Conn) -> Vec<String> {
+fn detail_cells(m: &Model, c: &Conn) -> Vec<String> {
     let t = utc(c.ts_first_ns, 3);
     let open = matches!(c.state, super::model::State::Open(_));
     let dash = || "-".to_string();
     vec![
         t.get(11..).unwrap_or(&t).to_string(),
-        endpoint(c.client),
-        endpoint(c.server),
+        endpoint(m.shown_endpoint(c.client)),
+        endpoint(m.shown_endpoint(c.server)),
         c.state.name().to_string(),
         if open {
             dash()
@@ -419,7 +419,7 @@ fn detail_cells(c: &Conn) -> Vec<String> {
 /// Draws the drill-down list; returns how many columns did not fit.
 fn draw_detail(f: &mut Frame, s: &Screen, conns: &[Conn], area: Rect) -> Hidden {
     let page = area.height.saturating_sub(1) as usize;
-    let cells: Vec<Vec<String>> = conns.iter().map(detail_cells).collect();
+    let cells: Vec<Vec<String>> = conns.iter().map(|c| detail_cells(s.model, c)).collect();
     if cells.is_empty() {
         f.render_widget(
             Paragraph::new(vec![

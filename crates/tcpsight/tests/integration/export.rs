@@ -345,7 +345,7 @@ fn parquet_read_by_duckdb_and_chdb_matches_json() {
 
 /// The reference key of the CryptoPAn distribution (tests of tcpsight-anon check it
 /// against the published sample trace).
-const KEY: [u8; 32] = [
+pub(crate) const KEY: [u8; 32] = [
     21, 34, 23, 141, 51, 164, 207, 128, 19, 10, 91, 22, 73, 144, 125, 16, 216, 152, 143, 131, 121,
     121, 101, 39, 98, 87, 76, 45, 42, 132, 34, 2,
 ];

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod anon_faces;
 mod any_copies;
 mod bpf;
 mod cli;

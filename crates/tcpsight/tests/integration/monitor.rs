@@ -26,7 +26,7 @@ fn monitor(out: &Path, extra: &[&str]) -> String {
 }
 
 /// Every file under `dir` (relative path to bytes).
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut m = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
@@ -42,7 +42,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     m
 }
 
-fn unzstd(z: &[u8]) -> String {
+pub(crate) fn unzstd(z: &[u8]) -> String {
     let mut out = Vec::new();
     let mut rest = z;
     while !rest.is_empty() {
@@ -294,7 +294,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_get(addr: &str, path_and_query: &str) -> String {
+pub(crate) fn http_get(addr: &str, path_and_query: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
