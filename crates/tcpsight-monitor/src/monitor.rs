@@ -345,6 +345,8 @@ pub struct Monitor {
     /// `--anonymize`: what every file shows of addresses (and names). The analysis,
     /// `--local` and the owner lookups see the real ones.
     anon: Option<Anonymizer>,
+    /// Network exports (IPFIX, ClickHouse): each final record as the files show it.
+    exports: Vec<Box<dyn tcpsight_export::RecordSink + Send>>,
 }
 
 impl Monitor {
@@ -380,6 +382,7 @@ impl Monitor {
             log: Vec::new(),
             owners: None,
             anon: None,
+            exports: Vec::new(),
         })
     }
 
@@ -388,6 +391,29 @@ impl Monitor {
     pub fn with_anonymizer(mut self, anon: Anonymizer) -> Self {
         self.anon = Some(anon);
         self
+    }
+
+    /// Final records also go to these sinks (interim ones do not: a database would count
+    /// a connection twice).
+    pub fn with_exports(
+        mut self,
+        exports: Vec<Box<dyn tcpsight_export::RecordSink + Send>>,
+    ) -> Self {
+        self.exports = exports;
+        self
+    }
+
+    /// Ends the exports: for each, the line on what it delivered, or why some records
+    /// were lost (`Err`).
+    pub fn finish_exports(&mut self) -> Vec<Result<String, String>> {
+        let mut said = Vec::new();
+        for x in &mut self.exports {
+            match x.finish() {
+                Err(e) => said.push(Err(e.to_string())),
+                Ok(()) => said.extend(x.report().map(Ok)),
+            }
+        }
+        said
     }
 
     /// Records get the owning process from `owners` (live).
@@ -595,6 +621,12 @@ impl Monitor {
             }
             None => r,
         };
+        if !interim {
+            for x in &mut self.exports {
+                // Network sinks never fail a write: they count what they could not send.
+                let _ = x.write(r);
+            }
+        }
         let Some(p) = self.period() else {
             self.lost(1);
             return;

@@ -102,31 +102,8 @@ pub struct AnalyzeArgs {
     /// Print the summary and table as one JSON document
     #[arg(long)]
     json: bool,
-    /// Send every record as IPFIX (RFC 7011 biflows, UDP) to a collector at HOST:PORT
-    /// (nfcapd, GoFlow2, ...): docs/export.md
-    #[arg(long, value_name = "HOST:PORT", help_heading = "Export")]
-    ipfix: Option<String>,
-    /// Insert every record into ClickHouse over HTTP, in batches, e.g.
-    /// http://host:8123/?table=tcpsight.connections (user and password from
-    /// TCPSIGHT_CLICKHOUSE_USER / TCPSIGHT_CLICKHOUSE_PASSWORD): docs/export.md
-    #[arg(long, value_name = "URL", help_heading = "Export")]
-    clickhouse: Option<String>,
-    /// Create the ClickHouse database and table first if they do not exist
-    #[arg(long, requires = "clickhouse", help_heading = "Export")]
-    clickhouse_create: bool,
-    /// Records that wait for ClickHouse during an outage; beyond, they are dropped and
-    /// counted
-    #[arg(long, value_name = "N", default_value_t = tcpsight_export::clickhouse::DEFAULT_QUEUE, requires = "clickhouse", help_heading = "Export")]
-    clickhouse_queue: usize,
-    /// At the end, how long to wait for the network exports to deliver what is queued
-    /// before counting it as lost
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 10.0,
-        help_heading = "Export"
-    )]
-    export_wait: f64,
+    #[command(flatten)]
+    export: crate::export_args::ExportArgs,
     #[command(flatten)]
     privacy: crate::privacy_args::PrivacyArgs,
     /// Table rows: per server address, or per address and port
@@ -391,36 +368,10 @@ fn log_writer(path: &str, http: bool) -> Result<Writer, String> {
     Writer::open(path, format, log_columns(http))
 }
 
-/// The network exports the options ask for.
-fn open_exports(args: &AnalyzeArgs) -> Result<Vec<Box<dyn RecordSink>>, String> {
-    let wait = std::time::Duration::from_secs_f64(args.export_wait.clamp(0.0, 3600.0));
-    let mut v: Vec<Box<dyn RecordSink>> = Vec::new();
-    if let Some(target) = &args.ipfix {
-        let x = tcpsight_export::ipfix::IpfixExporter::udp(target, Default::default())
-            .map_err(|e| format!("--ipfix {target}: {e}"))?
-            .with_wait(wait);
-        v.push(Box::new(x));
-    }
-    if let Some(url) = &args.clickhouse {
-        let opts = tcpsight_export::clickhouse::ClickHouseOptions {
-            queue: args.clickhouse_queue,
-            create: args.clickhouse_create,
-            // Files: waiting for a server that accepts loses nothing.
-            wait_when_full: true,
-            ..Default::default()
-        };
-        let x = tcpsight_export::clickhouse::ClickHouseSink::new(url, opts)
-            .map_err(|e| format!("--clickhouse {e}"))?
-            .with_wait(wait);
-        v.push(Box::new(x));
-    }
-    Ok(v)
-}
-
 struct Sinks {
     flows: Option<Writer>,
     /// Streams of records to other engines (ClickHouse, IPFIX).
-    exports: Vec<Box<dyn RecordSink>>,
+    exports: Vec<Box<dyn RecordSink + Send>>,
     /// With --interval or --bins: the table per interval, and every row so far.
     intervals: Option<Intervals>,
     /// Addresses (and names) anonymized before any output sees a record.
@@ -877,7 +828,7 @@ pub fn run(mut args: AnalyzeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let exports = match open_exports(&args) {
+    let exports = match args.export.open(false) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("tcpsight: {e}");

@@ -3,6 +3,7 @@
 mod analyze;
 mod capfile;
 mod capture;
+mod export_args;
 mod extras;
 mod format;
 mod inputs;

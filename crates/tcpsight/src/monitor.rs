@@ -120,6 +120,8 @@ pub struct MonitorArgs {
     pub live: LiveArgs,
     #[command(flatten)]
     pub privacy: crate::privacy_args::PrivacyArgs,
+    #[command(flatten)]
+    pub export: crate::export_args::ExportArgs,
 }
 
 /// The socket tables' owners, for the monitor's records.
@@ -321,6 +323,7 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
     if let Some(a) = &anon {
         monitor = monitor.with_anonymizer(a.clone());
     }
+    monitor = monitor.with_exports(args.export.open(args.interface.is_some())?);
     if args.process && args.interface.is_none() {
         return Err(
             "--process needs a live interface (-i): a capture file has no sockets to ask".into(),
@@ -432,6 +435,15 @@ fn monitor(args: MonitorArgs) -> Result<ExitCode, String> {
         }
     }
     face.monitor.finish();
+    for said in face.monitor.finish_exports() {
+        match said {
+            Ok(line) => eprintln!("tcpsight: {line}"),
+            Err(e) => {
+                eprintln!("tcpsight: {e}");
+                errors += 1;
+            }
+        }
+    }
     face.say();
     let t = face.monitor.totals();
     eprintln!(

@@ -1179,3 +1179,115 @@ fn parquet_on_a_full_disk() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("No space left on device"), "{err}");
 }
+
+/// Issue 13: the long-running face feeds the same engines. `monitor -r` with
+/// `--clickhouse` and `--ipfix` (and `--anonymize`): ClickHouse holds exactly the final
+/// records of the monitor's files (interim ones stay out of the database), nfcapd as
+/// many flows, and both see only the mapped addresses.
+#[test]
+fn monitor_feeds_clickhouse_and_nfcapd_with_its_final_records() {
+    if !tool("nfcapd", "-V") || !tool("nfdump", "-V") {
+        missing::<()>("nfcapd/nfdump not installed (apt-get install nfdump)");
+        return;
+    }
+    let Some(ch) = ClickHouse::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flows_dir = dir.path().join("nf");
+    std::fs::create_dir(&flows_dir).unwrap();
+    let port = free_udp_port();
+    let nfcapd = Command::new("nfcapd")
+        .args([
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-B",
+            "8388608",
+            "-w",
+        ])
+        .arg(&flows_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nfcapd starts");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let key_hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let keyfile = dir.path().join("key");
+    std::fs::write(&keyfile, key_hex).unwrap();
+    let url = format!("http://127.0.0.1:{}/?table=tcpsight.monitor", ch.port);
+    let out = dir.path().join("mon");
+    let o = tcpsight(&[
+        "monitor",
+        "-r",
+        &data("captures/generated/netns-25s-client.pcap.gz"),
+        "-o",
+        out.to_str().unwrap(),
+        "--active-timeout",
+        "4s",
+        "--clickhouse",
+        &url,
+        "--clickhouse-create",
+        "--ipfix",
+        &format!("127.0.0.1:{port}"),
+        "--anonymize",
+        keyfile.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let (_, records) = crate::monitor::summaries_and_records(&out);
+    let finals = records.iter().filter(|r| r["record"] == "final").count();
+    let interims = records.iter().filter(|r| r["record"] == "interim").count();
+    assert!(interims > 0, "the test wants interim records too");
+    assert!(err.contains(&format!("{finals} records sent")), "{err}");
+    let rows: usize = ch
+        .query("SELECT count() FROM tcpsight.monitor")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(rows, finals);
+    let pan = tcpsight_anon::CryptoPan::new(&KEY);
+    let server = pan.ip("10.77.0.2".parse().unwrap()).to_string();
+    let q = |ip: &str| -> usize {
+        ch.query(&format!(
+            "SELECT count() FROM tcpsight.monitor WHERE server_ip = '{ip}'"
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(q("10.77.0.2"), 0);
+    assert!(q(&server) > 9000, "{}", q(&server));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(nfcapd.id() as i32, libc::SIGTERM) };
+    let status = nfcapd.wait_with_output().unwrap();
+    let file = std::fs::read_dir(&flows_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("nfcapd.2"))
+        })
+        .unwrap_or_else(|| panic!("no nfcapd file; its log: {}", text(&status.stderr)));
+    let dump = Command::new("nfdump")
+        .arg("-r")
+        .arg(&file)
+        .args(["-N", "-o", "csv"])
+        .output()
+        .expect("nfdump runs");
+    let csv = text(&dump.stdout);
+    let flows: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("Summary"))
+        .collect();
+    assert_eq!(flows.len(), finals);
+    assert!(
+        flows.iter().all(|l| !l.contains("10.77.0.")),
+        "real addresses reached nfcapd"
+    );
+}
